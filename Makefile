@@ -1,0 +1,73 @@
+# Every feature is reachable from here. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# torch comes from the CPU wheel index so no one gets the multi-GB CUDA build by accident.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+MODEL ?= sentence-transformers/all-MiniLM-L6-v2
+MODEL_DIR ?= $(CURDIR)/models/all-MiniLM-L6-v2
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+export MODEL_DIR
+
+.PHONY: help setup serve lambda-local test test-fast lint images images-test bench load cost clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
+	@echo "==> creating $(VENV) with pinned dependencies"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip==26.3
+	@# Use the CPU index when it answers; offline mirrors (like CI here) carry the CPU wheel locally.
+	if $(PY) -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" 2>/dev/null; \
+	then $(PIP) install --quiet --extra-index-url $(TORCH_INDEX) torch==$(TORCH_VERSION); \
+	else echo "    $(TORCH_INDEX) unreachable: installing torch==$(TORCH_VERSION) from the configured index"; \
+	     $(PIP) install --quiet torch==$(TORCH_VERSION); fi
+	$(PY) -c "import torch, sys; sys.exit('error: torch is a CUDA build; want CPU' if torch.version.cuda else 0)"
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@
+
+.tools/aws-lambda-rie: scripts/fetch_rie.sh | $(VENV)/.installed
+	@echo "==> fetching the AWS Lambda Runtime Interface Emulator"
+	PYTHON=$(PY) bash scripts/fetch_rie.sh
+
+setup: $(VENV)/.installed .tools/aws-lambda-rie ## venv with pinned deps, the Lambda RIE and the prepared model (idempotent)
+	@echo "==> preparing $(MODEL)"
+	$(PY) scripts/prepare_model.py --model $(MODEL)
+
+serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
+	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30
+
+lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080
+	cd package/src && exec ../../.tools/aws-lambda-rie ../../$(PY) -m awslambdaric lambda_function.handler
+
+test: setup ## the whole test suite (real servers, real RIE, real model)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## hadolint, shellcheck, terraform fmt
+	bash scripts/lint.sh
+
+images: setup ## build both images on stand-in bases with podman
+	bash scripts/images.sh build
+
+images-test: setup ## build, run and test both images (what CI runs)
+	bash scripts/images.sh all
+
+bench: setup ## side-by-side benchmarks -> docs/benchmarks/
+	$(PY) scripts/bench.py
+
+load: setup ## 64-client load test against a local server (a benchmark)
+	$(PY) scripts/load_test.py
+
+cost: setup ## monthly Lambda cost for 1,000 calls a day
+	$(PY) scripts/cost.py
+
+clean: ## remove the venv, tools and prepared models
+	rm -rf $(VENV) .tools models/all-MiniLM-L6-v2 .pytest_cache

@@ -1,0 +1,287 @@
+"""The transport-free service: routes, validation, embedding operations, response bodies.
+
+Both adapters translate their transport into `(operation, body bytes, content type)` and a
+`Reply` back; everything between lives here, once. An embedding request is split into
+`prepare` (parse and validate, no model) and `finish` (render vectors), so the FastAPI
+adapter can run the model through its dynamic batcher while Lambda calls it directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from errors import (
+    ApiError,
+    bad_request,
+    internal_error,
+    method_not_allowed,
+    not_found,
+    not_ready,
+    timed_out,
+    too_large,
+    unsupported_media_type,
+)
+from model import DeadlineExceeded, Embedder, Embeddings
+from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
+from settings import Limits, Settings
+
+# path -> method -> operation. The single routing table both targets serve.
+ROUTES: dict[str, dict[str, str]] = {
+    "/": {"POST": "embed"},
+    "/v1/embeddings": {"POST": "openai_embeddings"},
+    "/status": {"GET": "status"},
+    "/health": {"GET": "health"},
+    "/v1/models": {"GET": "models"},
+}
+EMBEDDING_OPERATIONS = ("embed", "openai_embeddings")
+JSON_HEADERS = {"content-type": "application/json"}
+log = logging.getLogger("embedding.api")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
+    items: int = 0  # texts embedded, for logs and metrics
+    tokens: int = 0
+    error_code: str | None = None
+
+
+@dataclass
+class EmbedJob:
+    """A validated embedding request waiting for vectors."""
+
+    operation: str
+    request: SeedEmbeddingRequest | OpenAIEmbeddingRequest
+    texts: list[str]
+
+
+def encode_json(payload: Any) -> bytes:
+    """orjson writes float32 vectors natively, in their shortest exact form."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, encode_json(payload), {**JSON_HEADERS, **(headers or {})})
+
+
+def error_reply(error: ApiError) -> Reply:
+    reply = json_reply(error.status, error.body(), error.headers)
+    reply.error_code = error.code
+    return reply
+
+
+def resolve(method: str, path: str) -> str:
+    """Map a method and path to an operation name, or raise 404/405."""
+    normalised = path.rstrip("/") or "/"
+    methods = ROUTES.get(normalised)
+    if methods is None:
+        raise not_found(path)
+    operation = methods.get(method.upper())
+    if operation is None:
+        raise method_not_allowed(method.upper(), normalised, sorted(methods))
+    return operation
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media in ("", "application/json", "text/json") or media.endswith("+json")
+
+
+def decode_json(body: bytes, content_type: str | None, limits: Limits) -> Any:
+    """Body bytes -> JSON value, with a clear 4xx for every way that can go wrong.
+
+    The content type is not required (curl without -H sends form encoding): a body that
+    parses as JSON is accepted, and one that doesn't is blamed on a declared non-JSON type.
+    """
+    if len(body) > limits.max_body_bytes:
+        raise too_large(f"request body is {len(body)} bytes; at most {limits.max_body_bytes}")
+    if not body.strip():
+        raise bad_request(
+            'request body is empty; send JSON like {"input": "hello, world!"}', code="missing_body"
+        )
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if content_type and not _is_json_type(content_type):
+            raise unsupported_media_type(content_type) from None
+        raise bad_request(f"request body is not valid JSON: {error}", code="invalid_json") from None
+
+
+def validate(model: type[BaseModel], payload: Any, limits: Limits) -> Any:
+    if not isinstance(payload, dict):
+        raise bad_request('request body must be a JSON object like {"input": "hello, world!"}')
+    try:
+        return model.model_validate(payload, context={"limits": limits})
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = f"'{param}' is required"
+        elif first["type"] != "value_error" and param:
+            message = f"{param}: {message}"
+        raise bad_request(message, param=(param or "").split(".")[0] or None) from None
+
+
+class EmbeddingAPI:
+    """Operations of the service; the embedder is attached once the model is loaded."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+        self.settings = settings
+        self.embedder = embedder
+
+    @property
+    def ready(self) -> bool:
+        return self.embedder is not None
+
+    def _model_names(self) -> set[str]:
+        model_id = self.settings.model_id.lower()
+        return {model_id, model_id.split("/")[-1]}
+
+    def prepare(self, operation: str, body: bytes, content_type: str | None) -> EmbedJob | Reply:
+        """Everything before the model: validated job, or a complete reply."""
+        if operation == "status":
+            return json_reply(200, {"status": "200 OK"})
+        if operation == "models":
+            return json_reply(200, {"object": "list", "data": [self._model_card()]})
+        if operation == "health":
+            if not self.ready:
+                raise not_ready()
+            spec = self.embedder.spec
+            return json_reply(
+                200,
+                {
+                    "status": "ok",
+                    "model": self.settings.model_id,
+                    "backend": self.embedder.backend.name,
+                    "dimension": spec.dimension,
+                    "max_seq_length": spec.max_seq_length,
+                },
+            )
+        if operation not in EMBEDDING_OPERATIONS:
+            raise internal_error()
+        limits = self.settings.limits
+        payload = decode_json(body, content_type, limits)
+        if operation == "embed":
+            request = validate(SeedEmbeddingRequest, payload, limits)
+        else:
+            request = validate(OpenAIEmbeddingRequest, payload, limits)
+            self._check_openai_options(request)
+        if not self.ready:
+            raise not_ready()
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        return EmbedJob(operation, request, texts)
+
+    def _check_openai_options(self, request: OpenAIEmbeddingRequest) -> None:
+        if request.model is not None and request.model.lower() not in self._model_names():
+            raise ApiError(
+                404,
+                f"model {request.model!r} is not served here; this server serves "
+                f"{self.settings.model_id!r} (GET /v1/models)",
+                "invalid_request_error",
+                "model",
+                "model_not_found",
+            )
+        dimension = self.embedder.dimension if self.embedder else None
+        if request.dimensions is not None and request.dimensions != dimension:
+            raise bad_request(
+                f"dimensions={request.dimensions} is not supported; "
+                f"{self.settings.model_id} produces {dimension}-dimensional vectors",
+                param="dimensions",
+            )
+
+    def _model_card(self) -> dict:
+        return {
+            "id": self.settings.model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": self.settings.model_id.split("/")[0],
+        }
+
+    def finish(self, job: EmbedJob, result: Embeddings) -> Reply:
+        """Vectors -> the response body of the operation that asked for them."""
+        reply = json_reply(200, self._body(job, result))
+        reply.items, reply.tokens = len(job.texts), result.total_tokens
+        return reply
+
+    def _body(self, job: EmbedJob, result: Embeddings) -> dict:
+        usage = {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens}
+        vectors = result.vectors
+        if job.operation == "embed":
+            single = isinstance(job.request.input, str)
+            return {
+                "fragment": {"input": job.request.input},
+                "embedding": vectors[0] if single else vectors,
+                "model": self.settings.model_id,
+                "usage": usage,
+            }
+        encode: Callable[[np.ndarray], Any] = (
+            _base64_float32 if job.request.encoding_format == "base64" else _as_is
+        )
+        data = [
+            {"object": "embedding", "index": index, "embedding": encode(vectors[index])}
+            for index in range(len(vectors))
+        ]
+        return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
+
+    def handle(
+        self, operation: str, body: bytes, content_type: str | None, budget_s: float | None = None
+    ) -> Reply:
+        """Synchronous end to end (the Lambda path): never raises, always a Reply.
+
+        `budget_s` bounds the model's work (Lambda passes its remaining time less a margin):
+        an over-long request gets a 504 instead of the runtime killing the sandbox.
+        """
+        try:
+            prepared = self.prepare(operation, body, content_type)
+            if isinstance(prepared, Reply):
+                return prepared
+            deadline = None if budget_s is None else time.monotonic() + budget_s
+            try:
+                result = self.embedder.embed(prepared.texts, deadline=deadline)
+            except DeadlineExceeded:
+                raise timed_out(budget_s) from None
+            return self.finish(prepared, result)
+        except ApiError as error:
+            return error_reply(error)
+        except Exception:  # a bug or a runtime failure: log it, never echo it
+            log.exception("embedding request failed", extra={"operation": operation})
+            return error_reply(internal_error())
+
+    async def handle_async(
+        self,
+        operation: str,
+        body: bytes,
+        content_type: str | None,
+        embed: Callable[[list[str]], Awaitable[Embeddings]],
+    ) -> Reply:
+        """The same, with the model reached through an awaitable (the FastAPI batcher)."""
+        try:
+            prepared = self.prepare(operation, body, content_type)
+            if isinstance(prepared, Reply):
+                return prepared
+            return self.finish(prepared, await embed(prepared.texts))
+        except ApiError as error:
+            return error_reply(error)
+        except Exception:
+            log.exception("embedding request failed", extra={"operation": operation})
+            return error_reply(internal_error())
+
+
+def _as_is(vector: np.ndarray) -> np.ndarray:
+    return vector
+
+
+def _base64_float32(vector: np.ndarray) -> str:
+    """Little-endian float32, as OpenAI sends and its Python client decodes."""
+    return base64.b64encode(vector.astype("<f4", copy=False).tobytes()).decode("ascii")

@@ -1,0 +1,51 @@
+"""ONNX Runtime backend: token ids -> hidden states, with no torch anywhere.
+
+This is the default for both images: onnxruntime + tokenizers + numpy import in a
+fraction of a second, which is most of the Lambda cold start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from model_config import ModelFilesError
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, onnx_file: str, threads: int, device: str = "cpu"):
+        if device != "cpu":
+            raise ModelFilesError(
+                "the onnx backend runs on CPU only; use EMBEDDING_BACKEND=torch for CUDA"
+            )
+        path = Path(model_dir) / onnx_file
+        if not path.is_file():
+            raise ModelFilesError(
+                f"{path} is missing. Run `make setup` (scripts/prepare_model.py exports it)."
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        self._session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        self._output = self._session.get_outputs()[0].name
+
+    def forward(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+    ) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = token_type_ids
+        return self._session.run([self._output], feeds)[0]
+
+    def close(self) -> None:
+        self._session = None

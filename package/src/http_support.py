@@ -1,0 +1,86 @@
+"""HTTP-only helpers for the FastAPI adapter: API-key auth, bounded body reads, docs.
+
+Kept apart from main.py so the app file stays a readable list of routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from errors import ApiError, too_large, unauthorized
+from schemas import ErrorResponse
+
+BODY_READ_TIMEOUT_S = 30.0  # a client that trickles its body this long is cut off (408)
+
+
+class ApiKeyGuard:
+    """Optional bearer-token check (API_KEY); constant-time, and the key is never logged."""
+
+    def __init__(self, api_key: str | None):
+        self._key = api_key.encode() if api_key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    async def __call__(self, request: Request) -> None:
+        if self._key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
+            raise unauthorized()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to be too big (before reading
+    when Content-Length says so), and with 408 when the client sends it too slowly."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"request body is {declared} bytes; at most {limit}")
+
+    async def collect() -> bytes:
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > limit:
+                raise too_large(f"request body exceeds {limit} bytes")
+        return bytes(chunks)
+
+    try:
+        return await asyncio.wait_for(collect(), BODY_READ_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise ApiError(
+            408, "the request body arrived too slowly", "invalid_request_error", None, "request_timeout"
+        ) from None
+
+
+def request_body_doc(model: type[BaseModel]) -> dict:
+    """OpenAPI request body from the shared schema (the route reads raw bytes itself)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+ERROR_STATUSES = {
+    400: "Invalid request",
+    401: "Missing or wrong API key (when API_KEY is set)",
+    404: "Unknown model",
+    408: "Body sent too slowly",
+    413: "Body too large",
+    415: "Body is not JSON",
+    429: "Overloaded; retry after Retry-After seconds",
+    503: "Model not loaded",
+    504: "Request timed out",
+}
+
+
+def responses_doc(model: type[BaseModel]) -> dict:
+    errors = {status: {"model": ErrorResponse, "description": text} for status, text in ERROR_STATUSES.items()}
+    return {200: {"model": model}, **errors}

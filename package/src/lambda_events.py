@@ -1,0 +1,75 @@
+"""Lambda events <-> the service's (method, path, headers, body) and back.
+
+Three shapes reach the handler: the seed's direct invocation (`{"input": ...}`), Function
+URL / HTTP API events (payload 2.0) and API Gateway REST proxy events (payload 1.0), the
+last two possibly with base64 bodies. Field names follow AWS's documented payloads (see
+tests/events/ for recorded examples).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from api import Reply
+from errors import bad_request
+
+# Lambda's synchronous response limit is 6 MB for the whole result document.
+LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 - 16 * 1024  # room for the envelope
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    payload_version: str  # "1.0" or "2.0"
+
+
+def is_http_event(event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    if event.get("version") == "2.0" and isinstance(event.get("requestContext"), dict):
+        return True
+    return isinstance(event.get("httpMethod"), str)
+
+
+def parse_http_event(event: dict) -> HttpRequest:
+    """Translate a payload 2.0 or 1.0 event; raises ApiError(400) for a broken body."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    if event.get("version") == "2.0":
+        context = event["requestContext"]
+        method = str((context.get("http") or {}).get("method", "GET"))
+        path = str(event.get("rawPath") or (context.get("http") or {}).get("path") or "/")
+        stage = context.get("stage")
+        if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+            path = path[len(stage) + 1 :]  # HTTP API named stages prefix the path
+        version = "2.0"
+    else:
+        method = event["httpMethod"]
+        path = str(event.get("path") or "/")  # REST proxy paths exclude the stage
+        version = "1.0"
+    raw = event.get("body")
+    if raw is None:
+        body = b""
+    elif event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(str(raw), validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request("request body is marked base64 but is not valid base64") from None
+    else:
+        body = str(raw).encode("utf-8", errors="surrogatepass")
+    return HttpRequest(method, path, headers, body, version)
+
+
+def http_result(reply: Reply) -> dict:
+    """The proxy-integration result both payload versions accept."""
+    return {
+        "statusCode": reply.status,
+        "headers": reply.headers,
+        "body": reply.body.decode("utf-8"),
+        "isBase64Encoded": False,
+    }

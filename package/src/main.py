@@ -1,0 +1,157 @@
+"""FastAPI adapter: HTTP in, the shared service, HTTP out.
+
+Routes, auth, body limits, metrics and the dynamic batcher live here; validation and
+response bodies come from `api.py`, exactly as the Lambda adapter uses them. The model
+loads once in the lifespan and is released on shutdown; uvicorn's graceful shutdown
+finishes in-flight requests before the lifespan's exit runs.
+
+Run: `uvicorn main:app --host 0.0.0.0 --port 8000` from package/src (or `make serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from functools import partial
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import EmbeddingAPI, Reply, error_reply
+from batcher import Batcher
+from errors import ApiError, internal_error, method_not_allowed, not_found
+from http_support import ApiKeyGuard, read_body, request_body_doc, responses_doc
+from logs import configure_logging
+from metrics import Metrics
+from model import model_load, model_unload
+from schemas import (
+    HealthResponse,
+    ModelList,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    SeedEmbeddingRequest,
+    SeedEmbeddingResponse,
+    StatusResponse,
+)
+from settings import Settings, load_settings
+
+log = logging.getLogger("embedding.http")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    api = EmbeddingAPI(settings)
+    metrics = Metrics()
+    guard = ApiKeyGuard(settings.api_key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        embedder = await asyncio.to_thread(model_load, settings)
+        batcher = Batcher(
+            embedder.embed,
+            max_items=settings.batch_max_items,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            max_queue_items=settings.queue_max_items,
+            on_batch=metrics.batch_size.observe,
+        )
+        await batcher.start()
+        api.embedder = embedder
+        app.state.batcher = batcher
+        log.info("ready", extra={"model": settings.model_id, "auth": guard.enabled})
+        yield
+        api.embedder = None  # from here on /health answers 503
+        await batcher.stop()
+        model_unload(embedder)
+        log.info("stopped")
+
+    app = FastAPI(
+        title="Embedding service",
+        version="1.0.0",
+        summary=f"Sentence embeddings from {settings.model_id}, seed- and OpenAI-compatible.",
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    app.state.metrics = metrics
+
+    def send(operation: str, reply: Reply, started: float) -> Response:
+        metrics.observe(
+            operation, reply.status, time.perf_counter() - started, reply.error_code, reply.items, reply.tokens
+        )
+        batcher = getattr(app.state, "batcher", None)
+        if batcher is not None:
+            metrics.queue_items.set(batcher.queued_items)
+        return Response(reply.body, status_code=reply.status, headers=reply.headers)
+
+    async def serve(operation: str, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await read_body(request, settings.limits.max_body_bytes)
+        except ApiError as error:
+            return send(operation, error_reply(error), started)
+        batcher: Batcher = request.app.state.batcher
+        embed = partial(batcher.embed, timeout_s=settings.request_timeout_s)
+        reply = await api.handle_async(operation, body, request.headers.get("content-type"), embed)
+        if reply.items:
+            log.info(
+                "embedded",
+                extra={"operation": operation, "batch_size": reply.items, "tokens": reply.tokens,
+                       "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+        return send(operation, reply, started)
+
+    protected = [Depends(guard)]
+
+    @app.post("/", dependencies=protected, openapi_extra=request_body_doc(SeedEmbeddingRequest),
+              responses=responses_doc(SeedEmbeddingResponse), summary="Embed text (the seed's API)")
+    async def create_embedding(request: Request) -> Response:
+        return await serve("embed", request)
+
+    @app.post("/v1/embeddings", dependencies=protected, openapi_extra=request_body_doc(OpenAIEmbeddingRequest),
+              responses=responses_doc(OpenAIEmbeddingResponse), summary="Embed text (OpenAI-compatible)")
+    async def create_embeddings_openai(request: Request) -> Response:
+        return await serve("openai_embeddings", request)
+
+    @app.get("/v1/models", dependencies=protected, responses=responses_doc(ModelList), summary="The served model")
+    async def list_models(request: Request) -> Response:
+        return await serve("models", request)
+
+    @app.get("/status", responses=responses_doc(StatusResponse), summary="Liveness (the seed's check)")
+    async def status(request: Request) -> Response:
+        return await serve("status", request)
+
+    @app.get("/health", responses=responses_doc(HealthResponse), summary="Readiness: 200 once the model is loaded")
+    async def health(request: Request) -> Response:
+        return await serve("health", request)
+
+    @app.get("/metrics", dependencies=protected, summary="Prometheus metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> Response:
+        return send("auth" if error.status == 401 else "unknown", error_reply(error), time.perf_counter())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 404:
+            mapped = not_found(request.url.path)
+        elif error.status_code == 405:
+            allowed = (error.headers or {}).get("Allow", "").split(", ")
+            mapped = method_not_allowed(request.method, request.url.path, allowed)
+        else:
+            mapped = ApiError(error.status_code, str(error.detail), "invalid_request_error")
+        return send("unknown", error_reply(mapped), time.perf_counter())
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return send("unknown", error_reply(internal_error()), time.perf_counter())
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,133 @@
+"""Load, infer, unload: the model layer under both targets.
+
+Keeps the seed's three names (`model_load`, `model_infer`, `model_unload`) so the
+article's readers recognise it. The backend (ONNX Runtime by default, or
+sentence-transformers on torch) only maps token ids to hidden states; tokenisation,
+length-bucketed batching, pooling and normalisation are shared, and the model layer knows
+nothing about HTTP or Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from model_config import ModelSpec, read_model_spec
+from pooling import l2_normalize, pool
+from settings import Settings, load_settings
+from tokenization import BatchTokenizer, load_tokenizer
+
+log = logging.getLogger("embedding.model")
+
+# name -> "module:Class"; modules are imported only when chosen, so torch stays out
+# of the ONNX path entirely.
+BACKENDS = {"onnx": "backend_onnx:OnnxBackend", "torch": "backend_torch:TorchBackend"}
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+    ) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # (n, dimension) float32, in input order
+    token_counts: list[int]  # tokens read per input, after truncation
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(self.token_counts)
+
+
+class DeadlineExceeded(RuntimeError):
+    """The caller's time budget ran out between two sub-batches."""
+
+
+class Embedder:
+    """A loaded model: texts in, unit vectors (and token counts) out."""
+
+    def __init__(self, spec: ModelSpec, backend: Backend, model_id: str, batch_size: int):
+        self.spec = spec
+        self.model_id = model_id
+        self.backend = backend
+        self.batch_size = batch_size
+        self._tokens = BatchTokenizer(load_tokenizer(spec.path, spec.max_seq_length))
+        # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
+        # thrash caches; one at a time keeps latency predictable.
+        self._lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        return self.spec.dimension
+
+    def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
+        """Vectors in input order. `deadline` (time.monotonic()) is checked between
+        sub-batches, so a request that cannot finish in time stops early and cleanly."""
+        ids = self._tokens.encode(texts)
+        vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
+        with self._lock:
+            for batch in self._tokens.batches(ids, self.batch_size):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise DeadlineExceeded("time budget exhausted before the last sub-batch")
+                hidden = self.backend.forward(
+                    batch.input_ids, batch.attention_mask, batch.token_type_ids
+                )
+                pooled = pool(hidden, batch.attention_mask, self.spec.pooling)
+                if self.spec.normalize:
+                    pooled = l2_normalize(pooled)
+                vectors[batch.positions] = pooled
+        return Embeddings(vectors, [len(x) for x in ids])
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(x) for x in self._tokens.encode(texts)]
+
+
+def create_backend(settings: Settings) -> Backend:
+    module_name, class_name = BACKENDS[settings.backend].split(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    return backend_class(
+        settings.model_dir, settings.onnx_file, settings.effective_threads, settings.device
+    )
+
+
+def model_load(settings: Settings | None = None) -> Embedder:
+    """Load the configured model (MODEL_DIR, EMBEDDING_BACKEND, ...) and warm it up."""
+    settings = settings or load_settings()
+    started = time.perf_counter()
+    spec = read_model_spec(settings.model_dir)
+    embedder = Embedder(spec, create_backend(settings), settings.model_id, settings.batch_size)
+    embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
+    log.info(
+        "model loaded",
+        extra={
+            "model": settings.model_id,
+            "backend": settings.backend,
+            "dimension": spec.dimension,
+            "max_seq_length": spec.max_seq_length,
+            "threads": settings.effective_threads,
+            "load_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    return embedder
+
+
+def model_infer(text_or_texts: str | list[str], model: Embedder) -> np.ndarray:
+    """The seed's call: one text -> (dimension,), a list -> (n, dimension)."""
+    if isinstance(text_or_texts, str):
+        return model.embed([text_or_texts]).vectors[0]
+    return model.embed(list(text_or_texts)).vectors
+
+
+def model_unload(model: Embedder) -> None:
+    model.backend.close()

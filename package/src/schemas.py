@@ -1,0 +1,151 @@
+"""Request and response schemas, defined once for both targets.
+
+The same pydantic models validate requests on FastAPI and on Lambda and generate the
+OpenAPI document behind /docs. Limits are runtime settings, so they reach the validators
+through the validation context (`{"limits": Limits}`) instead of being baked in here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from settings import Limits
+
+EXAMPLE_TEXT = "hello, world!"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "number", float: "number", dict: "object", list: "array"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def check_input(value: Any, info: ValidationInfo) -> str | list[str]:
+    """The rules for `input`, with messages that tell the caller what to send instead."""
+    limits: Limits = (info.context or {}).get("limits") or Limits()
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError("input must not be an empty list")
+        if len(value) > limits.max_items:
+            raise ValueError(
+                f"input has {len(value)} items; at most {limits.max_items} per request"
+            )
+        items = value
+    else:
+        raise ValueError(
+            f"input must be a string or a list of strings, got {_json_type(value)}"
+        )
+    for index, item in enumerate(items):
+        where = "input" if isinstance(value, str) else f"input[{index}]"
+        if not isinstance(item, str):
+            if isinstance(item, (int, list)) and not isinstance(item, bool):
+                raise ValueError(f"{where}: token arrays are not supported; send text")
+            raise ValueError(f"{where} must be a string, got {_json_type(item)}")
+        if not item:
+            raise ValueError(f"{where} must not be an empty string")
+        if len(item) > limits.max_item_chars:
+            raise ValueError(
+                f"{where} has {len(item)} characters; at most {limits.max_item_chars} "
+                "(the model reads only its first few hundred tokens anyway)"
+            )
+    return value
+
+
+class SeedEmbeddingRequest(BaseModel):
+    """The seed article's request: `{"input": "..."}`, or a list of strings."""
+
+    model_config = ConfigDict(
+        strict=True, json_schema_extra={"examples": [{"input": EXAMPLE_TEXT}]}
+    )
+    input: str | list[str] = Field(description="Text to embed, or a list of texts.")
+
+    _check_input = field_validator("input", mode="before")(check_input)
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """OpenAI's `POST /v1/embeddings` request (unknown extra fields are ignored)."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [{"input": [EXAMPLE_TEXT], "model": "sentence-transformers/all-MiniLM-L6-v2"}]
+        },
+    )
+    input: str | list[str] = Field(description="Text to embed, or a list of texts.")
+    model: str | None = Field(default=None, description="The served model's id (GET /v1/models).")
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="`base64` is little-endian float32, what the official openai client asks for.",
+    )
+    dimensions: int | None = Field(default=None, description="Must equal the model's dimension.")
+    user: str | None = Field(default=None, description="Accepted and ignored.")
+
+    _check_input = field_validator("input", mode="before")(check_input)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class SeedEmbeddingResponse(BaseModel):
+    fragment: SeedEmbeddingRequest
+    embedding: list[float] | list[list[float]] = Field(
+        description="One vector for a string input, a list of vectors for a list input."
+    )
+    model: str
+    usage: Usage
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class StatusResponse(BaseModel):
+    status: str = "200 OK"
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: str
+    backend: str
+    dimension: int
+    max_seq_length: int
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "sentence-transformers"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,131 @@
+"""Every setting the service reads from the environment, in one place.
+
+Both targets (FastAPI and Lambda) call `load_settings()`; nothing else in the code
+reads `os.environ`, so the README's configuration table can be checked against this file.
+A bad value fails fast at start-up with the variable's name, never mid-request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+IMAGE_MODEL_DIR = Path("/models") / DEFAULT_MODEL_NAME
+BACKENDS = ("onnx", "torch")
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits shared by both targets (one source of truth for validation)."""
+
+    max_items: int = 2048  # OpenAI's own cap on inputs per request
+    max_item_chars: int = 100_000  # guards the tokenizer; the model reads 256 tokens anyway
+    max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path
+    model_id: str
+    backend: str = "onnx"
+    device: str = "cpu"
+    onnx_file: str = "onnx/model.onnx"
+    threads: int = 0  # 0 = one per CPU this process may use
+    batch_size: int = 32  # longest sub-batch sent to the runtime at once (memory cap)
+    limits: Limits = Limits()
+    api_key: str | None = None
+    log_level: str = "INFO"
+    # FastAPI target only: dynamic batching and overload protection.
+    batch_wait_ms: float = 2.0
+    batch_max_items: int = 64
+    queue_max_items: int = 4096
+    request_timeout_s: float = 30.0
+
+    @property
+    def effective_threads(self) -> int:
+        if self.threads > 0:
+            return self.threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
+
+def default_model_dir() -> Path:
+    """The image's /models copy when present, else the repo's prepared copy."""
+    if IMAGE_MODEL_DIR.is_dir():
+        return IMAGE_MODEL_DIR
+    return REPO_ROOT / "models" / DEFAULT_MODEL_NAME
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:  # also rejects NaN
+        raise SettingsError(f"{name} must be >= {minimum}, got {raw}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment (defaults work locally and in both images)."""
+    env = os.environ if env is None else env
+    model_dir = Path(env.get("MODEL_DIR", "").strip() or default_model_dir())
+    model_id = env.get("MODEL_ID", "").strip() or f"sentence-transformers/{model_dir.name}"
+    defaults = Limits()
+    limits = Limits(
+        max_items=_int(env, "MAX_INPUT_ITEMS", defaults.max_items, 1),
+        max_item_chars=_int(env, "MAX_INPUT_CHARS", defaults.max_item_chars, 1),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", defaults.max_body_bytes, 1024),
+    )
+    device = env.get("EMBEDDING_DEVICE", "").strip().lower() or "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SettingsError(f"EMBEDDING_DEVICE must be cpu or cuda[:N]; got {device!r}")
+    return Settings(
+        model_dir=model_dir,
+        model_id=model_id,
+        backend=_choice(env, "EMBEDDING_BACKEND", "onnx", BACKENDS),
+        device=device,
+        onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
+        threads=_int(env, "EMBEDDING_THREADS", 0, 0),
+        batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, 1),
+        limits=limits,
+        api_key=env.get("API_KEY") or None,
+        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        batch_wait_ms=_float(env, "BATCH_WAIT_MS", 2.0, 0.0),
+        batch_max_items=_int(env, "BATCH_MAX_ITEMS", 64, 1),
+        queue_max_items=_int(env, "QUEUE_MAX_ITEMS", 4096, 1),
+        request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 30.0, 0.001),
+    )

@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# Deploy the embedding model to AWS Lambda (container image + Function URL) in one command:
+# create the ECR repository, build and push the image, then point the function at exactly the
+# pushed digest. Terraform lives in terraform/; this script only drives it.
+#
+#   scripts/deploy.sh [deploy|plan|destroy] [--dry-run] [--region R] [--arch x86_64|arm64]
+#                     [--engine docker|podman] [--tag T] [--var name=value]...
+#
+# Run with --help for details.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tf_dir="terraform"
+model_file="models/all-MiniLM-L6-v2/onnx/model.onnx"
+local_image="embedding-lambda"
+# Terraform resource addresses of the repository stage (see terraform/ecr.tf).
+ecr_targets=(aws_ecr_repository.this aws_ecr_lifecycle_policy.this)
+total_steps=6
+
+usage() {
+  cat <<EOF
+Usage: scripts/deploy.sh [deploy|plan|destroy] [options]
+
+Actions:
+  deploy    (default) create the ECR repository, build and push the Lambda image, then create
+            or update the function pinned to the pushed image digest; prints the URL and a curl.
+  plan      terraform plan against the image that is deployed now (nothing is changed).
+  destroy   terraform destroy: function, URL, log group, role and the repository with its images.
+
+Options:
+  --dry-run               print every command (prefixed "+ ") without running anything; needs
+                          no tools and no AWS credentials.
+  --region R              AWS region (default: \$AWS_REGION, \$AWS_DEFAULT_REGION or us-east-1).
+  --arch x86_64|arm64     Lambda architecture; the image is built for linux/amd64 or linux/arm64
+                          (default: x86_64).
+  --engine docker|podman  container engine (default: docker if installed, else podman).
+  --tag T                 image tag to push (default: latest). The function is pinned to the
+                          digest, so re-using a tag is safe.
+  --var name=value        extra Terraform variable (repeatable), e.g. --var memory_size=3008
+                          or --var function_url_auth_type=NONE. TF_VAR_* variables work too.
+  -h, --help              show this help.
+
+Needs: terraform (>= 1.5), the AWS CLI v2, docker or podman, AWS credentials, and the prepared
+model in $model_file (run \`make setup\`).
+EOF
+}
+
+die() {
+  # die MESSAGE [EXIT_CODE]: print an error that says what to do, then stop.
+  echo "error: $1" >&2
+  exit "${2:-1}"
+}
+
+usage_error() {
+  echo "error: $1" >&2
+  echo "Run 'scripts/deploy.sh --help' for usage." >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------------------------
+action="deploy"
+action_set=0
+dry_run=0
+region="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}"
+arch="x86_64"
+engine=""
+tag="latest"
+extra_vars=()
+
+need_value() {
+  # need_value OPTION COUNT_OF_REMAINING_ARGS NEXT_ARG
+  if [ "$2" -lt 2 ] || [[ "$3" == -* ]]; then
+    usage_error "$1 needs a value"
+  fi
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    deploy | plan | destroy)
+      if [ "$action_set" -eq 1 ]; then
+        usage_error "only one action (deploy, plan or destroy) may be given; got '$action' and '$1'"
+      fi
+      action="$1"
+      action_set=1
+      ;;
+    --dry-run) dry_run=1 ;;
+    --region) need_value "$1" $# "${2:-}"; region="$2"; shift ;;
+    --region=*) region="${1#*=}" ;;
+    --arch) need_value "$1" $# "${2:-}"; arch="$2"; shift ;;
+    --arch=*) arch="${1#*=}" ;;
+    --engine) need_value "$1" $# "${2:-}"; engine="$2"; shift ;;
+    --engine=*) engine="${1#*=}" ;;
+    --tag) need_value "$1" $# "${2:-}"; tag="$2"; shift ;;
+    --tag=*) tag="${1#*=}" ;;
+    --var) need_value "$1" $# "${2:-}"; extra_vars+=("$2"); shift ;;
+    --var=*) extra_vars+=("${1#*=}") ;;
+    -h | --help) usage; exit 0 ;;
+    -*) usage_error "unknown option '$1'" ;;
+    *) usage_error "unknown action '$1' (expected deploy, plan or destroy)" ;;
+  esac
+  shift
+done
+
+case "$arch" in
+  x86_64) platform="linux/amd64" ;;
+  arm64) platform="linux/arm64" ;;
+  *) usage_error "--arch must be x86_64 or arm64, got '$arch'" ;;
+esac
+
+if ! [[ "$region" =~ ^[a-z]{2,4}(-[a-z]+)+-[0-9]+$ ]]; then
+  usage_error "--region must be an AWS region name such as eu-west-1, got '$region'"
+fi
+
+if ! [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
+  usage_error "--tag must be a valid image tag (letters, digits, '_', '.', '-'; max 128), got '$tag'"
+fi
+
+for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
+  if ! [[ "$kv" =~ ^[A-Za-z_][A-Za-z0-9_-]*=.*$ ]]; then
+    usage_error "--var expects name=value, got '$kv'"
+  fi
+  case "${kv%%=*}" in
+    region | architecture | image_tag | image_digest)
+      usage_error "--var ${kv%%=*}=... is set by this script; use --region, --arch or --tag instead"
+      ;;
+  esac
+done
+
+if [ -z "$engine" ]; then
+  if command -v docker >/dev/null 2>&1 || ! command -v podman >/dev/null 2>&1; then
+    engine="docker"
+  else
+    engine="podman"
+  fi
+fi
+case "$engine" in
+  docker | podman) ;;
+  *) usage_error "--engine must be docker or podman, got '$engine'" ;;
+esac
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+step_no=0
+step() {
+  step_no=$((step_no + 1))
+  echo "==> step ${step_no}/${total_steps}: $*"
+}
+
+note() {
+  echo "    $*"
+}
+
+quote_args() {
+  # Print the arguments as one shell-ready line: plain words as they are, others single-quoted.
+  local out="" arg
+  for arg in "$@"; do
+    if [[ "$arg" =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+      out+=" $arg"
+    else
+      out+=" '${arg//\'/\'\\\'\'}'"
+    fi
+  done
+  printf '%s\n' "${out# }"
+}
+
+trace() {
+  printf '+ %s\n' "$(quote_args "$@")"
+}
+
+run() {
+  # run CMD ARGS...: show the command, then run it (unless --dry-run).
+  trace "$@"
+  if [ "$dry_run" -eq 0 ]; then
+    "$@"
+  fi
+}
+
+capture() {
+  # capture VAR DRY_RUN_VALUE CMD ARGS...: show the command, run it and store its stdout in
+  # VAR; under --dry-run store DRY_RUN_VALUE instead.
+  local __var="$1" __dry="$2" __out
+  shift 2
+  trace "$@"
+  if [ "$dry_run" -eq 1 ]; then
+    __out="$__dry"
+  else
+    __out="$("$@")"
+  fi
+  printf -v "$__var" '%s' "$__out"
+}
+
+tf() {
+  run terraform "-chdir=$tf_dir" "$@"
+}
+
+tf_vars=(-var "region=$region" -var "architecture=$arch" -var "image_tag=$tag")
+for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
+  tf_vars+=(-var "$kv")
+done
+
+require_tool() {
+  # require_tool NAME HOW_TO_INSTALL
+  if ! command -v "$1" >/dev/null 2>&1; then
+    die "'$1' is not installed or not on PATH. $2"
+  fi
+}
+
+check_tools() {
+  # check_tools WANT_ENGINE(0|1)
+  if [ "$dry_run" -eq 1 ]; then
+    note "(dry run: not checking tools or AWS credentials)"
+    trace aws sts get-caller-identity --region "$region" --query Arn --output text
+    return
+  fi
+  require_tool terraform "Install Terraform >= 1.5: https://developer.hashicorp.com/terraform/install"
+  require_tool aws "Install the AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+  if [ "$1" -eq 1 ]; then
+    require_tool "$engine" "Install Docker (https://docs.docker.com/engine/install/) or Podman, or choose the other one with --engine docker|podman."
+    if ! "$engine" info >/dev/null 2>&1; then
+      die "'$engine info' failed: the $engine daemon is not running or not reachable by this user. Start it (e.g. 'sudo systemctl start docker') or use --engine."
+    fi
+  fi
+  trace aws sts get-caller-identity --region "$region" --query Arn --output text
+  local identity
+  if ! identity="$(aws sts get-caller-identity --region "$region" --query Arn --output text 2>&1)"; then
+    die "no usable AWS credentials ('aws sts get-caller-identity' failed: ${identity}). Run 'aws configure', or 'aws sso login --profile NAME' and export AWS_PROFILE=NAME, or export AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN)."
+  fi
+  note "AWS identity: $identity"
+}
+
+check_model() {
+  if [ -f "$model_file" ]; then
+    return
+  fi
+  if [ "$dry_run" -eq 1 ]; then
+    note "warning: $model_file is missing; a real deploy stops here (run 'make setup' first)."
+    return
+  fi
+  die "$model_file is missing: the Lambda image bakes the prepared ONNX model in. Run 'make setup' first."
+}
+
+cd "$root"
+
+# Filled in by capture (from Terraform outputs and ECR) as the deploy goes.
+repo_url=""
+digest=""
+function_url=""
+curl_example=""
+
+mode=""
+if [ "$dry_run" -eq 1 ]; then
+  mode=" (dry run: commands are printed, not run)"
+fi
+echo "Embedding model -> AWS Lambda: action=$action region=$region arch=$arch ($platform) engine=$engine tag=$tag$mode"
+
+# ---------------------------------------------------------------------------------------------
+# destroy / plan
+# ---------------------------------------------------------------------------------------------
+if [ "$action" = "destroy" ]; then
+  total_steps=3
+  step "check tools and AWS credentials"
+  check_tools 0
+  step "terraform init"
+  tf init -input=false
+  step "terraform destroy (function, URL, log group, role, repository and its images)"
+  tf destroy -input=false -auto-approve "${tf_vars[@]}"
+  if [ "$dry_run" -eq 0 ]; then
+    echo "Destroyed."
+  fi
+  exit 0
+fi
+
+if [ "$action" = "plan" ]; then
+  total_steps=3
+  step "check tools and AWS credentials"
+  check_tools 0
+  step "terraform init"
+  tf init -input=false
+  step "terraform plan against the deployed image"
+  # Plan against the digest the function runs now, so the plan shows configuration changes only
+  # (not a switch from repo@digest back to repo:tag). Nothing deployed yet: plan with the tag.
+  plan_vars=("${tf_vars[@]}")
+  deployed_image=""
+  if [ "$dry_run" -eq 0 ]; then
+    deployed_image="$(terraform "-chdir=$tf_dir" output -raw image_uri 2>/dev/null || true)"
+  else
+    trace terraform "-chdir=$tf_dir" output -raw image_uri
+  fi
+  if [[ "$deployed_image" == *@sha256:* ]]; then
+    plan_vars+=(-var "image_digest=${deployed_image##*@}")
+  fi
+  tf plan -input=false "${plan_vars[@]}"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------
+# deploy
+# ---------------------------------------------------------------------------------------------
+step "check tools, AWS credentials and the prepared model"
+check_model
+check_tools 1
+
+step "terraform init and create the ECR repository"
+tf init -input=false
+target_args=()
+for target in "${ecr_targets[@]}"; do
+  target_args+=("-target=$target")
+done
+tf apply -input=false -auto-approve "${target_args[@]}" "${tf_vars[@]}"
+# Only for the --dry-run placeholder; a real run reads the URL from the Terraform output.
+repository_name="${TF_VAR_repository_name:-embedding_model}"
+for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
+  if [ "${kv%%=*}" = "repository_name" ]; then
+    repository_name="${kv#*=}"
+  fi
+done
+capture repo_url "ACCOUNT_ID.dkr.ecr.${region}.amazonaws.com/${repository_name}" \
+  terraform "-chdir=$tf_dir" output -raw repository_url
+if [ -z "$repo_url" ] || [[ "$repo_url" != */* ]]; then
+  die "could not read the repository URL from 'terraform output repository_url' (got '$repo_url')."
+fi
+registry="${repo_url%%/*}"
+repo_name="${repo_url#*/}"
+note "repository: $repo_url"
+
+step "build the Lambda image for $platform"
+host_arch="$(uname -m)"
+case "$host_arch" in
+  aarch64 | arm64) host_platform="linux/arm64" ;;
+  *) host_platform="linux/amd64" ;;
+esac
+if [ "$host_platform" != "$platform" ]; then
+  note "note: building $platform on a $host_platform host needs QEMU emulation (binfmt_misc); if the build fails with 'exec format error', install it, e.g. 'docker run --privileged --rm tonistiigi/binfmt --install all'."
+fi
+build_args=(build --platform "$platform")
+if [ "$engine" = "docker" ]; then
+  # BuildKit would otherwise wrap the image in an index with a provenance attestation, which
+  # Lambda rejects ("image manifest ... media type ... is not supported").
+  if [ "$dry_run" -eq 1 ] || docker buildx version >/dev/null 2>&1; then
+    build_args+=(--provenance=false)
+  fi
+fi
+build_args+=(-f Dockerfile.lambda -t "$local_image:$tag" .)
+run "$engine" "${build_args[@]}"
+
+step "log in to ECR and push the image"
+login_cmd=(aws ecr get-login-password --region "$region")
+engine_login=("$engine" login --username AWS --password-stdin "$registry")
+printf '+ %s | %s\n' "$(quote_args "${login_cmd[@]}")" "$(quote_args "${engine_login[@]}")"
+if [ "$dry_run" -eq 0 ]; then
+  "${login_cmd[@]}" | "${engine_login[@]}"
+fi
+run "$engine" tag "$local_image:$tag" "$repo_url:$tag"
+run "$engine" push "$repo_url:$tag"
+
+step "pin the function to the pushed digest (terraform apply)"
+capture digest "sha256:DIGEST_OF_THE_PUSHED_IMAGE" \
+  aws ecr describe-images --region "$region" --repository-name "$repo_name" \
+  --image-ids "imageTag=$tag" --query 'imageDetails[0].imageDigest' --output text
+if [ "$dry_run" -eq 0 ] && ! [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+  die "could not read the digest of $repo_url:$tag from ECR (got '$digest'); check that the push succeeded."
+fi
+note "image: $repo_url@$digest"
+tf apply -input=false -auto-approve "${tf_vars[@]}" -var "image_digest=$digest"
+
+step "function URL and a curl to try"
+capture function_url "https://URL_ID.lambda-url.${region}.on.aws/" \
+  terraform "-chdir=$tf_dir" output -raw function_url
+capture curl_example "curl ... ${function_url}" \
+  terraform "-chdir=$tf_dir" output -raw curl_example
+echo
+echo "Function URL: $function_url"
+echo "Try it:"
+echo "  $curl_example"
+echo "(The first call is a cold start: Lambda loads the image and the model.)"

@@ -1,0 +1,38 @@
+output "function_url" {
+  description = "HTTPS endpoint of the function (POST JSON to it)."
+  value       = aws_lambda_function_url.this.function_url
+}
+
+output "repository_url" {
+  description = "ECR repository to push the Lambda image to (<account>.dkr.ecr.<region>.amazonaws.com/<name>)."
+  value       = aws_ecr_repository.this.repository_url
+}
+
+output "function_name" {
+  description = "Name of the Lambda function."
+  value       = aws_lambda_function.this.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the Lambda function."
+  value       = aws_lambda_function.this.arn
+}
+
+output "image_uri" {
+  description = "Image the function runs (repository@digest when image_digest is set)."
+  value       = aws_lambda_function.this.image_uri
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the function."
+  value       = aws_cloudwatch_log_group.lambda.name
+}
+
+output "curl_example" {
+  description = "A curl command that calls the function. With AWS_IAM it signs the request with SigV4 (service \"lambda\") from the AWS_* credential variables; the caller needs lambda:InvokeFunctionUrl (and lambda:InvokeFunction) on the function."
+  value = (
+    var.function_url_auth_type == "NONE"
+    ? "curl -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
+    : "curl --aws-sigv4 \"aws:amz:${var.region}:lambda\" --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H \"x-amz-security-token: $AWS_SESSION_TOKEN\" -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
+  )
+}

@@ -1,0 +1,167 @@
+variable "region" {
+  description = "AWS region to deploy into, e.g. eu-west-1."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2,4}(-[a-z]+)+-[0-9]+$", var.region))
+    error_message = "region must look like an AWS region name, e.g. us-east-1, eu-west-1 or us-gov-west-1."
+  }
+}
+
+variable "function_name" {
+  description = "Name of the Lambda function (also names its log group /aws/lambda/<name> and its IAM role)."
+  type        = string
+  default     = "embedding-model"
+
+  validation {
+    # Lambda's rule for function names: 1-64 letters, digits, hyphens or underscores.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,64}$", var.function_name))
+    error_message = "function_name must be 1-64 characters of letters, digits, hyphens (-) or underscores (_)."
+  }
+}
+
+variable "repository_name" {
+  description = "Name of the ECR repository that holds the Lambda container image."
+  type        = string
+  default     = "embedding_model"
+
+  validation {
+    # ECR's rule: 2-256 characters, lowercase, components separated by '/', with '.', '_' or '-' inside.
+    condition     = length(var.repository_name) >= 2 && length(var.repository_name) <= 256 && can(regex("^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$", var.repository_name))
+    error_message = "repository_name must be 2-256 lowercase characters: letters, digits and '.', '_', '-' or '/' between them."
+  }
+}
+
+variable "image_tag" {
+  description = "Image tag in the ECR repository, used only when image_digest is empty. scripts/deploy.sh always pins image_digest instead, because Lambda resolves a tag once and would not notice a re-pushed tag."
+  type        = string
+  default     = "latest"
+
+  validation {
+    # Docker's rule for tags.
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag must be a valid image tag: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'."
+  }
+}
+
+variable "image_digest" {
+  description = "Digest (sha256:<64 hex>) of the image to run. When set, the function uses <repository_url>@<digest>, so exactly that image runs; when empty, <repository_url>:<image_tag>. scripts/deploy.sh sets it to the digest it just pushed."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.image_digest))
+    error_message = "image_digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+}
+
+variable "memory_size" {
+  description = "Memory for the function in MB. Lambda allocates CPU in proportion: 1769 MB is exactly one vCPU."
+  type        = number
+  default     = 1769
+
+  validation {
+    condition     = var.memory_size >= 128 && var.memory_size <= 10240 && floor(var.memory_size) == var.memory_size
+    error_message = "memory_size must be a whole number of MB between 128 and 10240."
+  }
+}
+
+variable "timeout" {
+  description = "Function timeout in seconds (a cold start loads the model, so leave headroom)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.timeout >= 1 && var.timeout <= 900 && floor(var.timeout) == var.timeout
+    error_message = "timeout must be a whole number of seconds between 1 and 900."
+  }
+}
+
+variable "architecture" {
+  description = "Instruction set of the function and of the image: x86_64 or arm64. The image must be built for the same platform (linux/amd64 or linux/arm64)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be \"x86_64\" or \"arm64\"."
+  }
+}
+
+variable "reserved_concurrent_executions" {
+  description = "Concurrency reserved for (and capped at) this function: a cost ceiling for a URL anyone may call. -1 means unreserved (no cap). Lambda refuses a reservation that leaves the account fewer than 10 unreserved executions, so on an account whose concurrency quota is still 10 use -1."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = (var.reserved_concurrent_executions == -1 || var.reserved_concurrent_executions >= 1) && floor(var.reserved_concurrent_executions) == var.reserved_concurrent_executions
+    error_message = "reserved_concurrent_executions must be -1 (unreserved) or a whole number >= 1 (0 would throttle every call)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the function's logs (0 = never expire)."
+  type        = number
+  default     = 14
+
+  validation {
+    # The values CloudWatch Logs accepts for retentionInDays.
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of 0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "function_url_auth_type" {
+  description = "Auth type of the Function URL: AWS_IAM (callers sign requests with SigV4; the default) or NONE (public: anyone with the URL can call it and you pay for it; reserved_concurrent_executions caps the damage)."
+  type        = string
+  default     = "AWS_IAM"
+
+  validation {
+    condition     = contains(["AWS_IAM", "NONE"], var.function_url_auth_type)
+    error_message = "function_url_auth_type must be \"AWS_IAM\" or \"NONE\"."
+  }
+}
+
+variable "cors_allow_origins" {
+  description = "Origins allowed to call the Function URL from a browser, e.g. [\"https://app.example.com\"]. Empty (the default) configures no CORS at all."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.cors_allow_origins : origin == "*" || can(regex("^https?://[^\\s]+$", origin))])
+    error_message = "Each cors_allow_origins entry must be \"*\" or an origin starting with http:// or https://."
+  }
+}
+
+variable "environment" {
+  description = "Extra environment variables for the function, merged over the defaults (EMBEDDING_BACKEND=onnx, HF_HUB_OFFLINE=1)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    # Lambda's rule for environment variable names.
+    condition     = alltrue([for name in keys(var.environment) : can(regex("^[A-Za-z][A-Za-z0-9_]+$", name))])
+    error_message = "environment variable names must start with a letter and contain only letters, digits and underscores (at least 2 characters)."
+  }
+}
+
+variable "ecr_max_images" {
+  description = "How many of the most recent images the ECR lifecycle policy keeps; older ones expire."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.ecr_max_images >= 1 && var.ecr_max_images <= 1000 && floor(var.ecr_max_images) == var.ecr_max_images
+    error_message = "ecr_max_images must be a whole number between 1 and 1000."
+  }
+}
+
+variable "tags" {
+  description = "Tags applied to every resource through the provider's default_tags."
+  type        = map(string)
+  default = {
+    Project   = "embedding-model"
+    ManagedBy = "terraform"
+  }
+}

@@ -1,0 +1,188 @@
+"""Shared fixtures: real servers on loopback, the real RIE, the real model.
+
+`EMBED_HTTP_URL` / `EMBED_LAMBDA_URL` point the HTTP and Lambda tests at an already
+running target (scripts/images.sh sets them for the containers); without them the
+fixtures start uvicorn and the RIE here, from this checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "package" / "src"
+MODEL_DIR = Path(os.environ.get("MODEL_DIR") or REPO / "models" / "all-MiniLM-L6-v2")
+RIE = REPO / ".tools" / "aws-lambda-rie"
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 60.0, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as error:  # not up yet
+            last = error
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up in {timeout}s (last error: {last})")
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED_", "API_KEY"))}
+    env.update({"MODEL_DIR": str(MODEL_DIR), "PYTHONUNBUFFERED": "1", "EMBEDDING_THREADS": "1"})
+    env.update(extra)
+    return env
+
+
+class UvicornServer:
+    """uvicorn in a child process, as `make serve` runs it."""
+
+    def __init__(self, log_path: Path, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--timeout-graceful-shutdown", "30"],
+            cwd=SRC, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(self.healthy, what=f"uvicorn (log: {log_path})")
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited: {self.log_path.read_text()[-2000:]}")
+        return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class RieServer:
+    """The handler under the real AWS Lambda Runtime Interface Emulator."""
+
+    def __init__(self, log_path: Path, **env: str):
+        if not RIE.exists():
+            pytest.fail(f"{RIE} missing: run `make setup` (scripts/fetch_rie.sh)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.process = subprocess.Popen(
+            [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+             "--runtime-api-address", f"127.0.0.1:{free_port()}",
+             sys.executable, "-m", "awslambdaric", "lambda_function.handler"],
+            cwd=SRC, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._listening, what=f"RIE (log: {log_path})")
+
+    def _listening(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def http_url(tmp_path_factory):
+    if os.environ.get("EMBED_HTTP_URL"):
+        yield os.environ["EMBED_HTTP_URL"].rstrip("/")
+        return
+    server = UvicornServer(tmp_path_factory.mktemp("uvicorn") / "server.log")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http(http_url):
+    with httpx.Client(base_url=http_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def lambda_url(tmp_path_factory):
+    if os.environ.get("EMBED_LAMBDA_URL"):
+        yield os.environ["EMBED_LAMBDA_URL"].rstrip("/") + INVOKE_PATH
+        return
+    server = RieServer(tmp_path_factory.mktemp("rie") / "rie.log")
+    yield server.url + INVOKE_PATH
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def invoke(lambda_url):
+    """POST an event to the RIE; returns (raw response bytes, parsed JSON or None)."""
+    client = httpx.Client(timeout=120)
+
+    def _invoke(event=None, raw: bytes | None = None):
+        import json
+
+        data = raw if raw is not None else json.dumps(event).encode()
+        response = client.post(lambda_url, content=data)
+        assert response.status_code == 200, response.text
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    yield _invoke
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def reference_model():
+    """sentence-transformers itself: the reference every backend is compared with."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(MODEL_DIR), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def onnx_embedder():
+    sys.path.insert(0, str(SRC))
+    from model import model_load
+    from settings import load_settings
+
+    return model_load(load_settings({"MODEL_DIR": str(MODEL_DIR)}))

@@ -1,0 +1,45 @@
+"""Settings: every variable validated at start-up, with its name in the message."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from conftest import SRC
+
+sys.path.insert(0, str(SRC))
+from settings import SettingsError, load_settings  # noqa: E402
+
+
+def test_defaults_work_without_any_environment():
+    settings = load_settings({})
+    assert settings.backend == "onnx" and settings.device == "cpu"
+    assert settings.model_dir.name == "all-MiniLM-L6-v2"
+    assert settings.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert settings.limits.max_items == 2048 and settings.api_key is None
+    assert settings.effective_threads >= 1
+
+
+def test_values_are_read_from_the_environment():
+    settings = load_settings({"EMBEDDING_BACKEND": "TORCH", "EMBEDDING_THREADS": "3", "MAX_INPUT_ITEMS": "10",
+                              "API_KEY": "s3cret", "MODEL_DIR": "/tmp/m/foo", "BATCH_WAIT_MS": "0"})
+    assert (settings.backend, settings.threads, settings.limits.max_items) == ("torch", 3, 10)
+    assert settings.effective_threads == 3 and settings.api_key == "s3cret"
+    assert settings.model_id == "sentence-transformers/foo" and settings.batch_wait_ms == 0
+
+
+@pytest.mark.parametrize("name,value", [
+    ("EMBEDDING_BACKEND", "tensorflow"),
+    ("EMBEDDING_THREADS", "many"),
+    ("EMBEDDING_THREADS", "-1"),
+    ("MAX_INPUT_ITEMS", "0"),
+    ("MAX_BODY_BYTES", "10"),
+    ("BATCH_WAIT_MS", "nan"),
+    ("REQUEST_TIMEOUT_S", "0"),
+    ("EMBEDDING_DEVICE", "tpu"),
+    ("LOG_LEVEL", "chatty"),
+])
+def test_a_bad_value_fails_fast_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
