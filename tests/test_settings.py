@@ -43,3 +43,13 @@ def test_values_are_read_from_the_environment():
 def test_a_bad_value_fails_fast_naming_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
+
+
+@pytest.mark.parametrize("memory,expected", [("512", 1), ("1769", 1), ("3538", 2), ("10240", 5)])
+def test_on_lambda_threads_follow_the_memory_size(memory, expected, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(6)))
+    assert load_settings({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory}).effective_threads == expected
+
+
+def test_explicit_threads_win_over_the_lambda_memory_rule():
+    assert load_settings({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "EMBEDDING_THREADS": "2"}).effective_threads == 2

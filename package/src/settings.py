@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 IMAGE_MODEL_DIR = Path("/models") / DEFAULT_MODEL_NAME
 BACKENDS = ("onnx", "torch")
+LAMBDA_MB_PER_VCPU = 1769
 
 
 class SettingsError(ValueError):
@@ -48,15 +49,23 @@ class Settings:
     batch_max_items: int = 64
     queue_max_items: int = 4096
     request_timeout_s: float = 30.0
+    # Set by Lambda itself: CPU is granted in proportion to memory (1,769 MB = 1 vCPU).
+    lambda_memory_mb: int | None = None
 
     @property
     def effective_threads(self) -> int:
+        """EMBEDDING_THREADS, else one per CPU we may use. On Lambda, /proc shows 2+ CPUs
+        even when the function's memory buys only a fraction of one, so threads follow the
+        memory size instead: more threads than CPU share only adds contention."""
         if self.threads > 0:
             return self.threads
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cpus = max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+            cpus = max(1, os.cpu_count() or 1)
+        if self.lambda_memory_mb:
+            return max(1, min(cpus, self.lambda_memory_mb // LAMBDA_MB_PER_VCPU))
+        return cpus
 
 
 def default_model_dir() -> Path:
@@ -128,4 +137,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_items=_int(env, "BATCH_MAX_ITEMS", 64, 1),
         queue_max_items=_int(env, "QUEUE_MAX_ITEMS", 4096, 1),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 30.0, 0.001),
+        lambda_memory_mb=_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0, 0) or None,
     )
