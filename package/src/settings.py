@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# <repo>/package/src/settings.py locally; /app/settings.py or /var/task/settings.py in images.
+_HERE = Path(__file__).resolve().parent
+REPO_ROOT = _HERE.parents[1] if len(_HERE.parents) > 1 else _HERE
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 IMAGE_MODEL_DIR = Path("/models") / DEFAULT_MODEL_NAME
 BACKENDS = ("onnx", "torch")
