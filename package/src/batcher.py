@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from errors import overloaded, timed_out
-from model import Embeddings
+from model import DeadlineExceeded, Embeddings
 
 log = logging.getLogger("embedding.batcher")
 EmbedFn = Callable[[list[str], "float | None"], Embeddings]
@@ -73,7 +73,7 @@ class Batcher:
 
     async def embed(self, texts: list[str], timeout_s: float) -> Embeddings:
         """Queue texts and wait for their vectors; 429 when full, 504 past `timeout_s`."""
-        if self.queued_items + len(texts) > self.max_queue_items:
+        if self.queued_items and self.queued_items + len(texts) > self.max_queue_items:
             backlog_s = (self.queued_items + len(texts)) / max(self._recent_rate, 1.0)
             raise overloaded(max(1, math.ceil(backlog_s)))
         job = _Job(texts, asyncio.get_running_loop().create_future(), time.monotonic() + timeout_s)
@@ -118,6 +118,13 @@ class Batcher:
                 started = time.monotonic()
                 try:
                     result = await loop.run_in_executor(self._executor, self._embed, texts, deadline)
+                except DeadlineExceeded:  # every caller's time ran out: an expected outcome
+                    log.info("batch abandoned at its deadline", extra={"batch_size": len(texts)})
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(timed_out(round(job.deadline - job.enqueued, 3)))
+                            job.future.exception()  # mark retrieved: its waiter may be gone
+                    continue
                 except Exception as error:  # deliver the failure to every waiting request
                     log.exception("model call failed", extra={"batch_size": len(texts)})
                     for job in jobs:

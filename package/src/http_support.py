@@ -10,9 +10,11 @@ import hmac
 
 from fastapi import Request
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from errors import ApiError, too_large, unauthorized
 from schemas import ErrorResponse
+from settings import Limits
 
 BODY_READ_TIMEOUT_S = 30.0  # a client that trickles its body this long is cut off (408)
 
@@ -52,18 +54,33 @@ async def read_body(request: Request, limit: int) -> bytes:
 
     try:
         return await asyncio.wait_for(collect(), BODY_READ_TIMEOUT_S)
+    except ClientDisconnect:
+        raise ApiError(400, "the client closed the connection", "invalid_request_error", None,
+                       "client_disconnected") from None
     except asyncio.TimeoutError:
         raise ApiError(
             408, "the request body arrived too slowly", "invalid_request_error", None, "request_timeout"
         ) from None
 
 
-def request_body_doc(model: type[BaseModel]) -> dict:
-    """OpenAPI request body from the shared schema (the route reads raw bytes itself)."""
+def request_body_doc(model: type[BaseModel], limits: Limits, dimension: int | None) -> dict:
+    """OpenAPI request body from the shared schema (the route reads raw bytes itself), with
+    the runtime limits written in, so the document promises exactly what validation accepts."""
+    schema = model.model_json_schema()
+    text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
+    schema["properties"]["input"]["anyOf"] = [
+        text,
+        {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items},
+    ]
+    if "dimensions" in schema["properties"] and dimension is not None:
+        schema["properties"]["dimensions"]["anyOf"] = [
+            {"type": "integer", "enum": [dimension]},
+            {"type": "null"},
+        ]
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {"application/json": {"schema": schema}},
         }
     }
 

@@ -39,12 +39,19 @@ def is_http_event(event: Any) -> bool:
 
 def parse_http_event(event: dict) -> HttpRequest:
     """Translate a payload 2.0 or 1.0 event; raises ApiError(400) for a broken body."""
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    raw_headers = event.get("headers") or {}
+    if not isinstance(raw_headers, dict):
+        raise bad_request("the event's headers must be an object")
+    headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
     if event.get("version") == "2.0":
         context = event["requestContext"]
-        method = str((context.get("http") or {}).get("method", "GET"))
-        path = str(event.get("rawPath") or (context.get("http") or {}).get("path") or "/")
+        http = context.get("http") or {}
+        if not isinstance(http, dict):
+            raise bad_request("the event's requestContext.http must be an object")
+        method = str(http.get("method", "GET"))
+        path = str(event.get("rawPath") or http.get("path") or "/")
         stage = context.get("stage")
+        stage = stage if isinstance(stage, str) else None
         if stage and stage != "$default" and path.startswith(f"/{stage}/"):
             path = path[len(stage) + 1 :]  # HTTP API named stages prefix the path
         version = "2.0"

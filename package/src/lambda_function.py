@@ -31,7 +31,10 @@ API = EmbeddingAPI(SETTINGS, model_load(SETTINGS))
 def _direct_body(event: Any) -> bytes:
     if not isinstance(event, dict):
         raise bad_request('the event must be a JSON object like {"input": "hello, world!"}')
-    return encode_json(event)
+    try:
+        return encode_json(event)
+    except TypeError:  # orjson.JSONEncodeError: e.g. an integer beyond 64 bits
+        raise bad_request("the event holds a value JSON can't carry here (an integer beyond 64 bits?)") from None
 
 
 def _budget(context: Any) -> float | None:

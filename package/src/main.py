@@ -27,6 +27,7 @@ from http_support import ApiKeyGuard, read_body, request_body_doc, responses_doc
 from logs import configure_logging
 from metrics import Metrics
 from model import model_load, model_unload
+from model_config import ModelFilesError, read_model_spec
 from schemas import (
     HealthResponse,
     ModelList,
@@ -104,18 +105,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return send(operation, reply, started)
 
     protected = [Depends(guard)]
+    seed_body = request_body_doc(SeedEmbeddingRequest, settings.limits, None)
+    openai_body = request_body_doc(OpenAIEmbeddingRequest, settings.limits, _documented_dimension(settings))
+    prometheus_text = {200: {"description": "Prometheus text format",
+                             "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
-    @app.post("/", dependencies=protected, openapi_extra=request_body_doc(SeedEmbeddingRequest),
+    @app.post("/", dependencies=protected, openapi_extra=seed_body,
               responses=responses_doc(SeedEmbeddingResponse), summary="Embed text (the seed's API)")
     async def create_embedding(request: Request) -> Response:
         return await serve("embed", request)
 
-    @app.post("/v1/embeddings", dependencies=protected, openapi_extra=request_body_doc(OpenAIEmbeddingRequest),
+    @app.post("/v1/embeddings", dependencies=protected, openapi_extra=openai_body,
               responses=responses_doc(OpenAIEmbeddingResponse), summary="Embed text (OpenAI-compatible)")
     async def create_embeddings_openai(request: Request) -> Response:
         return await serve("openai_embeddings", request)
 
-    @app.get("/v1/models", dependencies=protected, responses=responses_doc(ModelList), summary="The served model")
+    @app.get("/v1/models", dependencies=protected, responses=responses_doc(ModelList),
+             summary="The served model")
     async def list_models(request: Request) -> Response:
         return await serve("models", request)
 
@@ -123,11 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def status(request: Request) -> Response:
         return await serve("status", request)
 
-    @app.get("/health", responses=responses_doc(HealthResponse), summary="Readiness: 200 once the model is loaded")
+    @app.get("/health", responses=responses_doc(HealthResponse),
+             summary="Readiness: 200 once the model is loaded")
     async def health(request: Request) -> Response:
         return await serve("health", request)
 
-    @app.get("/metrics", dependencies=protected, summary="Prometheus metrics")
+    @app.get("/metrics", dependencies=protected, response_class=Response, responses=prometheus_text,
+             summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 
@@ -152,6 +160,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return send("unknown", error_reply(internal_error()), time.perf_counter())
 
     return app
+
+
+def _documented_dimension(settings: Settings) -> int | None:
+    """The model's dimension for /docs, read from its config (None if not prepared yet)."""
+    try:
+        return read_model_spec(settings.model_dir).dimension
+    except ModelFilesError:
+        return None
 
 
 app = create_app()

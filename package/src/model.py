@@ -66,6 +66,7 @@ class Embedder:
         # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
         # thrash caches; one at a time keeps latency predictable.
         self._lock = threading.Lock()
+        self._seconds_per_token = 0.0  # measured; predicts whether the next sub-batch fits
 
     @property
     def dimension(self) -> int:
@@ -78,11 +79,15 @@ class Embedder:
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         with self._lock:
             for batch in self._tokens.batches(ids, self.batch_size):
-                if deadline is not None and time.monotonic() > deadline:
+                cost = batch.input_ids.size * self._seconds_per_token
+                if deadline is not None and time.monotonic() + cost > deadline:
                     raise DeadlineExceeded("time budget exhausted before the last sub-batch")
+                started = time.monotonic()
                 hidden = self.backend.forward(
                     batch.input_ids, batch.attention_mask, batch.token_type_ids
                 )
+                rate = (time.monotonic() - started) / batch.input_ids.size
+                self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
                 pooled = pool(hidden, batch.attention_mask, self.spec.pooling)
                 if self.spec.normalize:
                     pooled = l2_normalize(pooled)

@@ -48,8 +48,14 @@ class BatchTokenizer:
     def batches(self, ids: list[list[int]], batch_size: int) -> Iterator[Batch]:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
-        for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
+        groups, start = [], 0
+        while start < len(order):  # new sub-batch at batch_size, or when padding would double the work
+            end, width = start + 1, lengths[order[start]]
+            while end < len(order) and end - start < batch_size and 2 * lengths[order[end]] >= width:
+                end += 1
+            groups.append(order[start:end])
+            start = end
+        for positions in groups:
             width = int(lengths[positions[0]])
             input_ids = np.full((len(positions), width), self._pad_id, dtype=np.int64)
             attention_mask = np.zeros((len(positions), width), dtype=np.int64)
