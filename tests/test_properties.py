@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
 from api import EmbedJob, EmbeddingAPI, Reply, decode_json, resolve
@@ -365,6 +365,7 @@ class FakeContext:
 
 @PROPERTY
 @given(event=junk_events() | json_values | http_events().map(lambda g: g[0]) | request_payloads())
+@example(event={"httpMethod": "POST", "version": "2.0"})  # found by hypothesis: v1 marker, v2 version
 def test_given_any_event_then_the_handler_answers_without_raising_and_never_500(lambda_handler, event):
     result = lambda_handler(event, FakeContext())
     if is_http_event(event):

@@ -29,12 +29,19 @@ class HttpRequest:
     payload_version: str  # "1.0" or "2.0"
 
 
-def is_http_event(event: Any) -> bool:
+def payload_version(event: Any) -> str | None:
+    """"2.0" (Function URL / HTTP API), "1.0" (REST proxy) or None (direct invocation)."""
     if not isinstance(event, dict):
-        return False
+        return None
     if event.get("version") == "2.0" and isinstance(event.get("requestContext"), dict):
-        return True
-    return isinstance(event.get("httpMethod"), str)
+        return "2.0"
+    if isinstance(event.get("httpMethod"), str):
+        return "1.0"
+    return None
+
+
+def is_http_event(event: Any) -> bool:
+    return payload_version(event) is not None
 
 
 def parse_http_event(event: dict) -> HttpRequest:
@@ -43,7 +50,8 @@ def parse_http_event(event: dict) -> HttpRequest:
     if not isinstance(raw_headers, dict):
         raise bad_request("the event's headers must be an object")
     headers = {str(k).lower(): str(v) for k, v in raw_headers.items()}
-    if event.get("version") == "2.0":
+    version = payload_version(event)
+    if version == "2.0":
         context = event["requestContext"]
         http = context.get("http") or {}
         if not isinstance(http, dict):
@@ -54,11 +62,9 @@ def parse_http_event(event: dict) -> HttpRequest:
         stage = stage if isinstance(stage, str) else None
         if stage and stage != "$default" and path.startswith(f"/{stage}/"):
             path = path[len(stage) + 1 :]  # HTTP API named stages prefix the path
-        version = "2.0"
     else:
         method = event["httpMethod"]
         path = str(event.get("path") or "/")  # REST proxy paths exclude the stage
-        version = "1.0"
     raw = event.get("body")
     if raw is None:
         body = b""
