@@ -38,7 +38,15 @@ $(VENV)/.installed: requirements-dev.txt package/requirements.txt package/requir
 	@echo "==> fetching the AWS Lambda Runtime Interface Emulator"
 	PYTHON=$(PY) bash scripts/fetch_rie.sh
 
-setup: $(VENV)/.installed .tools/aws-lambda-rie ## venv with pinned deps, the Lambda RIE and the prepared model (idempotent)
+# checkov pins many packages of its own, so it gets its own venv (used by lint and the terraform tests).
+CHECKOV_VERSION ?= 3.3.30
+.tools/checkov-venv/.installed:
+	@echo "==> installing checkov==$(CHECKOV_VERSION) into .tools/checkov-venv"
+	$(PYTHON) -m venv .tools/checkov-venv
+	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed ## venv with pinned deps, the Lambda RIE, checkov and the prepared model (idempotent)
 	@echo "==> preparing $(MODEL)"
 	$(PY) scripts/prepare_model.py --model $(MODEL)
 

@@ -20,9 +20,10 @@ fi
 
 echo "==> checkov $CHECKOV_VERSION"
 if ! "$checkov_venv/bin/checkov" --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
-  echo "    installing checkov==$CHECKOV_VERSION into $checkov_venv"
+  echo "    installing checkov==$CHECKOV_VERSION into $checkov_venv (make setup does this too)"
   python3 -m venv "$checkov_venv"
   "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  touch "$checkov_venv/.installed"
 fi
 "$checkov_venv/bin/checkov" -d terraform --config-file terraform/.checkov.yaml
 echo "lint: all clean"
