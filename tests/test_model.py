@@ -104,3 +104,21 @@ def test_onnx_path_never_imports_torch():
         "assert not bad, bad\n"
     ) % (str(SRC), str(MODEL_DIR))
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sub_batches_cut_where_padding_would_cost_more_than_a_call():
+    from tokenization import plan_sub_batches
+
+    # one long text must not pad the short ones: it goes alone
+    assert plan_sub_batches([256, 12, 11, 10, 9], batch_size=32, max_tokens=10_000) == [(0, 1), (1, 5)]
+    # equal lengths need no cutting: as few calls as batch_size allows
+    plan = plan_sub_batches([10] * 70, batch_size=32, max_tokens=10_000)
+    assert len(plan) == 3 and all(end - start <= 32 for start, end in plan)
+    # the padded-token cap bounds memory: 256-token texts go 8 at a time under 2048
+    plan = plan_sub_batches([256] * 20, batch_size=32, max_tokens=2048)
+    assert all((end - start) * 256 <= 2048 for start, end in plan) and plan[-1][1] == 20
+    # every text is covered exactly once, in order
+    lengths = sorted([5, 80, 17, 17, 256, 3, 40, 40, 41, 120] * 7, reverse=True)
+    plan = plan_sub_batches(lengths, batch_size=16, max_tokens=2048)
+    assert plan[0][0] == 0 and plan[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))

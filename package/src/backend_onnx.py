@@ -33,6 +33,10 @@ class OnnxBackend:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # warnings about unused initialisers are noise here
+        if threads > 1:
+            # Spinning workers burn the CPU that uvicorn's event loop and the tokenizer need
+            # between calls; measured in the FastAPI target: less CPU per request, more texts/s.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -57,11 +57,14 @@ class DeadlineExceeded(RuntimeError):
 class Embedder:
     """A loaded model: texts in, unit vectors (and token counts) out."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend, model_id: str, batch_size: int):
+    def __init__(
+        self, spec: ModelSpec, backend: Backend, model_id: str, batch_size: int, batch_tokens: int
+    ):
         self.spec = spec
         self.model_id = model_id
         self.backend = backend
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self._tokens = BatchTokenizer(load_tokenizer(spec.path, spec.max_seq_length))
         # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
         # thrash caches; one at a time keeps latency predictable.
@@ -78,7 +81,7 @@ class Embedder:
         ids = self._tokens.encode(texts)
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         with self._lock:
-            for batch in self._tokens.batches(ids, self.batch_size):
+            for batch in self._tokens.batches(ids, self.batch_size, self.batch_tokens):
                 cost = batch.input_ids.size * self._seconds_per_token
                 if deadline is not None and time.monotonic() + cost > deadline:
                     raise DeadlineExceeded("time budget exhausted before the last sub-batch")
@@ -111,7 +114,9 @@ def model_load(settings: Settings | None = None) -> Embedder:
     settings = settings or load_settings()
     started = time.perf_counter()
     spec = read_model_spec(settings.model_dir)
-    embedder = Embedder(spec, create_backend(settings), settings.model_id, settings.batch_size)
+    embedder = Embedder(
+        spec, create_backend(settings), settings.model_id, settings.batch_size, settings.batch_tokens
+    )
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",

@@ -42,7 +42,8 @@ class Settings:
     device: str = "cpu"
     onnx_file: str = "onnx/model.onnx"
     threads: int = 0  # 0 = one per CPU this process may use
-    batch_size: int = 32  # longest sub-batch sent to the runtime at once (memory cap)
+    batch_size: int = 32  # most texts sent to the runtime in one call
+    batch_tokens: int = 2048  # most padded tokens in one call (caps the runtime's memory arena)
     limits: Limits = Limits()
     api_key: str | None = None
     log_level: str = "INFO"
@@ -132,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
         threads=_int(env, "EMBEDDING_THREADS", 0, 0),
         batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, 1),
+        batch_tokens=_int(env, "EMBEDDING_BATCH_TOKENS", 2048, 1),
         limits=limits,
         api_key=env.get("API_KEY") or None,
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),

@@ -45,17 +45,18 @@ class BatchTokenizer:
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return [e.ids for e in encodings]
 
-    def batches(self, ids: list[list[int]], batch_size: int) -> Iterator[Batch]:
+    def batches(self, ids: list[list[int]], batch_size: int, max_tokens: int) -> Iterator[Batch]:
+        """Length-sorted sub-batches, cut where padding would cost more than another call.
+
+        Each model call costs its padded tokens plus a fixed overhead (reading ~40 MB of
+        weights that do not fit in cache, worth ~CALL_OVERHEAD_TOKENS tokens of work); a
+        small dynamic programme over the sorted lengths picks the cuts that minimise the
+        total, within `batch_size` texts and `max_tokens` padded tokens per call.
+        """
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
-        groups, start = [], 0
-        while start < len(order):  # new sub-batch at batch_size, or when padding would double the work
-            end, width = start + 1, lengths[order[start]]
-            while end < len(order) and end - start < batch_size and 2 * lengths[order[end]] >= width:
-                end += 1
-            groups.append(order[start:end])
-            start = end
-        for positions in groups:
+        for start, end in plan_sub_batches(lengths[order].tolist(), batch_size, max_tokens):
+            positions = order[start:end]
             width = int(lengths[positions[0]])
             input_ids = np.full((len(positions), width), self._pad_id, dtype=np.int64)
             attention_mask = np.zeros((len(positions), width), dtype=np.int64)
@@ -64,3 +65,27 @@ class BatchTokenizer:
                 input_ids[row, :n] = ids[pos]
                 attention_mask[row, :n] = 1
             yield Batch(positions, input_ids, attention_mask, np.zeros_like(input_ids))
+
+
+CALL_OVERHEAD_TOKENS = 16
+
+
+def plan_sub_batches(sorted_lengths: list[int], batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
+    """[start, end) cuts of lengths sorted longest first, minimising padded work + overhead."""
+    n = len(sorted_lengths)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for end in range(1, n + 1):
+        for start in range(end - 1, max(0, end - batch_size) - 1, -1):
+            width = sorted_lengths[start]  # the group's longest, since sorted descending
+            if (end - start) * width > max_tokens and end - start > 1:
+                break  # starting earlier only widens the group further
+            cost = best[start] + CALL_OVERHEAD_TOKENS + (end - start) * width
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    bounds = []
+    end = n
+    while end > 0:
+        bounds.append((cut[end], end))
+        end = cut[end]
+    return bounds[::-1]
