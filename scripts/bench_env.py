@@ -254,8 +254,8 @@ def gpu() -> dict:
 # Installed size of each deployment target's Python dependencies.
 SIZE_TARGETS = {
     "lambda-onnx": {
-        "label": "Lambda image deps (requirements-lambda.txt)",
-        "args": ["-r", "package/requirements-lambda.txt"],
+        "label": "Lambda image deps (requirements-lambda.txt, --no-deps as Dockerfile.lambda installs it)",
+        "args": ["--no-deps", "-r", "package/requirements-lambda.txt"],
     },
     "fastapi-onnx": {
         "label": "FastAPI image deps (requirements.txt)",
