@@ -33,6 +33,16 @@ REPORT = re.compile(
 )
 
 
+def _stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, a graceful wait, then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,12 +136,7 @@ def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts:
                 if "python" in p.name().lower()
             )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc, timeout=10)
     parsed = parse_rie_log(log_path.read_text(errors="replace"))
     reports = parsed["reports"]
     n_seed = 1 + warm_calls
@@ -267,12 +272,7 @@ def dynamic_batching(model_dir: str, texts: list[str], clients: int, seconds: fl
                 result.update(_batch_histogram(httpx.get(f"{base}/metrics", timeout=10).text))
                 result["env"] = extra or {"BATCH_MAX_ITEMS": "64 (default)", "BATCH_WAIT_MS": "2 (default)"}
             finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                _stop(proc, timeout=40)
         out[name] = result
         progress(
             f"dynamic batching: {name}: {result['texts_per_s']:.0f} texts/s, "

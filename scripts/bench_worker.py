@@ -266,16 +266,10 @@ def run(spec: dict, stack: str, threads: int, device: str, out_dir: Path) -> Non
 def versions() -> dict:
     from importlib import metadata
 
+    from bench_env import PACKAGES
+
     out = {}
-    for name in (
-        "onnxruntime",
-        "torch",
-        "sentence-transformers",
-        "transformers",
-        "fastembed",
-        "numpy",
-        "tokenizers",
-    ):
+    for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

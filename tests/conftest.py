@@ -50,7 +50,28 @@ def service_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class UvicornServer:
+def terminate(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, wait up to `timeout` for a graceful exit, then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+class _LoggedProcess:
+    log_path: Path
+    _log: object
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+class UvicornServer(_LoggedProcess):
     """uvicorn in a child process, as `make serve` runs it."""
 
     def __init__(self, log_path: Path, **env: str):
@@ -74,23 +95,13 @@ class UvicornServer:
             raise RuntimeError(f"uvicorn exited: {self.log_path.read_text()[-2000:]}")
         return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
 
-    def logs(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = terminate(self.process, timeout=40)
         self._log.close()
-        return self.process.returncode
+        return code
 
 
-class RieServer:
+class RieServer(_LoggedProcess):
     """The handler under the real AWS Lambda Runtime Interface Emulator."""
 
     def __init__(self, log_path: Path, **env: str):
@@ -112,16 +123,8 @@ class RieServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True
 
-    def logs(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        terminate(self.process, timeout=10)
         self._log.close()
 
 
