@@ -57,11 +57,8 @@ class DeadlineExceeded(RuntimeError):
 class Embedder:
     """A loaded model: texts in, unit vectors (and token counts) out."""
 
-    def __init__(
-        self, spec: ModelSpec, backend: Backend, model_id: str, batch_size: int, batch_tokens: int
-    ):
+    def __init__(self, spec: ModelSpec, backend: Backend, batch_size: int, batch_tokens: int):
         self.spec = spec
-        self.model_id = model_id
         self.backend = backend
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
@@ -114,9 +111,7 @@ def model_load(settings: Settings | None = None) -> Embedder:
     settings = settings or load_settings()
     started = time.perf_counter()
     spec = read_model_spec(settings.model_dir)
-    embedder = Embedder(
-        spec, create_backend(settings), settings.model_id, settings.batch_size, settings.batch_tokens
-    )
+    embedder = Embedder(spec, create_backend(settings), settings.batch_size, settings.batch_tokens)
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",
