@@ -76,6 +76,10 @@ CONF
 
 export CONTAINERS_CONF="$_ce_dir/containers.conf"
 export CONTAINERS_STORAGE_CONF="$_ce_dir/storage.conf"
+# Local stand-ins for python:3.11-slim and public.ecr.aws/lambda/python:3.12 (one definition,
+# shared by standin_bases.sh, which builds them, and images.sh, which builds on them).
+export STANDIN_PYTHON_IMAGE="${STANDIN_PYTHON_IMAGE:-localhost/standin-python:3.11-slim}"
+export STANDIN_LAMBDA_IMAGE="${STANDIN_LAMBDA_IMAGE:-localhost/standin-lambda-python:3.12}"
 unset _ce_need _ce_dir _ce_nofile _ce_nproc _ce_pidmax
 
 # Executed (not sourced): print what to export.

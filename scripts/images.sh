@@ -21,9 +21,6 @@ cd "$root"
 
 SERVER_IMAGE="${SERVER_IMAGE:-localhost/embedding-server}"
 LAMBDA_IMAGE="${LAMBDA_IMAGE:-localhost/embedding-lambda}"
-STANDIN_PYTHON_IMAGE="${STANDIN_PYTHON_IMAGE:-localhost/standin-python:3.11-slim}"
-STANDIN_LAMBDA_IMAGE="${STANDIN_LAMBDA_IMAGE:-localhost/standin-lambda-python:3.12}"
-export STANDIN_PYTHON_IMAGE STANDIN_LAMBDA_IMAGE
 HTTP_PORT="${HTTP_PORT:-18000}"
 LAMBDA_PORT="${LAMBDA_PORT:-18080}"
 BACKEND="${BACKEND:-onnx}"

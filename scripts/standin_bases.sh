@@ -20,8 +20,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/container_env.sh
 source "$root/scripts/container_env.sh"
 
-PY_IMAGE="${STANDIN_PYTHON_IMAGE:-localhost/standin-python:3.11-slim}"
-LAMBDA_IMAGE="${STANDIN_LAMBDA_IMAGE:-localhost/standin-lambda-python:3.12}"
+PY_IMAGE="$STANDIN_PYTHON_IMAGE"     # both defined in container_env.sh
+LAMBDA_IMAGE="$STANDIN_LAMBDA_IMAGE"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 cache_dir="$root/.tools/standin"
 rootfs_tar="$cache_dir/bookworm-minbase-python.tar"
