@@ -62,6 +62,17 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def package_versions() -> dict:
+    """Installed versions of the packages the benchmark compares (absent ones left out)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
 def machine() -> dict:
     cpu = _cpuinfo()
     flags = set(cpu.get("flags", "").split())
@@ -81,12 +92,7 @@ def machine() -> dict:
         )
     except (OSError, StopIteration):
         mem_kb = 0
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    versions = package_versions()
     try:
         l3 = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
     except OSError:

@@ -259,22 +259,10 @@ def run(spec: dict, stack: str, threads: int, device: str, out_dir: Path) -> Non
             np.save(vec_file, embed(texts))
         summary[f"peak_rss_after_{length}_mb"] = peak_rss_mb()
     summary["peak_rss_mb"] = peak_rss_mb()
-    summary["versions"] = versions()
+    from bench_env import package_versions
+
+    summary["versions"] = package_versions()
     emit(summary)
-
-
-def versions() -> dict:
-    from importlib import metadata
-
-    from bench_env import PACKAGES
-
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def reference(spec: dict, out_dir: Path) -> None:
