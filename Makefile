@@ -69,13 +69,13 @@ images-test: setup ## build, run and test both images (what CI runs)
 	bash scripts/images.sh all
 
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
-	$(PY) scripts/bench.py
+	$(PY) bench/bench.py
 
 load: setup ## 64-client load test against a local server (a benchmark)
-	$(PY) scripts/load_test.py
+	$(PY) bench/load_test.py
 
 cost: setup ## monthly Lambda cost for 1,000 calls a day
-	$(PY) scripts/cost.py
+	$(PY) bench/cost.py
 
 clean: ## remove the venv, tools and prepared models
 	rm -rf $(VENV) .tools models/all-MiniLM-L6-v2 .pytest_cache

@@ -1,4 +1,4 @@
-"""scripts/bench.py end to end in its quick mode (ONNX stack only): structure and sanity of
+"""bench/bench.py end to end in its quick mode (ONNX stack only): structure and sanity of
 the outputs, never timings (they are noisy on a shared machine)."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_quick_bench_writes_json_markdown_and_charts(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(REPO / "scripts" / "bench.py"),
+            str(REPO / "bench" / "bench.py"),
             "--quick",
             "--skip-sizes",
             "--stacks",
@@ -106,7 +106,7 @@ def test_quick_bench_writes_json_markdown_and_charts(tmp_path):
 
     readme = (out / "README.md").read_text()
     assert "| stack | threads |" in readme and "## Machine" in readme and "Recommendation:" in readme
-    assert "scripts/bench.py" in readme  # the command to reproduce
+    assert "bench/bench.py" in readme  # the command to reproduce
     for chart in ("throughput.png", "cold_start.png", "latency.png"):
         assert (out / chart).stat().st_size > 1000
         assert f"({chart})" in readme

@@ -1,4 +1,4 @@
-"""scripts/cost.py: the arithmetic against hand-computed values, log parsing, input errors."""
+"""bench/cost.py: the arithmetic against hand-computed values, log parsing, input errors."""
 
 from __future__ import annotations
 

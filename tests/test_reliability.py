@@ -5,7 +5,7 @@ a per-request timeout answers 504, /health and /status answer while the model wo
 SIGTERM drains in-flight requests, then exits. Lambda (under the real RIE): malformed
 events and over-long requests get clear answers and JSON log lines, and the runtime keeps
 serving the next invocation. Timing bounds here are behavioural and generous (the test
-machine is small and shared); `scripts/load_test.py` is the benchmark.
+machine is small and shared); `bench/load_test.py` is the benchmark.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 from cases import assert_openai_error
 from conftest import INVOKE_PATH, REPO, RieServer, UvicornServer
 
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "bench"))
 from corpus import passages  # noqa: E402
 
 EVENTS = Path(__file__).parent / "events"
@@ -268,7 +268,7 @@ def test_load_smoke(tmp_path):
     """The load test's quick mode: zero 5xx, zero dropped connections, zero wrong answers."""
     report = tmp_path / "load.md"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "load_test.py"), "--duration", "5", "--clients", "16",
+        [sys.executable, str(REPO / "bench" / "load_test.py"), "--duration", "5", "--clients", "16",
          "--output", str(report), "--server-log", str(tmp_path / "server.log"), "--env", "EMBEDDING_THREADS=1"],
         capture_output=True, text=True, timeout=240, cwd=REPO,
     )

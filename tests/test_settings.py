@@ -53,3 +53,22 @@ def test_on_lambda_threads_follow_the_memory_size(memory, expected, monkeypatch)
 
 def test_explicit_threads_win_over_the_lambda_memory_rule():
     assert load_settings({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "EMBEDDING_THREADS": "2"}).effective_threads == 2
+
+
+@pytest.mark.parametrize("env", [
+    {"EMBEDDING_PRECISION": "fp8"},
+    {"EMBEDDING_PRECISION": "int8", "EMBEDDING_BACKEND": "torch"},
+    {"EMBEDDING_PRECISION": "fp16"},
+    {"EMBEDDING_PRECISION": "bf16", "EMBEDDING_BACKEND": "torch"},
+    {"EMBEDDING_PRECISION": "fp16", "EMBEDDING_DEVICE": "cuda"},
+])
+def test_a_precision_no_backend_can_honour_is_refused_at_start_up(env):
+    with pytest.raises(SettingsError, match="EMBEDDING_PRECISION"):
+        load_settings(env)
+
+
+def test_precision_defaults_to_fp32_and_accepts_the_supported_pairs():
+    assert load_settings({}).precision == "fp32"
+    assert load_settings({"EMBEDDING_PRECISION": "int8"}).precision == "int8"
+    cuda = {"EMBEDDING_BACKEND": "torch", "EMBEDDING_DEVICE": "cuda", "EMBEDDING_PRECISION": "BF16"}
+    assert load_settings(cuda).precision == "bf16"

@@ -18,6 +18,9 @@ REPO_ROOT = _HERE.parents[1] if len(_HERE.parents) > 1 else _HERE
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 IMAGE_MODEL_DIR = Path("/models") / DEFAULT_MODEL_NAME
 BACKENDS = ("onnx", "torch")
+# fp32: the reference (vectors equal sentence-transformers). int8: the ONNX backend's economy
+# file on CPU. fp16/bf16: half precision for the torch backend on CUDA only.
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 LAMBDA_MB_PER_VCPU = 1769
 
 
@@ -40,6 +43,7 @@ class Settings:
     model_id: str
     backend: str = "onnx"
     device: str = "cpu"
+    precision: str = "fp32"
     onnx_file: str = "onnx/model.onnx"
     threads: int = 0  # 0 = one per CPU this process may use
     batch_size: int = 32  # most texts sent to the runtime in one call
@@ -111,6 +115,19 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _check_precision(precision: str, backend: str, device: str) -> None:
+    """Refuse combinations no backend can honour, at start-up rather than per request."""
+    if precision == "int8" and backend != "onnx":
+        raise SettingsError("EMBEDDING_PRECISION=int8 needs EMBEDDING_BACKEND=onnx (the quantised ONNX file)")
+    if precision in ("fp16", "bf16") and not device.startswith("cuda"):
+        raise SettingsError(
+            f"EMBEDDING_PRECISION={precision} runs on a GPU only (EMBEDDING_DEVICE=cuda with "
+            "EMBEDDING_BACKEND=torch); on CPU use fp32, or int8 for the economy path"
+        )
+    if precision in ("fp16", "bf16") and backend != "torch":
+        raise SettingsError(f"EMBEDDING_PRECISION={precision} needs EMBEDDING_BACKEND=torch")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment (defaults work locally and in both images)."""
     env = os.environ if env is None else env
@@ -125,11 +142,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     device = env.get("EMBEDDING_DEVICE", "").strip().lower() or "cpu"
     if device != "cpu" and not device.startswith("cuda"):
         raise SettingsError(f"EMBEDDING_DEVICE must be cpu or cuda[:N]; got {device!r}")
+    backend = _choice(env, "EMBEDDING_BACKEND", "onnx", BACKENDS)
+    precision = _choice(env, "EMBEDDING_PRECISION", "fp32", PRECISIONS)
+    _check_precision(precision, backend, device)
     return Settings(
         model_dir=model_dir,
         model_id=model_id,
-        backend=_choice(env, "EMBEDDING_BACKEND", "onnx", BACKENDS),
+        backend=backend,
         device=device,
+        precision=precision,
         onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
         threads=_int(env, "EMBEDDING_THREADS", 0, 0),
         batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, 1),

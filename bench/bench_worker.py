@@ -1,11 +1,11 @@
-"""One stack, one thread count, in its own fresh process (started by scripts/bench.py).
+"""One stack, one thread count, in its own fresh process (started by bench/bench.py).
 
 Loads the stack, then measures single-text latency and batch throughput for the short and
 long texts the parent hands over, printing one JSON line per measurement (the parent turns
 them into progress lines) and a final summary line. Vectors from the full pass over every
 benchmark text are saved as .npy for the fidelity check. Nothing here knows about reports.
 
-    python scripts/bench_worker.py SPEC.json STACK THREADS DEVICE OUT_DIR
+    python bench/bench_worker.py SPEC.json STACK THREADS DEVICE OUT_DIR
 """
 
 from __future__ import annotations

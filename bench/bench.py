@@ -9,8 +9,8 @@ the real RIE, dynamic batching in the FastAPI app, the machine's fp32 matmul pea
 installed size of each target's dependencies. Writes docs/benchmarks/{results.json,
 README.md,*.png}.
 
-    .venv/bin/python scripts/bench.py                 # full run (~10 min on 2 cores)
-    .venv/bin/python scripts/bench.py --quick --skip-sizes --stacks onnx --out /tmp/b
+    .venv/bin/python bench/bench.py                 # full run (~10 min on 2 cores)
+    .venv/bin/python bench/bench.py --quick --skip-sizes --stacks onnx --out /tmp/b
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         "make bench"
         if argv is None and not sys.argv[1:]
-        else ".venv/bin/python scripts/bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        else ".venv/bin/python bench/bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     )
     say(
         f"benchmark ({'quick' if args.quick else 'full'}): stacks {', '.join(args.stacks)}; output {args.out}"
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": list(THREADS),
         "corpus": {
             k: {
-                "source": f"scripts/corpus.py {'sentences' if k == 'short' else 'passages'}"
+                "source": f"bench/corpus.py {'sentences' if k == 'short' else 'passages'}"
                 f"({len(texts[k])}, seed={SEED})",
                 "count": len(texts[k]),
                 "mean_tokens": statistics.mean(tokens[k]),

@@ -6,8 +6,8 @@ or a wrong answer). Overload is allowed: a valid request may be shed with 429 (w
 carry Retry-After and an OpenAI-shaped error).
 
     make load                                            # 64 clients x 60 s, own server
-    .venv/bin/python scripts/load_test.py --clients 16 --duration 5 --output -
-    .venv/bin/python scripts/load_test.py --url http://127.0.0.1:8000 --server-pid 1234
+    .venv/bin/python bench/load_test.py --clients 16 --duration 5 --output -
+    .venv/bin/python bench/load_test.py --url http://127.0.0.1:8000 --server-pid 1234
 
 Without --url it starts its own uvicorn (as `make serve` runs it) on a free loopback port.
 Reference vectors come from the same server before the load starts, one text per request,
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the own server (repeatable)")
     args = parser.parse_args(argv)
-    command = " ".join([".venv/bin/python", "scripts/load_test.py", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join([".venv/bin/python", "bench/load_test.py", *(argv if argv is not None else sys.argv[1:])])
 
     process = None
     url, pid = args.url, args.server_pid

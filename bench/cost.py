@@ -7,9 +7,9 @@ of the architecture; plus requests, ECR storage of the image and (optionally) Cl
 Logs ingestion. Durations come from docs/benchmarks/results.json (the Lambda handler under
 the real RIE, pinned to one CPU = 1,769 MB), from flags, or from an RIE log (`--from-rie`).
 
-    .venv/bin/python scripts/cost.py                       # 1,000 calls/day, from results.json
-    .venv/bin/python scripts/cost.py --daily 100000 --memory 1024,1769 --no-free-tier
-    .venv/bin/python scripts/cost.py --from-rie rie.log --json
+    .venv/bin/python bench/cost.py                       # 1,000 calls/day, from results.json
+    .venv/bin/python bench/cost.py --daily 100000 --memory 1024,1769 --no-free-tier
+    .venv/bin/python bench/cost.py --from-rie rie.log --json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The two deployment targets as they really start: the Lambda handler under the real RIE,
 and the FastAPI app under uvicorn with and without dynamic batching. Loopback only.
 
-Helpers for scripts/bench.py.
+Helpers for bench/bench.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Turns scripts/bench.py's measurements into targets, a Lambda memory recommendation,
+"""Turns bench/bench.py's measurements into targets, a Lambda memory recommendation,
 PNG charts and docs/benchmarks/README.md. Pure functions of the results dict."""
 
 from __future__ import annotations
@@ -438,7 +438,7 @@ def markdown(results: dict, charts_: list[str]) -> str:
     g = results["gpu"]
     w(f"- GPU: {g['name'] if g.get('available') else g.get('note', 'none')}\n")
     w(
-        "Reproduce: `make bench` (= `.venv/bin/python scripts/bench.py`); options `--quick`, `--skip-sizes`, "
+        "Reproduce: `make bench` (= `.venv/bin/python bench/bench.py`); options `--quick`, `--skip-sizes`, "
         "`--stacks onnx,torch,fastembed,st`, `--out DIR`.\n"
     )
 
@@ -711,7 +711,7 @@ def markdown(results: dict, charts_: list[str]) -> str:
             "from 3,538 MB (two vCPUs) the two-thread figure. Costs are x86_64 list prices without the "
             "free tier; "
             f"the mix assumes a cold fraction of {ms['cold_fraction']:.3f} (1,000 calls/day, see "
-            f"`scripts/cost.py`). "
+            f"`bench/cost.py`). "
             f"Acceptable: seed request warm <= {a['seed_warm_ms']:.0f} ms, cold start (init + first call) <= "
             f"{a['cold_ms'] / 1000:.0f} s, 32 passages <= {a['long_x32_ms'] / 1000:.0f} s (under the 30 s "
             f"timeout), "

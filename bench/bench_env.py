@@ -1,6 +1,6 @@
 """The machine, its fp32 matmul peak, the model's FLOPs, and installed dependency sizes.
 
-Helpers for scripts/bench.py; each function returns plain JSON-able dicts.
+Helpers for bench/bench.py; each function returns plain JSON-able dicts.
 """
 
 from __future__ import annotations
