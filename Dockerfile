@@ -67,8 +67,12 @@ RUN set -eu; \
         rm -rf "$src/onnx" ;; \
       *) echo "BACKEND must be onnx or torch, got '$BACKEND'" >&2; exit 1 ;; \
     esac; \
+    if [ ! -f /src-models/encodings/cl100k_base.tiktoken.gz ]; then \
+      echo "ERROR: models/encodings/ (tiktoken rank files for token-id arrays) is missing: run make setup first" >&2; exit 1; \
+    fi; \
     mkdir -p /models; \
     mv "$src" /models/all-MiniLM-L6-v2; \
+    mv /src-models/encodings /models/encodings; \
     chmod -R a+rX,go-w /models
 
 # --- runtime ----------------------------------------------------------------------------------
@@ -90,6 +94,8 @@ COPY --from=build /app /app
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
+# /status, not /health: it stays open when API_KEY is set, and uvicorn answers it only once the
+# lifespan has loaded the model, so it is a readiness check here too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/status', timeout=4)"]
 CMD ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "30"]

@@ -46,9 +46,11 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed ## venv with pinned deps, the Lambda RIE, checkov and the prepared model (idempotent)
+setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed ## venv with pinned deps, the Lambda RIE, checkov, the prepared model and tiktoken rank files (idempotent)
 	@echo "==> preparing $(MODEL)"
 	$(PY) scripts/prepare_model.py --model $(MODEL)
+	@echo "==> tiktoken rank files for token-id arrays (sha256-pinned)"
+	$(PY) scripts/fetch_encodings.py
 
 serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
 	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30

@@ -78,6 +78,7 @@ class UvicornServer(_LoggedProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.env = env
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
@@ -93,7 +94,10 @@ class UvicornServer(_LoggedProcess):
     def healthy(self) -> bool:
         if self.process.poll() is not None:
             raise RuntimeError(f"uvicorn exited: {self.log_path.read_text()[-2000:]}")
-        return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        # /health needs the key when API_KEY is set (only /status is open).
+        key = self.env.get("API_KEY")
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(f"{self.url}/health", headers=headers, timeout=2).status_code == 200
 
     def stop(self) -> int | None:
         code = terminate(self.process, timeout=40)

@@ -45,7 +45,7 @@ class StubEmbedder:
     def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         vectors[:, 0] = 1.0
-        return Embeddings(vectors, [min(len(t), 254) + 2 for t in texts])
+        return Embeddings(vectors, [min(len(t), 254) + 2 for t in texts], [len(t) > 254 for t in texts])
 
 
 # --------------------------------------------------------------------------- strategies

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -18,6 +19,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from auth import ApiKeyCheck, load_api_key
 from errors import (
     ApiError,
     bad_request,
@@ -32,15 +34,26 @@ from errors import (
 from model import DeadlineExceeded, Embedder, Embeddings
 from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
 from settings import Limits, Settings
+from token_arrays import TokenArrayDecoder, decode_input
 
-# path -> method -> operation. The single routing table both targets serve.
+# path -> method -> operation. The single routing table both targets serve. OpenAI's routes
+# also answer without /v1, for clients whose base URL leaves it out.
 ROUTES: dict[str, dict[str, str]] = {
     "/": {"POST": "embed"},
     "/v1/embeddings": {"POST": "openai_embeddings"},
+    "/embeddings": {"POST": "openai_embeddings"},
     "/status": {"GET": "status"},
     "/health": {"GET": "health"},
     "/v1/models": {"GET": "models"},
+    "/models": {"GET": "models"},
 }
+# prefix -> method -> operation, for routes whose rest of the path is a parameter (a model id,
+# which may itself contain '/': sentence-transformers/all-MiniLM-L6-v2).
+PREFIX_ROUTES: dict[str, dict[str, str]] = {
+    "/v1/models/": {"GET": "model"},
+    "/models/": {"GET": "model"},
+}
+TRUNCATED_HEADER = "x-truncated-inputs"
 EMBEDDING_OPERATIONS = ("embed", "openai_embeddings")
 JSON_HEADERS = {"content-type": "application/json"}
 log = logging.getLogger("embedding.api")
@@ -53,6 +66,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: dict(JSON_HEADERS))
     items: int = 0  # texts embedded, for logs and metrics
     tokens: int = 0
+    truncated: int = 0  # texts cut at the model's maximum length
     error_code: str | None = None
 
 
@@ -85,7 +99,10 @@ def resolve(method: str, path: str) -> str:
     normalised = path.rstrip("/") or "/"
     methods = ROUTES.get(normalised)
     if methods is None:
-        raise not_found(path)
+        prefix = next((p for p in PREFIX_ROUTES if normalised.startswith(p)), None)
+        if prefix is None:
+            raise not_found(path)
+        methods = PREFIX_ROUTES[prefix]
     operation = methods.get(method.upper())
     if operation is None:
         raise method_not_allowed(method.upper(), normalised, sorted(methods))
@@ -139,6 +156,16 @@ class EmbeddingAPI:
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
         self.embedder = embedder
+        self.auth = ApiKeyCheck(load_api_key(settings))  # read once, here (auth.py)
+        self.token_decoder = (
+            None if settings.token_array_encoding == "none"
+            else TokenArrayDecoder(settings.token_array_encoding, settings.encodings_dir)
+        )
+
+    def authorize(self, operation: str, authorization: str | None) -> None:
+        """401 unless the operation is open or the header carries the API key (HTTP only:
+        direct Lambda invocations are authorised by IAM and never come here)."""
+        self.auth.authorize(operation, authorization)
 
     @property
     def ready(self) -> bool:
@@ -146,14 +173,21 @@ class EmbeddingAPI:
 
     def _model_names(self) -> set[str]:
         model_id = self.settings.model_id.lower()
-        return {model_id, model_id.split("/")[-1]}
+        aliases = {alias.lower() for alias in self.settings.model_aliases}
+        return {model_id, model_id.split("/")[-1]} | aliases
 
-    def prepare(self, operation: str, body: bytes, content_type: str | None) -> EmbedJob | Reply:
-        """Everything before the model: validated job, or a complete reply."""
+    def prepare(
+        self, operation: str, body: bytes, content_type: str | None, path: str = ""
+    ) -> EmbedJob | Reply:
+        """Everything before the model: validated job, or a complete reply. `path` is only
+        read by the `model` operation (the id after /v1/models/)."""
         if operation == "status":
             return json_reply(200, {"status": "200 OK"})
         if operation == "models":
             return json_reply(200, {"object": "list", "data": [self._model_card()]})
+        if operation == "model":
+            self._check_model(_model_id_in(path))
+            return json_reply(200, self._model_card())
         if operation == "health":
             if not self.ready:
                 raise not_ready()
@@ -180,18 +214,33 @@ class EmbeddingAPI:
         if not self.ready:
             raise not_ready()
         texts = [request.input] if isinstance(request.input, str) else request.input
+        if texts and not isinstance(texts[0], str):  # token ids: validation allows no mix
+            texts = self._decode_token_arrays(texts)
         return EmbedJob(operation, request, texts)
 
-    def _check_openai_options(self, request: OpenAIEmbeddingRequest) -> None:
-        if request.model is not None and request.model.lower() not in self._model_names():
+    def _decode_token_arrays(self, arrays: list) -> list[str]:
+        """tiktoken ids -> the text they encode; the model then embeds that text."""
+        if self.token_decoder is None:
+            raise bad_request(
+                "token-id arrays are disabled on this server (TOKEN_ARRAY_ENCODING=none); send text "
+                "(LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))",
+                param="input", code="token_arrays_disabled",
+            )
+        return decode_input(self.token_decoder, arrays, self.settings.limits.max_item_chars)
+
+    def _check_model(self, name: str | None, param: str | None = None) -> None:
+        if name is not None and name.lower() not in self._model_names():
             raise ApiError(
                 404,
-                f"model {request.model!r} is not served here; this server serves "
+                f"model {name!r} is not served here; this server serves "
                 f"{self.settings.model_id!r} (GET /v1/models)",
                 "invalid_request_error",
-                "model",
+                param,
                 "model_not_found",
             )
+
+    def _check_openai_options(self, request: OpenAIEmbeddingRequest) -> None:
+        self._check_model(request.model, "model")
         dimension = self.embedder.dimension if self.embedder else None
         if request.dimensions is not None and request.dimensions != dimension:
             raise bad_request(
@@ -210,8 +259,14 @@ class EmbeddingAPI:
 
     def finish(self, job: EmbedJob, result: Embeddings) -> Reply:
         """Vectors -> the response body of the operation that asked for them."""
-        reply = json_reply(200, self._body(job, result))
-        reply.items, reply.tokens = len(job.texts), result.total_tokens
+        reply = json_reply(200, self._body(job, result), {TRUNCATED_HEADER: str(result.truncated_count)})
+        reply.items, reply.tokens, reply.truncated = len(job.texts), result.total_tokens, result.truncated_count
+        if reply.truncated:
+            log.warning(
+                "inputs truncated",
+                extra={"truncated_inputs": reply.truncated, "inputs": reply.items,
+                       "max_seq_length": self.embedder.spec.max_seq_length if self.embedder else None},
+            )
         return reply
 
     def _body(self, job: EmbedJob, result: Embeddings) -> dict:
@@ -235,7 +290,8 @@ class EmbeddingAPI:
         return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
 
     def handle(
-        self, operation: str, body: bytes, content_type: str | None, budget_s: float | None = None
+        self, operation: str, body: bytes, content_type: str | None, budget_s: float | None = None,
+        path: str = "",
     ) -> Reply:
         """Synchronous end to end (the Lambda path): never raises, always a Reply.
 
@@ -243,7 +299,7 @@ class EmbeddingAPI:
         an over-long request gets a 504 instead of the runtime killing the sandbox.
         """
         try:
-            prepared = self.prepare(operation, body, content_type)
+            prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
             deadline = None if budget_s is None else time.monotonic() + budget_s
@@ -264,10 +320,11 @@ class EmbeddingAPI:
         body: bytes,
         content_type: str | None,
         embed: Callable[[list[str]], Awaitable[Embeddings]],
+        path: str = "",
     ) -> Reply:
         """The same, with the model reached through an awaitable (the FastAPI batcher)."""
         try:
-            prepared = self.prepare(operation, body, content_type)
+            prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
             return self.finish(prepared, await embed(prepared.texts))
@@ -276,6 +333,13 @@ class EmbeddingAPI:
         except Exception:
             log.exception("embedding request failed", extra={"operation": operation})
             return error_reply(internal_error())
+
+
+def _model_id_in(path: str) -> str:
+    """The model id after /v1/models/ or /models/; clients may send its '/' as %2F."""
+    normalised = path.rstrip("/")
+    prefix = next((p for p in PREFIX_ROUTES if normalised.startswith(p)), normalised)
+    return unquote(normalised[len(prefix):])
 
 
 def _as_is(vector: np.ndarray) -> np.ndarray:

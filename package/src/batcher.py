@@ -143,6 +143,7 @@ class Batcher:
             end = start + len(job.texts)
             if not job.future.done():
                 job.future.set_result(
-                    Embeddings(np.ascontiguousarray(result.vectors[start:end]), result.token_counts[start:end])
+                    Embeddings(np.ascontiguousarray(result.vectors[start:end]), result.token_counts[start:end],
+                               result.truncated[start:end])
                 )
             start = end

@@ -35,8 +35,26 @@ def bad_request(message: str, param: str | None = None, code: str = "invalid_val
     return ApiError(400, message, "invalid_request_error", param, code)
 
 
+# The last part of an OpenAI route, and the path this server serves it at.
+OPENAI_ROUTES = {"embeddings": "/v1/embeddings", "models": "/v1/models"}
+
+
 def not_found(path: str) -> ApiError:
-    return ApiError(404, f"no route for {path}", "not_found_error", None, "unknown_url")
+    return ApiError(404, f"no route for {path}{_route_hint(path)}", "not_found_error", None, "unknown_url")
+
+
+def _route_hint(path: str) -> str:
+    """For a path that looks like an OpenAI route under the wrong base URL (/api/v1/embeddings,
+    /v1/v1/embeddings, /openai/embeddings), say which base URL works; other OpenAI routes
+    (chat, completions) are not served at all."""
+    parts = [part for part in path.split("/") if part]
+    for name, route in OPENAI_ROUTES.items():
+        if name in parts:
+            return (f"; this server serves {route} (and /{name}): set the client's base URL to "
+                    "http(s)://<host>/v1 with nothing after /v1, e.g. OpenAI(base_url='http://localhost:8000/v1')")
+    if "v1" in parts or any(part in ("chat", "completions", "responses") for part in parts):
+        return "; this server serves embeddings only: POST /v1/embeddings (GET /v1/models lists the model)"
+    return ""
 
 
 def method_not_allowed(method: str, path: str, allowed: list[str]) -> ApiError:

@@ -1,4 +1,4 @@
-"""HTTP-only helpers for the FastAPI adapter: API-key auth, bounded body reads, docs.
+"""HTTP-only helpers for the FastAPI adapter: the API-key dependency, bounded body reads, docs.
 
 Kept apart from main.py so the app file stays a readable list of routes.
 """
@@ -6,35 +6,28 @@ Kept apart from main.py so the app file stays a readable list of routes.
 from __future__ import annotations
 
 import asyncio
-import hmac
+from typing import Awaitable, Callable
 
 from fastapi import Request
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from errors import ApiError, too_large, unauthorized
+from api import EmbeddingAPI
+from errors import ApiError, too_large
 from schemas import ErrorResponse
 from settings import Limits
 
 BODY_READ_TIMEOUT_S = 30.0  # a client that trickles its body this long is cut off (408)
 
 
-class ApiKeyGuard:
-    """Optional bearer-token check (API_KEY); constant-time, and the key is never logged."""
+def requires_key(api: EmbeddingAPI, operation: str) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency running the shared API-key check (auth.py) before the body is
+    read, so an unauthenticated request costs nothing."""
 
-    def __init__(self, api_key: str | None):
-        self._key = api_key.encode() if api_key else None
+    async def check(request: Request) -> None:
+        api.authorize(operation, request.headers.get("authorization"))
 
-    @property
-    def enabled(self) -> bool:
-        return self._key is not None
-
-    async def __call__(self, request: Request) -> None:
-        if self._key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
-            raise unauthorized()
+    return check
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -68,10 +61,12 @@ def request_body_doc(model: type[BaseModel], limits: Limits, dimension: int | No
     the runtime limits written in, so the document promises exactly what validation accepts."""
     schema = model.model_json_schema()
     text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
-    schema["properties"]["input"]["anyOf"] = [
-        text,
-        {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items},
-    ]
+    shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
+    if {"type": "integer"} in [s.get("items") for s in schema["properties"]["input"]["anyOf"]]:
+        ids = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1,
+               "maxItems": limits.max_item_chars}
+        shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]
+    schema["properties"]["input"]["anyOf"] = shapes
     if "dimensions" in schema["properties"] and dimension is not None:
         schema["properties"]["dimensions"]["anyOf"] = [
             {"type": "integer", "enum": [dimension]},
@@ -86,7 +81,7 @@ def request_body_doc(model: type[BaseModel], limits: Limits, dimension: int | No
 
 
 ERROR_STATUSES = {
-    400: "Invalid request",
+    400: "Invalid request (including token ids outside TOKEN_ARRAY_ENCODING's vocabulary)",
     401: "Missing or wrong API key (when API_KEY is set)",
     404: "Unknown model",
     408: "Body sent too slowly",

@@ -44,15 +44,17 @@ def _budget(context: Any) -> float | None:
 
 def _respond(event: Any, context: Any) -> tuple[str, Reply, bool]:
     http = is_http_event(event)
-    operation = "embed"
+    operation, path = "embed", "/"
     try:
         if http:
             request = parse_http_event(event)
-            operation = resolve(request.method, request.path)
+            operation, path = resolve(request.method, request.path), request.path
+            # HTTP events carry the API key; direct invocations were authorised by IAM.
+            API.authorize(operation, request.headers.get("authorization"))
             body, content_type = request.body, request.headers.get("content-type")
         else:
             body, content_type = _direct_body(event), "application/json"
-        reply = API.handle(operation, body, content_type, budget_s=_budget(context))
+        reply = API.handle(operation, body, content_type, budget_s=_budget(context), path=path)
     except ApiError as error:
         reply = error_reply(error)
     if len(reply.body) > LAMBDA_RESPONSE_LIMIT_BYTES:
@@ -80,6 +82,7 @@ def handler(event: Any, context: Any) -> dict | bytes:
             "status": reply.status,
             "batch_size": reply.items,
             "tokens": reply.tokens,
+            "truncated_inputs": reply.truncated,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "event": "http" if http else "direct",
         },

@@ -23,13 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import EmbeddingAPI, Reply, error_reply
 from batcher import Batcher
 from errors import ApiError, internal_error, method_not_allowed, not_found
-from http_support import ApiKeyGuard, read_body, request_body_doc, responses_doc
+from http_support import read_body, request_body_doc, requires_key, responses_doc
 from logs import configure_logging
 from metrics import Metrics
 from model import model_load, model_unload
 from model_config import ModelFilesError, read_model_spec
 from schemas import (
     HealthResponse,
+    ModelCard,
     ModelList,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
@@ -45,9 +46,8 @@ log = logging.getLogger("embedding.http")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
-    api = EmbeddingAPI(settings)
+    api = EmbeddingAPI(settings)  # reads the API key once (auth.py)
     metrics = Metrics()
-    guard = ApiKeyGuard(settings.api_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await batcher.start()
         api.embedder = embedder
         app.state.batcher = batcher
-        log.info("ready", extra={"model": settings.model_id, "auth": guard.enabled})
+        log.info("ready", extra={"model": settings.model_id, "auth": api.auth.enabled})
         yield
         api.embedder = None  # from here on /health answers 503
         await batcher.stop()
@@ -95,46 +95,72 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return send(operation, error_reply(error), started)
         batcher: Batcher = request.app.state.batcher
         embed = partial(batcher.embed, timeout_s=settings.request_timeout_s)
-        reply = await api.handle_async(operation, body, request.headers.get("content-type"), embed)
+        reply = await api.handle_async(
+            operation, body, request.headers.get("content-type"), embed, request.url.path
+        )
         if reply.items:
             log.info(
                 "embedded",
                 extra={"operation": operation, "batch_size": reply.items, "tokens": reply.tokens,
+                       "truncated_inputs": reply.truncated,
                        "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
             )
         return send(operation, reply, started)
 
-    protected = [Depends(guard)]
+    def protected(operation: str) -> list:
+        return [Depends(requires_key(api, operation))]
+
+    def endpoint(operation: str):
+        async def run(request: Request) -> Response:
+            return await serve(operation, request)
+
+        return run
+
     seed_body = request_body_doc(SeedEmbeddingRequest, settings.limits, None)
     openai_body = request_body_doc(OpenAIEmbeddingRequest, settings.limits, _documented_dimension(settings))
     prometheus_text = {200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
-    @app.post("/", dependencies=protected, openapi_extra=seed_body,
+    @app.post("/", dependencies=protected("embed"), openapi_extra=seed_body,
               responses=responses_doc(SeedEmbeddingResponse), summary="Embed text (the seed's API)")
     async def create_embedding(request: Request) -> Response:
         return await serve("embed", request)
 
-    @app.post("/v1/embeddings", dependencies=protected, openapi_extra=openai_body,
-              responses=responses_doc(OpenAIEmbeddingResponse), summary="Embed text (OpenAI-compatible)")
-    async def create_embeddings_openai(request: Request) -> Response:
-        return await serve("openai_embeddings", request)
+    # OpenAI's routes, with and without the /v1 prefix (api.ROUTES serves both on Lambda too).
+    for prefix in ("/v1", ""):
+        app.add_api_route(
+            f"{prefix}/embeddings", endpoint("openai_embeddings"), methods=["POST"],
+            dependencies=protected("openai_embeddings"), openapi_extra=openai_body,
+            responses=responses_doc(OpenAIEmbeddingResponse),
+            summary=f"Embed text (OpenAI-compatible){'' if prefix else ', without /v1'}",
+            operation_id=f"create_embeddings{prefix.replace('/', '_')}",
+        )
+        app.add_api_route(
+            f"{prefix}/models", endpoint("models"), methods=["GET"], dependencies=protected("models"),
+            responses=responses_doc(ModelList), summary=f"The served model{'' if prefix else ', without /v1'}",
+            operation_id=f"list_models{prefix.replace('/', '_')}",
+        )
 
-    @app.get("/v1/models", dependencies=protected, responses=responses_doc(ModelList),
-             summary="The served model")
-    async def list_models(request: Request) -> Response:
-        return await serve("models", request)
+        async def retrieve_model(model_id: str, request: Request) -> Response:
+            return await serve("model", request)
+
+        app.add_api_route(
+            f"{prefix}/models/{{model_id:path}}", retrieve_model, methods=["GET"],
+            dependencies=protected("model"), responses=responses_doc(ModelCard),
+            summary=f"The served model by id or alias (ids contain '/'){'' if prefix else ', without /v1'}",
+            operation_id=f"retrieve_model{prefix.replace('/', '_')}",
+        )
 
     @app.get("/status", responses=responses_doc(StatusResponse), summary="Liveness (the seed's check)")
     async def status(request: Request) -> Response:
         return await serve("status", request)
 
-    @app.get("/health", responses=responses_doc(HealthResponse),
+    @app.get("/health", dependencies=protected("health"), responses=responses_doc(HealthResponse),
              summary="Readiness: 200 once the model is loaded")
     async def health(request: Request) -> Response:
         return await serve("health", request)
 
-    @app.get("/metrics", dependencies=protected, response_class=Response, responses=prometheus_text,
+    @app.get("/metrics", dependencies=protected("metrics"), response_class=Response, responses=prometheus_text,
              summary="Prometheus metrics")
     async def prometheus_metrics() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)

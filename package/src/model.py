@@ -44,10 +44,15 @@ class Backend(Protocol):
 class Embeddings:
     vectors: np.ndarray  # (n, dimension) float32, in input order
     token_counts: list[int]  # tokens read per input, after truncation
+    truncated: list[bool]  # per input: was it cut at the model's maximum length?
 
     @property
     def total_tokens(self) -> int:
         return sum(self.token_counts)
+
+    @property
+    def truncated_count(self) -> int:
+        return sum(self.truncated)
 
 
 class DeadlineExceeded(RuntimeError):
@@ -75,7 +80,7 @@ class Embedder:
     def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
         """Vectors in input order. `deadline` (time.monotonic()) is checked between
         sub-batches, so a request that cannot finish in time stops early and cleanly."""
-        ids = self._tokens.encode(texts)
+        ids, truncated = self._tokens.encode_flagged(texts)
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         with self._lock:
             for batch in self._tokens.batches(ids, self.batch_size, self.batch_tokens):
@@ -92,7 +97,7 @@ class Embedder:
                 if self.spec.normalize:
                     pooled = l2_normalize(pooled)
                 vectors[batch.positions] = pooled
-        return Embeddings(vectors, [len(x) for x in ids])
+        return Embeddings(vectors, [len(x) for x in ids], truncated)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(x) for x in self._tokens.encode(texts)]

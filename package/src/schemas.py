@@ -24,28 +24,65 @@ def _json_type(value: Any) -> str:
     )
 
 
-def check_input(value: Any, info: ValidationInfo) -> str | list[str]:
-    """The rules for `input`, with messages that tell the caller what to send instead."""
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_token_array(ids: list, where: str, limits: Limits) -> None:
+    if not ids:
+        raise ValueError(f"{where} must not be an empty token array")
+    for position, token_id in enumerate(ids):
+        if not _is_token_id(token_id):
+            raise ValueError(
+                f"{where}[{position}] must be a token id (an integer), got {_json_type(token_id)}; "
+                "a token array holds integers only"
+            )
+    if len(ids) > limits.max_item_chars:
+        raise ValueError(f"{where} has {len(ids)} token ids; at most {limits.max_item_chars}")
+
+
+def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
+    """The rules for `input`, with messages that tell the caller what to send instead.
+
+    With `token_arrays`, OpenAI's two other shapes are accepted too: a list of token ids
+    (one text) or a list of such lists; a list never mixes strings and token ids.
+    """
     limits: Limits = (info.context or {}).get("limits") or Limits()
+    shapes = "a string, a list of strings, a list of token ids or a list of token-id lists"
     if isinstance(value, str):
         items = [value]
     elif isinstance(value, list):
         if not value:
             raise ValueError("input must not be an empty list")
+        if token_arrays and _is_token_id(value[0]):
+            _check_token_array(value, "input", limits)
+            return value
         if len(value) > limits.max_items:
             raise ValueError(
                 f"input has {len(value)} items; at most {limits.max_items} per request"
             )
         items = value
     else:
-        raise ValueError(
-            f"input must be a string or a list of strings, got {_json_type(value)}"
-        )
+        expected = shapes if token_arrays else "a string or a list of strings"
+        raise ValueError(f"input must be {expected}, got {_json_type(value)}")
+    arrays = token_arrays and isinstance(items[0], list)
     for index, item in enumerate(items):
         where = "input" if isinstance(value, str) else f"input[{index}]"
+        if arrays:
+            if not isinstance(item, list):
+                raise ValueError(f"{where} must be a list of token ids like input[0], got {_json_type(item)}")
+            _check_token_array(item, where, limits)
+            continue
         if not isinstance(item, str):
+            if token_arrays:
+                raise ValueError(
+                    f"{where} must be a string like input[0], got {_json_type(item)}; "
+                    f"input must be {shapes}, never a mix"
+                )
             if isinstance(item, (int, list)) and not isinstance(item, bool):
-                raise ValueError(f"{where}: token arrays are not supported; send text")
+                raise ValueError(
+                    f"{where}: token-id arrays are accepted on /v1/embeddings only; send text here"
+                )
             raise ValueError(f"{where} must be a string, got {_json_type(item)}")
         if not item:
             raise ValueError(f"{where} must not be an empty string")
@@ -55,6 +92,16 @@ def check_input(value: Any, info: ValidationInfo) -> str | list[str]:
                 "(the model reads only its first few hundred tokens anyway)"
             )
     return value
+
+
+def check_input(value: Any, info: ValidationInfo) -> str | list[str]:
+    """Text only: the seed's `POST /`."""
+    return _check_input(value, info, token_arrays=False)
+
+
+def check_openai_input(value: Any, info: ValidationInfo) -> Any:
+    """Text or tiktoken token ids: OpenAI's `POST /v1/embeddings`."""
+    return _check_input(value, info, token_arrays=True)
 
 
 class SeedEmbeddingRequest(BaseModel):
@@ -77,7 +124,10 @@ class OpenAIEmbeddingRequest(BaseModel):
             "examples": [{"input": [EXAMPLE_TEXT], "model": "sentence-transformers/all-MiniLM-L6-v2"}]
         },
     )
-    input: str | list[str] = Field(description="Text to embed, or a list of texts.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text to embed, a list of texts, or tiktoken token ids (one list per text; "
+        "decoded with TOKEN_ARRAY_ENCODING, cl100k_base by default, and embedded as that text)."
+    )
     model: str | None = Field(default=None, description="The served model's id (GET /v1/models).")
     encoding_format: Literal["float", "base64"] = Field(
         default="float",
@@ -86,7 +136,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     dimensions: int | None = Field(default=None, description="Must equal the model's dimension.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
 
-    _check_input = field_validator("input", mode="before")(check_input)
+    _check_input = field_validator("input", mode="before")(check_openai_input)
 
 
 class Usage(BaseModel):

@@ -8,7 +8,7 @@ A bad value fails fast at start-up with the variable's name, never mid-request.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -22,6 +22,9 @@ BACKENDS = ("onnx", "torch")
 # file on CPU. fp16/bf16: half precision for the torch backend on CUDA only.
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 LAMBDA_MB_PER_VCPU = 1769
+# tiktoken encodings whose token-id arrays /v1/embeddings decodes back to text ("none" refuses them).
+TOKEN_ARRAY_ENCODINGS = ("cl100k_base", "o200k_base", "none")
+IMAGE_ENCODINGS_DIR = Path("/models") / "encodings"
 
 
 class SettingsError(ValueError):
@@ -49,7 +52,15 @@ class Settings:
     batch_size: int = 32  # most texts sent to the runtime in one call
     batch_tokens: int = 2048  # most padded tokens in one call (caps the runtime's memory arena)
     limits: Limits = Limits()
-    api_key: str | None = None
+    # The key itself never appears in a repr (and so in no log line or traceback).
+    api_key: str | None = field(default=None, repr=False)
+    # Lambda: read the key once at init from SSM Parameter Store or Secrets Manager instead.
+    api_key_ssm_parameter: str | None = None
+    api_key_secret_arn: str | None = None
+    # Extra model names accepted as the served model (framework defaults); responses report model_id.
+    model_aliases: tuple[str, ...] = ()
+    token_array_encoding: str = "cl100k_base"
+    encodings_dir: Path = field(default_factory=lambda: default_encodings_dir())
     log_level: str = "INFO"
     # FastAPI target only: dynamic batching and overload protection.
     batch_wait_ms: float = 2.0
@@ -80,6 +91,29 @@ def default_model_dir() -> Path:
     if IMAGE_MODEL_DIR.is_dir():
         return IMAGE_MODEL_DIR
     return REPO_ROOT / "models" / DEFAULT_MODEL_NAME
+
+
+def default_encodings_dir() -> Path:
+    """The tiktoken rank files `make setup` installs (scripts/fetch_encodings.py)."""
+    if IMAGE_ENCODINGS_DIR.is_dir():
+        return IMAGE_ENCODINGS_DIR
+    return REPO_ROOT / "models" / "encodings"
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped, duplicates removed (first one kept)."""
+    items = (item.strip() for item in env.get(name, "").split(","))
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+def _api_key_source(env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """API_KEY, API_KEY_SSM_PARAMETER, API_KEY_SECRET_ARN: at most one may be set."""
+    values = {name: env.get(name, "").strip() or None
+              for name in ("API_KEY", "API_KEY_SSM_PARAMETER", "API_KEY_SECRET_ARN")}
+    given = [name for name, value in values.items() if value]
+    if len(given) > 1:
+        raise SettingsError(f"set only one of {', '.join(given)}: each is a complete source of the API key")
+    return values["API_KEY"], values["API_KEY_SSM_PARAMETER"], values["API_KEY_SECRET_ARN"]
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -145,6 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     backend = _choice(env, "EMBEDDING_BACKEND", "onnx", BACKENDS)
     precision = _choice(env, "EMBEDDING_PRECISION", "fp32", PRECISIONS)
     _check_precision(precision, backend, device)
+    api_key, api_key_ssm_parameter, api_key_secret_arn = _api_key_source(env)
     return Settings(
         model_dir=model_dir,
         model_id=model_id,
@@ -156,7 +191,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, 1),
         batch_tokens=_int(env, "EMBEDDING_BATCH_TOKENS", 2048, 1),
         limits=limits,
-        api_key=env.get("API_KEY") or None,
+        api_key=api_key,
+        api_key_ssm_parameter=api_key_ssm_parameter,
+        api_key_secret_arn=api_key_secret_arn,
+        model_aliases=_names(env, "MODEL_ALIASES"),
+        token_array_encoding=_choice(env, "TOKEN_ARRAY_ENCODING", "cl100k_base", TOKEN_ARRAY_ENCODINGS),
+        encodings_dir=Path(env.get("ENCODINGS_DIR", "").strip() or default_encodings_dir()),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         batch_wait_ms=_float(env, "BATCH_WAIT_MS", 2.0, 0.0),
         batch_max_items=_int(env, "BATCH_MAX_ITEMS", 64, 1),

@@ -42,8 +42,13 @@ class BatchTokenizer:
         self._pad_id = pad_id
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.encode_flagged(texts)[0]
+
+    def encode_flagged(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        """Ids per text, and whether each text was cut at the maximum length (the tokenizer
+        keeps what it cut off as `overflowing`), so callers can tell clients."""
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
-        return [e.ids for e in encodings]
+        return [e.ids for e in encodings], [bool(e.overflowing) for e in encodings]
 
     def batches(self, ids: list[list[int]], batch_size: int, max_tokens: int) -> Iterator[Batch]:
         """Length-sorted sub-batches, cut where padding would cost more than another call.
