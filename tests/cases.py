@@ -23,7 +23,8 @@ BAD_BODIES = [
     ("empty-list", b'{"input": []}', "application/json", 400, "invalid_value"),
     ("null-item", b'{"input": ["ok", null]}', "application/json", 400, "invalid_value"),
     ("empty-item", b'{"input": ["ok", ""]}', "application/json", 400, "invalid_value"),
-    ("token-ids", b'{"input": [101, 7592, 102]}', "application/json", 400, "invalid_value"),
+    # 100256 is a gap in cl100k_base; "/" takes no token ids at all.
+    ("token-ids-outside-the-vocabulary", b'{"input": [101, 7592, 100256]}', "application/json", 400, "invalid_value"),
     ("nested-lists", b'{"input": [["a"]]}', "application/json", 400, "invalid_value"),
     ("invalid-utf8", b'{"input": "\xff\xfe\xfd"}', "application/json", 400, "invalid_json"),
     ("lone-surrogate", b'{"input": "\\ud800"}', "application/json", 400, "invalid_json"),
@@ -39,6 +40,14 @@ OPENAI_BAD_BODIES = [
     ("wrong-dimensions", {"input": "x", "dimensions": 128}, 400, "invalid_value"),
     ("dimensions-not-int", {"input": "x", "dimensions": "384"}, 400, "invalid_value"),
     ("model-not-string", {"input": "x", "model": 7}, 400, "invalid_value"),
+    ("token-id-negative", {"input": [15339, -1]}, 400, "invalid_value"),
+    ("token-id-too-big", {"input": [[15339], [2**40]]}, 400, "invalid_value"),
+    ("token-id-boolean", {"input": [True, 1]}, 400, "invalid_value"),
+    ("token-array-empty", {"input": [[15339], []]}, 400, "invalid_value"),
+    ("token-ids-mixed-with-text", {"input": ["hello", 15339]}, 400, "invalid_value"),
+    ("text-mixed-with-token-ids", {"input": [15339, "hello"]}, 400, "invalid_value"),
+    ("token-arrays-mixed-with-text", {"input": [[15339], "hello"]}, 400, "invalid_value"),
+    ("token-array-of-floats", {"input": [[15339.0]]}, 400, "invalid_value"),
 ]
 
 

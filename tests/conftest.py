@@ -44,7 +44,7 @@ def wait_until(check, timeout: float = 60.0, what: str = "server") -> None:
 
 
 def service_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED_", "API_KEY"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED_", "API_KEY", "AWS_"))}
     env.update({"MODEL_DIR": str(MODEL_DIR), "PYTHONUNBUFFERED": "1", "EMBEDDING_THREADS": "1"})
     env.update(extra)
     return env
@@ -193,3 +193,42 @@ def onnx_embedder():
     from settings import load_settings
 
     return model_load(load_settings({"MODEL_DIR": str(MODEL_DIR)}))
+
+
+class MotoServer(_LoggedProcess):
+    """moto's AWS API emulator on loopback (`moto_server`), for the AWS paths: never real AWS."""
+
+    def __init__(self, log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "MOTO_LAMBDA_STUB_ECR": "false"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        wait_until(lambda: httpx.get(f"{self.url}/moto-api/", timeout=2).status_code == 200,
+                   what=f"moto_server (log: {log_path})")
+
+    def aws_env(self, region: str = "us-east-1") -> dict[str, str]:
+        """Environment that points boto3 (and terraform, through its own settings) at moto."""
+        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing", "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+
+    def client(self, service: str, region: str = "us-east-1"):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.url, region_name=region, aws_access_key_id="testing",
+                            aws_secret_access_key="testing")
+
+    def stop(self) -> None:
+        terminate(self.process, timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()

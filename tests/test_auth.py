@@ -1,10 +1,11 @@
 """Optional bearer auth (API_KEY) on a real uvicorn server.
 
-With API_KEY set: the embedding routes, /v1/models and /metrics need
-`Authorization: Bearer <API_KEY>`; /status and /health stay open (load balancer and
-container health checks carry no secrets); a missing or wrong key gets 401 in OpenAI's
-error shape with `WWW-Authenticate: Bearer`; and neither the key nor a wrong token ever
-reaches the server's log.
+With API_KEY set: every route but /status needs `Authorization: Bearer <API_KEY>` (the
+embedding routes with and without /v1, the model routes, /health and /metrics); /status stays
+open for load balancers and the container HEALTHCHECK, which carry no secrets; a missing or
+wrong key gets 401 in OpenAI's error shape with `WWW-Authenticate: Bearer`; and neither the
+key nor a wrong token ever reaches the server's log. tests/test_auth_lambda.py runs the same
+check on the Lambda target.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ WRONG = "sk-wrong-" + secrets.token_hex(16)
 PROTECTED = [
     ("POST", "/", GOOD),
     ("POST", "/v1/embeddings", GOOD),
+    ("POST", "/embeddings", GOOD),
     ("GET", "/v1/models", None),
+    ("GET", "/models", None),
+    ("GET", f"/v1/models/{MODEL_ID}", None),
+    ("GET", "/health", None),
     ("GET", "/metrics", None),
 ]
-OPEN = ["/status", "/health"]
+OPEN = ["/status"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,7 @@ def test_given_the_right_key_then_served(client, method, path, body, scheme):
 
 
 @pytest.mark.parametrize("path", OPEN)
-def test_given_status_and_health_then_open_without_a_key(client, path):
+def test_given_status_then_open_without_a_key(client, path):
     assert client.get(path).status_code == 200
     assert client.get(path, headers={"authorization": f"Bearer {WRONG}"}).status_code == 200
 
@@ -121,7 +126,7 @@ def test_given_an_odd_authorization_header_then_401_or_400_never_a_crash(server,
     if status == 401:
         assert headers["www-authenticate"] == "Bearer"
         assert_openai_error(json.loads(payload), "invalid_api_key")
-    assert httpx.get(f"{server.url}/health").status_code == 200
+    assert httpx.get(f"{server.url}/status").status_code == 200
 
 
 def test_given_an_unauthenticated_big_body_then_401_without_the_body_being_processed(client):
@@ -148,7 +153,7 @@ def test_given_requests_with_right_and_wrong_keys_then_neither_appears_in_the_lo
     call(client, "POST", "/v1/embeddings", GOOD, {"authorization": f"Bearer {KEY}"})
     call(client, "POST", "/v1/embeddings", GOOD, {"authorization": f"Bearer {WRONG}"})
     call(client, "GET", "/nope", None, {"authorization": f"Bearer {WRONG}"})
-    assert client.get("/health").status_code == 200  # the server is up and has flushed
+    assert client.get("/status").status_code == 200  # the server is up and has flushed
     logs = server.logs()
     assert '"message":"embedded"' in logs, logs[-2000:]  # the log is really being written
     assert KEY not in logs
