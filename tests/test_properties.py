@@ -26,6 +26,7 @@ from api import EmbedJob, EmbeddingAPI, Reply, decode_json, resolve
 from errors import ApiError
 from lambda_events import HttpRequest, is_http_event, parse_http_event
 from model import Embeddings
+from offline_tiktoken import get_encoding
 from settings import load_settings
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -72,6 +73,9 @@ json_values = st.recursive(
     max_leaves=20,
 )
 good_texts = texts.filter(lambda t: 1 <= len(t) <= LIMITS.max_item_chars)
+# cl100k_base (the default TOKEN_ARRAY_ENCODING) defines ids 0..100255 and five special tokens.
+CL100K_IDS = set(range(100256)) | {100257, 100258, 100259, 100260, 100276}
+token_ids = st.integers(-2, 100300) | st.sampled_from([100256, 100257, 100261, 100276, 100277]) | st.booleans()
 inputs = st.one_of(
     good_texts,
     st.lists(good_texts, min_size=1, max_size=LIMITS.max_items),
@@ -79,6 +83,8 @@ inputs = st.one_of(
     st.lists(texts, max_size=6),
     st.lists(json_values, max_size=6),
     json_values,
+    st.lists(token_ids, max_size=6),
+    st.lists(st.lists(token_ids, max_size=4), max_size=6),
 )
 option_values = {
     "model": st.none() | st.sampled_from([MODEL_ID, MODEL_ID.upper(), "all-MiniLM-L6-v2", "gpt-4", ""]) | json_values,
@@ -103,7 +109,25 @@ def request_payloads(draw) -> dict:
 # --------------------------------------------------------------------------- oracle
 
 
-def valid_input(value) -> bool:
+def is_token_id(value) -> bool:
+    return type(value) is int and value in CL100K_IDS
+
+
+def decoded(ids: list[int]) -> str:
+    """tiktoken itself (offline) is the reference decoder."""
+    return get_encoding("cl100k_base").decode(ids)
+
+
+def valid_token_array(ids) -> bool:
+    return (isinstance(ids, list) and 1 <= len(ids) <= LIMITS.max_item_chars
+            and all(is_token_id(i) for i in ids) and len(decoded(ids)) <= LIMITS.max_item_chars)
+
+
+def valid_input(value, token_arrays: bool = False) -> bool:
+    if token_arrays and isinstance(value, list) and value and type(value[0]) is int:
+        return valid_token_array(value)
+    if token_arrays and isinstance(value, list) and value and isinstance(value[0], list):
+        return len(value) <= LIMITS.max_items and all(valid_token_array(ids) for ids in value)
     if isinstance(value, str):
         items = [value]
     elif isinstance(value, list):
@@ -117,7 +141,8 @@ def valid_input(value) -> bool:
 
 def oracle_valid(operation: str, payload, dimension: int | None) -> bool:
     """An independent statement of the request rules (README + OpenAI's API)."""
-    if not isinstance(payload, dict) or "input" not in payload or not valid_input(payload["input"]):
+    token_arrays = operation == "openai_embeddings"
+    if not isinstance(payload, dict) or "input" not in payload or not valid_input(payload["input"], token_arrays):
         return False
     if operation == "embed":
         return True
@@ -158,6 +183,10 @@ def test_given_any_json_object_then_prepare_gives_a_job_or_a_4xx_and_agrees_with
     assert isinstance(job, EmbedJob)
     assert oracle_valid(operation, payload, 384), payload
     expected = [payload["input"]] if isinstance(payload["input"], str) else payload["input"]
+    if type(expected[0]) is int:  # one token array
+        expected = [decoded(expected)]
+    elif isinstance(expected[0], list):
+        expected = [decoded(ids) for ids in expected]
     assert job.texts == expected  # unicode passes through untouched (NUL, ZWJ, RTL, ...)
 
 
@@ -224,7 +253,7 @@ def test_given_anything_then_handle_always_replies_never_5xx(operation, body, co
 @given(method=st.text(max_size=10), path=st.text(max_size=30))
 def test_given_any_method_and_path_then_resolve_names_an_operation_or_404_405(method, path):
     try:
-        assert resolve(method, path) in {"embed", "openai_embeddings", "status", "health", "models"}
+        assert resolve(method, path) in {"embed", "openai_embeddings", "status", "health", "models", "model"}
     except ApiError as error:
         assert error.status in (404, 405)
 
