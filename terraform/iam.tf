@@ -12,11 +12,12 @@ data "aws_iam_policy_document" "lambda_assume_role" {
   }
 }
 
-# Execution role: the function calls no AWS service, it only writes its logs.
+# Execution role: the function writes its logs and, only with api_key_source set, reads its
+# one API-key secret (api_key.tf); it calls no other AWS service.
 resource "aws_iam_role" "lambda" {
   # IAM role names are limited to 64 characters; function names may use all 64.
   name               = "${substr(var.function_name, 0, 57)}-lambda"
-  description        = "Execution role of the ${var.function_name} Lambda function (CloudWatch Logs only)"
+  description        = "Execution role of the ${var.function_name} Lambda function (CloudWatch Logs, and its API key when one is configured)"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
 }
 

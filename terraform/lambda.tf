@@ -43,7 +43,8 @@ resource "aws_lambda_function" "this" {
   reserved_concurrent_executions = var.reserved_concurrent_executions
 
   environment {
-    variables = merge(local.default_environment, var.environment)
+    # The API key's location (api_key.tf), never the key itself.
+    variables = merge(local.default_environment, local.api_key_environment, var.environment)
   }
 
   logging_config {
@@ -56,7 +57,18 @@ resource "aws_lambda_function" "this" {
   depends_on = [
     aws_cloudwatch_log_group.lambda,
     aws_iam_role_policy_attachment.basic_execution,
+    aws_iam_role_policy.read_api_key,
+    aws_secretsmanager_secret_version.api_key,
   ]
+
+  lifecycle {
+    precondition {
+      # With AWS_IAM, the Authorization header carries the caller's SigV4 signature, so a bearer
+      # key could never be presented: IAM already authenticates, a key would only lock callers out.
+      condition     = var.api_key_source == "none" || var.function_url_auth_type == "NONE"
+      error_message = "api_key_source needs function_url_auth_type = \"NONE\": with AWS_IAM the Authorization header carries the SigV4 signature, not the key."
+    }
+  }
 }
 
 resource "aws_lambda_function_url" "this" {
@@ -72,6 +84,7 @@ resource "aws_lambda_function_url" "this" {
       allow_origins     = cors.value
       allow_methods     = ["GET", "POST"]
       allow_headers     = ["content-type", "authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"]
+      expose_headers    = ["x-truncated-inputs"]
       allow_credentials = false
       max_age           = 3600
     }

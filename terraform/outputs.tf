@@ -28,11 +28,25 @@ output "log_group_name" {
   value       = aws_cloudwatch_log_group.lambda.name
 }
 
+output "api_key_secret_arn" {
+  description = "ARN of the secret or SSM parameter holding the API key (empty when api_key_source = \"none\")."
+  value       = local.api_key_arn
+}
+
+output "api_key_command" {
+  description = "An AWS CLI command that prints the API key (empty when api_key_source = \"none\")."
+  value = {
+    none           = ""
+    secretsmanager = "aws secretsmanager get-secret-value --region ${var.region} --secret-id ${local.api_key_arn} --query SecretString --output text"
+    ssm            = "aws ssm get-parameter --region ${var.region} --with-decryption --name ${local.api_key_arn} --query Parameter.Value --output text"
+  }[var.api_key_source]
+}
+
 output "curl_example" {
-  description = "A curl command that calls the function. With AWS_IAM it signs the request with SigV4 (service \"lambda\") from the AWS_* credential variables; the caller needs lambda:InvokeFunctionUrl (and lambda:InvokeFunction) on the function."
+  description = "A curl command that calls the function. With AWS_IAM it signs the request with SigV4 (service \"lambda\") from the AWS_* credential variables; the caller needs lambda:InvokeFunctionUrl (and lambda:InvokeFunction) on the function. With an API key it sends $API_KEY as a bearer token (see api_key_command)."
   value = (
     var.function_url_auth_type == "NONE"
-    ? "curl -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
+    ? "curl ${var.api_key_source != "none" ? "-H \"Authorization: Bearer $API_KEY\" " : ""}-H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
     : "curl --aws-sigv4 \"aws:amz:${var.region}:lambda\" --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H \"x-amz-security-token: $AWS_SESSION_TOKEN\" -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
   )
 }

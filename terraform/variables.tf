@@ -165,3 +165,37 @@ variable "tags" {
     ManagedBy = "terraform"
   }
 }
+
+variable "api_key_source" {
+  description = "Where the function reads its API key (Authorization: Bearer <key>) from, once per cold start: \"none\" (no key; the default), \"secretsmanager\" (a Secrets Manager secret) or \"ssm\" (an SSM SecureString parameter). A key needs function_url_auth_type = \"NONE\": with AWS_IAM the Authorization header carries the SigV4 signature."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "secretsmanager", "ssm"], var.api_key_source)
+    error_message = "api_key_source must be \"none\", \"secretsmanager\" or \"ssm\"."
+  }
+}
+
+variable "api_key_secret_arn" {
+  description = "ARN of an existing secret (api_key_source = \"secretsmanager\") or SSM parameter (\"ssm\") that holds the API key. Empty (the default) creates one named after the function; the execution role may read only this one."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.api_key_secret_arn == "" || can(regex("^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+|ssm:[a-z0-9-]+:[0-9]{12}:parameter/.+)$", var.api_key_secret_arn))
+    error_message = "api_key_secret_arn must be empty or the ARN of a Secrets Manager secret (arn:aws:secretsmanager:...:secret:...) or of an SSM parameter (arn:aws:ssm:...:parameter/...)."
+  }
+}
+
+variable "api_key_value" {
+  description = "The API key to store when Terraform creates the secret. Empty (the default) lets Secrets Manager generate 48 random letters and digits. Either way the key is in the Terraform state: keep the state private, or pass api_key_secret_arn instead."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.api_key_value == "" || can(regex("^[!-~]{16,}$", var.api_key_value))
+    error_message = "api_key_value must be empty or at least 16 printable ASCII characters without spaces (it travels in an HTTP header)."
+  }
+}

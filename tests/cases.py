@@ -47,7 +47,7 @@ OPENAI_BAD_BODIES = [
     ("token-ids-mixed-with-text", {"input": ["hello", 15339]}, 400, "invalid_value"),
     ("text-mixed-with-token-ids", {"input": [15339, "hello"]}, 400, "invalid_value"),
     ("token-arrays-mixed-with-text", {"input": [[15339], "hello"]}, 400, "invalid_value"),
-    ("token-array-of-floats", {"input": [[15339.0]]}, 400, "invalid_value"),
+    ("token-array-of-fractions", {"input": [[15339.5]]}, 400, "invalid_value"),
 ]
 
 

@@ -36,7 +36,8 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # --------------------------------------------------------------------------- schemathesis
 
 
-OPERATIONS = [("POST", "/"), ("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/status"),
+OPERATIONS = [("POST", "/"), ("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"),
+              ("POST", "/embeddings"), ("GET", "/models"), ("GET", "/models/{model_id}"), ("GET", "/status"),
               ("GET", "/health"), ("GET", "/metrics")]
 
 

@@ -56,15 +56,19 @@ async def read_body(request: Request, limit: int) -> bytes:
         ) from None
 
 
-def request_body_doc(model: type[BaseModel], limits: Limits, dimension: int | None) -> dict:
+def request_body_doc(
+    model: type[BaseModel], limits: Limits, dimension: int | None, ordinary_tokens: int | None = None
+) -> dict:
     """OpenAPI request body from the shared schema (the route reads raw bytes itself), with
-    the runtime limits written in, so the document promises exactly what validation accepts."""
+    the runtime limits written in, so the document promises exactly what validation accepts.
+    Token ids are documented up to the encoding's last ordinary token (`ordinary_tokens`; special
+    tokens are accepted too, but the gaps between them are not); None documents no token ids."""
     schema = model.model_json_schema()
     text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
     shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
-    if {"type": "integer"} in [s.get("items") for s in schema["properties"]["input"]["anyOf"]]:
-        ids = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1,
-               "maxItems": limits.max_item_chars}
+    if ordinary_tokens and {"type": "integer"} in [s.get("items") for s in schema["properties"]["input"]["anyOf"]]:
+        token_id = {"type": "integer", "minimum": 0, "maximum": ordinary_tokens - 1}
+        ids = {"type": "array", "items": token_id, "minItems": 1, "maxItems": limits.max_item_chars}
         shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]
     schema["properties"]["input"]["anyOf"] = shapes
     if "dimensions" in schema["properties"] and dimension is not None:

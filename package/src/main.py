@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return run
 
     seed_body = request_body_doc(SeedEmbeddingRequest, settings.limits, None)
-    openai_body = request_body_doc(OpenAIEmbeddingRequest, settings.limits, _documented_dimension(settings))
+    openai_body = request_body_doc(OpenAIEmbeddingRequest, settings.limits, _documented_dimension(settings),
+                                   api.token_decoder.spec.ordinary_tokens if api.token_decoder else None)
     prometheus_text = {200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
 

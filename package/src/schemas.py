@@ -25,10 +25,13 @@ def _json_type(value: Any) -> str:
 
 
 def _is_token_id(value: Any) -> bool:
+    """An integer; JSON (and JSON Schema) also call 7.0 an integer, so that counts too."""
+    if isinstance(value, float):
+        return value.is_integer()
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_token_array(ids: list, where: str, limits: Limits) -> None:
+def _check_token_array(ids: list, where: str, limits: Limits) -> list[int]:
     if not ids:
         raise ValueError(f"{where} must not be an empty token array")
     for position, token_id in enumerate(ids):
@@ -39,6 +42,7 @@ def _check_token_array(ids: list, where: str, limits: Limits) -> None:
             )
     if len(ids) > limits.max_item_chars:
         raise ValueError(f"{where} has {len(ids)} token ids; at most {limits.max_item_chars}")
+    return [int(token_id) for token_id in ids]
 
 
 def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
@@ -55,8 +59,7 @@ def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
         if not value:
             raise ValueError("input must not be an empty list")
         if token_arrays and _is_token_id(value[0]):
-            _check_token_array(value, "input", limits)
-            return value
+            return _check_token_array(value, "input", limits)
         if len(value) > limits.max_items:
             raise ValueError(
                 f"input has {len(value)} items; at most {limits.max_items} per request"
@@ -65,14 +68,17 @@ def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
     else:
         expected = shapes if token_arrays else "a string or a list of strings"
         raise ValueError(f"input must be {expected}, got {_json_type(value)}")
-    arrays = token_arrays and isinstance(items[0], list)
+    if token_arrays and isinstance(items[0], list):
+        arrays = []
+        for index, item in enumerate(items):
+            if not isinstance(item, list):
+                raise ValueError(
+                    f"input[{index}] must be a list of token ids like input[0], got {_json_type(item)}"
+                )
+            arrays.append(_check_token_array(item, f"input[{index}]", limits))
+        return arrays
     for index, item in enumerate(items):
         where = "input" if isinstance(value, str) else f"input[{index}]"
-        if arrays:
-            if not isinstance(item, list):
-                raise ValueError(f"{where} must be a list of token ids like input[0], got {_json_type(item)}")
-            _check_token_array(item, where, limits)
-            continue
         if not isinstance(item, str):
             if token_arrays:
                 raise ValueError(

@@ -22,16 +22,18 @@ from errors import bad_request
 @dataclass(frozen=True)
 class EncodingSpec:
     file: str  # name of the gzip-compressed rank file in the encodings folder
+    ordinary_tokens: int  # ids 0..ordinary_tokens-1 are all defined (the OpenAPI document's bound)
     special_tokens: dict[int, str]  # id -> text, as tiktoken's openai_public.py defines them
 
 
 ENCODINGS = {
     "cl100k_base": EncodingSpec(
         "cl100k_base.tiktoken.gz",
+        100256,
         {100257: "<|endoftext|>", 100258: "<|fim_prefix|>", 100259: "<|fim_middle|>",
          100260: "<|fim_suffix|>", 100276: "<|endofprompt|>"},
     ),
-    "o200k_base": EncodingSpec("o200k_base.tiktoken.gz", {199999: "<|endoftext|>", 200018: "<|endofprompt|>"}),
+    "o200k_base": EncodingSpec("o200k_base.tiktoken.gz", 199998, {199999: "<|endoftext|>", 200018: "<|endofprompt|>"}),
 }
 
 
@@ -112,7 +114,7 @@ def decode_input(decoder: TokenArrayDecoder, arrays: list, max_chars: int) -> li
                 f"{where}: token id {error.token_id} (position {error.position}) is not in "
                 f"{decoder.name}'s vocabulary (ids 0..{error.vocabulary - 1}); this server decodes "
                 f"token arrays as {decoder.name} (TOKEN_ARRAY_ENCODING), or send text",
-                param="input", code="invalid_token_id",
+                param="input",
             ) from None
         if len(text) > max_chars:
             raise bad_request(f"{where} decodes to {len(text)} characters; at most {max_chars}", param="input")

@@ -1,0 +1,273 @@
+"""terraform/ applied and destroyed for real, against moto's AWS emulator on loopback.
+
+Needs the terraform binary, moto (requirements-dev.txt) and a local provider mirror with
+hashicorp/aws (/opt/tf-plugins holds 5.100.0; the registry is unreachable). Skipped, with the
+reason, only when that mirror is absent. A copy of terraform/ gets two test-only patches, each
+asserted to match exactly once: a versions_override.tf accepting 5.100.0 (production keeps
+~> 6.28), and no `invoked_via_function_url`, which 5.100 does not know. A provider override
+points every endpoint at moto with fake keys: nothing here can reach real AWS.
+
+The flow is scripts/deploy.sh's: apply only the ECR resources (-target), push an image (here:
+an image manifest put straight into moto's ECR, with MOTO_LAMBDA_STUB_ECR=false so moto's
+Lambda refuses an image that is not in its ECR), apply the whole stack pinned to the pushed
+digest; then the other auth modes (public NONE, NONE with an API key in Secrets Manager or
+SSM); each state checked through boto3; destroy, and nothing may remain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import MotoServer
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+MIRRORED_AWS = MIRROR / "registry.terraform.io" / "hashicorp" / "aws"
+REGION = "us-east-1"
+NAME = "embedding-apply-test"
+REPOSITORY = "embedding_apply_test"
+ENDPOINTS = ("ecr", "iam", "lambda", "logs", "secretsmanager", "ssm", "sts")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not MIRRORED_AWS.is_dir(), reason=f"no hashicorp/aws provider mirror at {MIRRORED_AWS}"),
+]
+
+
+def mirrored_version() -> str:
+    versions = sorted(p.name for p in MIRRORED_AWS.iterdir() if p.is_dir())
+    assert versions, f"{MIRRORED_AWS} holds no provider version"
+    return versions[-1]
+
+
+def patch_once(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"test patch expected exactly one {old!r} in {path.name}, found {text.count(old)}"
+    path.write_text(text.replace(old, new))
+
+
+def ecr_targets() -> list[str]:
+    """The resources deploy.sh applies first, read from the script so the two never drift."""
+    match = re.search(r"^ecr_targets=\(([^)]*)\)", (ROOT / "scripts" / "deploy.sh").read_text(), re.M)
+    assert match, "scripts/deploy.sh no longer defines ecr_targets=(...)"
+    return match.group(1).split()
+
+
+class Terraform:
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.workdir, self.env = workdir, env
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["terraform", f"-chdir={self.workdir}", *args, "-no-color"],
+            env=self.env, capture_output=True, text=True, timeout=300, check=False,
+        )
+        if check:
+            assert result.returncode == 0, f"terraform {' '.join(args)}:\n{result.stdout[-4000:]}{result.stderr[-4000:]}"
+        return result
+
+    def apply(self, *args: str) -> None:
+        self("apply", "-input=false", "-auto-approve", "-parallelism=4", *args)
+
+    def output(self, name: str) -> str:
+        return self("output", "-raw", name).stdout
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    server = MotoServer(tmp_path_factory.mktemp("moto-tf") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def terraform(tmp_path_factory, moto):
+    if shutil.which("terraform") is None:
+        pytest.fail("the provider mirror is here but the terraform binary is not on PATH")
+    workdir = tmp_path_factory.mktemp("terraform")
+    for source in (ROOT / "terraform").glob("*.tf"):
+        shutil.copy(source, workdir / source.name)
+    version = mirrored_version()
+    # Patch 1: accept the mirrored provider; production's constraint stays as it is.
+    patch_once(workdir / "versions.tf", 'version = "~> 6.28"', 'version = "~> 6.28"')
+    (workdir / "versions_override.tf").write_text(
+        f'terraform {{\n  required_providers {{\n    aws = {{\n      source  = "hashicorp/aws"\n'
+        f'      version = "{version}"\n    }}\n  }}\n}}\n'
+    )
+    # Patch 2: 5.100 does not know the argument (6.28 added it).
+    patch_once(workdir / "lambda.tf", "  invoked_via_function_url = true\n", "")
+    endpoints = "\n".join(f'    {service} = "{moto.url}"' for service in ENDPOINTS)
+    (workdir / "provider_override.tf").write_text(
+        f'provider "aws" {{\n  access_key = "testing"\n  secret_key = "testing"\n'
+        f"  skip_credentials_validation = true\n  skip_requesting_account_id = true\n"
+        f"  skip_metadata_api_check = true\n  endpoints {{\n{endpoints}\n  }}\n}}\n"
+    )
+    cli_config = workdir / "terraform.rc"
+    cli_config.write_text(
+        f'provider_installation {{\n  filesystem_mirror {{\n    path = "{MIRROR}"\n'
+        f'    include = ["registry.terraform.io/hashicorp/aws"]\n  }}\n}}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+    env.update(TF_CLI_CONFIG_FILE=str(cli_config), TF_IN_AUTOMATION="1", CHECKPOINT_DISABLE="1",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION,
+               AWS_EC2_METADATA_DISABLED="true",
+               TF_VAR_region=REGION, TF_VAR_function_name=NAME, TF_VAR_repository_name=REPOSITORY)
+    return Terraform(workdir, env)
+
+
+def push_image(moto: MotoServer) -> str:
+    """What deploy.sh's push leaves behind: an image in ECR; returns its digest."""
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()},
+        "layers": [],
+    })
+    ecr = moto.client("ecr", REGION)
+    ecr.put_image(repositoryName=REPOSITORY, imageManifest=manifest, imageTag="latest")
+    (image,) = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageTag": "latest"}])["imageDetails"]
+    return image["imageDigest"]
+
+
+def policy_statements(moto: MotoServer) -> dict[str, dict]:
+    lam = moto.client("lambda", REGION)
+    try:
+        policy = json.loads(lam.get_policy(FunctionName=NAME)["Policy"])
+    except lam.exceptions.ResourceNotFoundException:
+        return {}
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+def role_policies(moto: MotoServer) -> dict[str, dict]:
+    iam = moto.client("iam", REGION)
+    role = f"{NAME}-lambda"
+    return {name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            for name in iam.list_role_policies(RoleName=role)["PolicyNames"]}
+
+
+def check_stack(moto: MotoServer, digest: str, auth: str) -> dict:
+    """Every resource, as AWS (moto) reports it; returns the function's environment."""
+    ecr, lam, iam, logs = (moto.client(s, REGION) for s in ("ecr", "lambda", "iam", "logs"))
+    (repo,) = ecr.describe_repositories(repositoryNames=[REPOSITORY])["repositories"]
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True
+    assert repo["imageTagMutability"] == "MUTABLE"
+    rules = json.loads(ecr.get_lifecycle_policy(repositoryName=REPOSITORY)["lifecyclePolicyText"])["rules"]
+    assert rules[0]["selection"]["countNumber"] == 5 and rules[0]["action"]["type"] == "expire"
+
+    role = iam.get_role(RoleName=f"{NAME}-lambda")["Role"]
+    assert "lambda.amazonaws.com" in json.dumps(role["AssumeRolePolicyDocument"])
+    attached = iam.list_attached_role_policies(RoleName=f"{NAME}-lambda")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AWSLambdaBasicExecutionRole"]
+
+    (group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{NAME}")["logGroups"]
+    assert group["retentionInDays"] == 14
+
+    config = lam.get_function(FunctionName=NAME)
+    function = config["Configuration"]
+    assert function["PackageType"] == "Image" and function["Role"] == role["Arn"]
+    assert config["Code"]["ImageUri"] == f"{repo['repositoryUri']}@{digest}"
+    assert (function["MemorySize"], function["Timeout"], function["Architectures"]) == (1769, 30, ["x86_64"])
+    assert lam.get_function_concurrency(FunctionName=NAME)["ReservedConcurrentExecutions"] == 10
+    # moto 5.2.5 does not keep LoggingConfig (tests/test_terraform.py checks the JSON log format).
+    environment = function["Environment"]["Variables"]
+    assert environment["EMBEDDING_BACKEND"] == "onnx" and environment["HF_HUB_OFFLINE"] == "1"
+
+    url = lam.get_function_url_config(FunctionName=NAME)
+    assert url["AuthType"] == auth and url["InvokeMode"] == "BUFFERED"
+    statements = policy_statements(moto)
+    ours = {"AllowPublicInvokeFunctionUrl", "AllowPublicInvokeViaFunctionUrl"}
+    if auth == "NONE":
+        assert ours <= set(statements), statements
+        assert statements["AllowPublicInvokeFunctionUrl"]["Action"] == "lambda:InvokeFunctionUrl"
+        assert statements["AllowPublicInvokeViaFunctionUrl"]["Action"] == "lambda:InvokeFunction"
+    else:
+        assert not ours & set(statements), statements
+    return environment
+
+
+def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
+    terraform("init", "-input=false", "-backend=false")
+    terraform("validate")
+
+    # deploy.sh, step by step: the repository first, then the image, then the stack on its digest.
+    terraform.apply(*(f"-target={target}" for target in ecr_targets()))
+    assert moto.client("lambda", REGION).list_functions()["Functions"] == []
+    digest = push_image(moto)
+    pinned = f"-var=image_digest={digest}"
+    terraform.apply(pinned)
+    environment = check_stack(moto, digest, "AWS_IAM")
+    assert not {"API_KEY_SECRET_ARN", "API_KEY_SSM_PARAMETER"} & set(environment)
+    assert role_policies(moto) == {}
+    assert terraform.output("function_url").startswith("https://")
+    assert "--aws-sigv4" in terraform.output("curl_example")
+
+    # Public: NONE alone.
+    terraform.apply(pinned, "-var=function_url_auth_type=NONE")
+    check_stack(moto, digest, "NONE")
+    assert "Authorization" not in terraform.output("curl_example")
+
+    # NONE with an API key Terraform generates in Secrets Manager.
+    terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=api_key_source=secretsmanager")
+    environment = check_stack(moto, digest, "NONE")
+    arn = terraform.output("api_key_secret_arn")
+    assert environment["API_KEY_SECRET_ARN"] == arn
+    key = moto.client("secretsmanager", REGION).get_secret_value(SecretId=arn)["SecretString"]
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", key), "a generated key: 48 letters and digits"
+    (policy,) = role_policies(moto).values()
+    assert policy["Statement"] == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}]
+    assert 'Authorization: Bearer $API_KEY' in terraform.output("curl_example")
+    assert arn in terraform.output("api_key_command")
+
+    # NONE with a key given by the caller, in an SSM SecureString.
+    given = "sk-given-" + "0123456789abcdef" * 2
+    terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=api_key_source=ssm",
+                    f"-var=api_key_value={given}")
+    environment = check_stack(moto, digest, "NONE")
+    arn = terraform.output("api_key_secret_arn")
+    assert environment["API_KEY_SSM_PARAMETER"] == arn and "API_KEY_SECRET_ARN" not in environment
+    parameter = moto.client("ssm", REGION).get_parameter(Name=arn, WithDecryption=True)["Parameter"]
+    assert parameter["Type"] == "SecureString" and parameter["Value"] == given
+    (policy,) = role_policies(moto).values()
+    assert policy["Statement"] == [{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": arn}]
+    assert moto.client("secretsmanager", REGION).list_secrets()["SecretList"] == []
+
+    # An existing secret, by ARN: nothing is created, the role may read exactly that one.
+    existing = moto.client("secretsmanager", REGION).create_secret(Name="existing-key", SecretString=given)["ARN"]
+    terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=api_key_source=secretsmanager",
+                    f"-var=api_key_secret_arn={existing}")
+    assert check_stack(moto, digest, "NONE")["API_KEY_SECRET_ARN"] == existing
+    assert [p["Name"] for p in moto.client("ssm", REGION).describe_parameters()["Parameters"]] == []
+    (policy,) = role_policies(moto).values()
+    assert policy["Statement"][0]["Resource"] == existing
+
+    # A key behind AWS_IAM could never be presented (the header carries SigV4): refused at plan.
+    refused = terraform("plan", "-input=false", pinned, "-var=api_key_source=ssm", check=False)
+    assert refused.returncode != 0
+    assert "api_key_source needs function_url_auth_type" in " ".join(refused.stderr.split())
+
+    # Back to the default, then destroy: nothing of ours remains.
+    terraform.apply(pinned)
+    check_stack(moto, digest, "AWS_IAM")
+    terraform("destroy", "-input=false", "-auto-approve", pinned)
+    assert_nothing_remains(moto)
+    moto.client("secretsmanager", REGION).delete_secret(SecretId=existing, ForceDeleteWithoutRecovery=True)
+
+
+def assert_nothing_remains(moto: MotoServer) -> None:
+    ecr, lam, iam, logs, sm, ssm = (moto.client(s, REGION)
+                                    for s in ("ecr", "lambda", "iam", "logs", "secretsmanager", "ssm"))
+    assert ecr.describe_repositories()["repositories"] == []
+    assert lam.list_functions()["Functions"] == []
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
+    assert logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"] if s["Name"] != "existing-key"] == []
+    assert ssm.describe_parameters()["Parameters"] == []
