@@ -14,6 +14,8 @@ locals {
     secretsmanager = { API_KEY_SECRET_ARN = local.api_key_arn }
     ssm            = { API_KEY_SSM_PARAMETER = local.api_key_arn }
   }[var.api_key_source]
+  # For outputs.tf's curl_example: the key is read from $API_KEY (see the api_key_command output).
+  curl_api_key_header = var.api_key_source == "none" ? "" : "-H \"Authorization: Bearer $API_KEY\" "
 }
 
 # A generated key when none is given: letters and digits only, so it is safe in a header.

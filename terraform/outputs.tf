@@ -46,7 +46,7 @@ output "curl_example" {
   description = "A curl command that calls the function. With AWS_IAM it signs the request with SigV4 (service \"lambda\") from the AWS_* credential variables; the caller needs lambda:InvokeFunctionUrl (and lambda:InvokeFunction) on the function. With an API key it sends $API_KEY as a bearer token (see api_key_command)."
   value = (
     var.function_url_auth_type == "NONE"
-    ? "curl ${var.api_key_source != "none" ? "-H \"Authorization: Bearer $API_KEY\" " : ""}-H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
+    ? "curl ${local.curl_api_key_header}-H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
     : "curl --aws-sigv4 \"aws:amz:${var.region}:lambda\" --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H \"x-amz-security-token: $AWS_SESSION_TOKEN\" -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
   )
 }

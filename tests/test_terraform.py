@@ -241,6 +241,13 @@ VALIDATION_CASES: dict[str, tuple[list[Any], list[Any]]] = {
     ),
     "environment": ([{}, {"LOG_LEVEL": "debug", "A1": "x"}], [{"1A": "x"}, {"bad-name": "x"}, {"A": "x"}]),
     "ecr_max_images": ([1, 5, 1000], [0, 1001, 2.5]),
+    "api_key_source": (["none", "secretsmanager", "ssm"], ["", "SSM", "secrets_manager", "kms"]),
+    "api_key_secret_arn": (
+        ["", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:embedding-key-AbCdEf", "arn:aws:ssm:eu-west-1:123456789012:parameter/embedding/api-key", "arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/k"],
+        ["embedding-key", "arn:aws:s3:::bucket", "arn:aws:secretsmanager:eu-west-1:123:secret:x",
+         "arn:aws:ssm:eu-west-1:123456789012:document/x"],
+    ),
+    "api_key_value": (["", "sk-" + "a1" * 8, "A" * 64], ["short", "has a space in it!!", "tab\tinside-the-key-value"]),
 }
 
 
@@ -286,6 +293,9 @@ EXPECTED_DEFAULTS = {
     "cors_allow_origins": [],
     "environment": {},
     "ecr_max_images": 5,
+    "api_key_source": "none",
+    "api_key_secret_arn": "",
+    "api_key_value": "",
 }
 
 
@@ -333,6 +343,7 @@ def test_enumerations_are_exact(cfg):
 
     assert set(contains_list("architecture")) == {"x86_64", "arm64"}
     assert set(contains_list("function_url_auth_type")) == {"AWS_IAM", "NONE"}
+    assert set(contains_list("api_key_source")) == {"none", "secretsmanager", "ssm"}
     assert set(contains_list("log_retention_days")) == CLOUDWATCH_RETENTION_DAYS
 
 
@@ -380,6 +391,9 @@ def test_real_terraform_enforces_the_validations(tmp_path):
         "cors_allow_origins": '["ftp://x"]',
         "environment": '{"1A"="x"}',
         "ecr_max_images": "0",
+        "api_key_source": "kms",
+        "api_key_secret_arn": "not-an-arn",
+        "api_key_value": "short",
     }
     assert set(bad) == set(VALIDATION_CASES)
     args = [arg for name, value in bad.items() for arg in ("-var", f"{name}={value}")]
@@ -423,11 +437,22 @@ def test_ecr_lifecycle_policy_keeps_the_last_n_images(cfg):
 # ---------------------------------------------------------------------------------------------
 # IAM
 # ---------------------------------------------------------------------------------------------
-def test_role_has_only_basic_execution(cfg):
+def test_role_has_basic_execution_and_at_most_the_api_key_read(cfg):
     role = only(cfg, "aws_iam_role")
     assert "inline_policy" not in role and "managed_policy_arns" not in role
-    for forbidden in ("aws_iam_role_policy", "aws_iam_policy", "aws_iam_role_policies_exclusive"):
+    for forbidden in ("aws_iam_policy", "aws_iam_role_policies_exclusive"):
         assert not resources(cfg, forbidden), f"the execution role must not get {forbidden}"
+    # The one inline policy: read the API key, only when there is one, only that ARN.
+    policy = only(cfg, "aws_iam_role_policy")
+    assert expr(policy["count"]) == 'var.api_key_source == "none" ? 0 : 1'
+    assert expr(policy["role"]) == "aws_iam_role.lambda.id"
+    document = cfg["data"][("aws_iam_policy_document", "read_api_key")]
+    (statement,) = document["statement"]
+    assert unquote(statement["effect"]) == "Allow"
+    assert [expr(r) for r in statement["resources"]] == ["local.api_key_arn"]
+    assert expr(statement["actions"]) == (
+        'var.api_key_source == "secretsmanager" ? ["secretsmanager:GetSecretValue"] : ["ssm:GetParameter"]'
+    )
 
     attachment = only(cfg, "aws_iam_role_policy_attachment")
     assert expr(attachment["role"]) == "aws_iam_role.lambda.name"
@@ -486,7 +511,7 @@ def test_image_uri_pins_the_digest_when_given(cfg):
 def test_function_environment(cfg):
     function = only(cfg, "aws_lambda_function")
     variables = expr(block(function, "environment")["variables"])
-    assert variables == "merge(local.default_environment, var.environment)", (
+    assert variables == "merge(local.default_environment, local.api_key_environment, var.environment)", (
         "var.environment must be merged last"
     )
     defaults = clean(cfg["locals"]["default_environment"])
@@ -566,7 +591,9 @@ def test_curl_example_matches_the_auth_type(cfg):
     public, signed = value.split(" : ", 1)
     url = "${aws_lambda_function_url.this.function_url}"
     body = '-d \'{\\"input\\": \\"hello, world!\\"}\''
-    assert "curl -H 'Content-Type: application/json' " + body + " " + url in public
+    assert "curl ${local.curl_api_key_header}-H 'Content-Type: application/json' " + body + " " + url in public
+    header = expr(cfg["locals"]["curl_api_key_header"])
+    assert header == 'var.api_key_source == "none" ? "" : "-H \\"Authorization: Bearer $API_KEY\\" "', header
     assert "--aws-sigv4" not in public
     assert '--aws-sigv4 \\"aws:amz:${var.region}:lambda\\"' in signed
     assert '--user \\"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\\"' in signed
@@ -649,5 +676,57 @@ def test_checkov_with_a_public_url_flags_only_the_auth_type(tmp_path):
     """With auth NONE the permissions' skips hold; only the deliberate CKV_AWS_258 remains."""
     var_file = tmp_path / "public.tfvars"
     var_file.write_text('function_url_auth_type = "NONE"\n')
+    report = run_checkov("--var-file", str(var_file))
+    assert failed_checks(report) == {("CKV_AWS_258", "aws_lambda_function_url.this")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The API key (api_key.tf)
+# ---------------------------------------------------------------------------------------------
+def test_api_key_secrets_are_created_only_when_asked_and_deleted_on_destroy(cfg):
+    secret = only(cfg, "aws_secretsmanager_secret")
+    assert expr(secret["count"]) == 'local.create_api_key && var.api_key_source == "secretsmanager" ? 1 : 0'
+    assert unquote(secret["name"]) == "${var.function_name}-api-key"
+    assert secret["recovery_window_in_days"] == 0, "destroy must free the name for the next apply"
+    version = only(cfg, "aws_secretsmanager_secret_version")
+    assert expr(version["secret_string"]) == "local.initial_api_key"
+    assert [expr(i) for i in block(version, "lifecycle")["ignore_changes"]] == ["secret_string"]
+
+    parameter = only(cfg, "aws_ssm_parameter")
+    assert expr(parameter["count"]) == 'local.create_api_key && var.api_key_source == "ssm" ? 1 : 0'
+    assert unquote(parameter["type"]) == "SecureString"
+    assert [expr(i) for i in block(parameter, "lifecycle")["ignore_changes"]] == ["value"]
+
+    assert expr(cfg["locals"]["create_api_key"]) == 'var.api_key_source != "none" && var.api_key_secret_arn == ""'
+    assert cfg["variable"]["api_key_value"]["sensitive"] is True
+    generated = cfg["data"][("aws_secretsmanager_random_password", "api_key")]
+    assert generated["exclude_punctuation"] is True and generated["password_length"] >= 32
+
+
+def test_the_function_gets_the_key_location_under_the_names_the_service_reads(cfg):
+    environment = clean(cfg["locals"]["api_key_environment"])
+    text = json.dumps(environment)
+    settings = (ROOT / "package" / "src" / "settings.py").read_text()
+    for name in ("API_KEY_SECRET_ARN", "API_KEY_SSM_PARAMETER"):
+        assert name in text and f'"{name}"' in settings
+    assert "API_KEY\"" not in text.replace("API_KEY_", ""), "the key itself never goes into the environment"
+
+
+def test_an_api_key_behind_aws_iam_is_refused(cfg):
+    function = only(cfg, "aws_lambda_function")
+    (precondition,) = block(function, "lifecycle")["precondition"]
+    assert expr(precondition["condition"]) == 'var.api_key_source == "none" || var.function_url_auth_type == "NONE"'
+    depends_on = [expr(d) for d in function["depends_on"]]
+    assert "aws_iam_role_policy.read_api_key" in depends_on  # readable before the first cold start
+
+
+@pytest.mark.skipif(
+    not CHECKOV.exists(), reason="checkov not installed in .tools/checkov-venv (see terraform/README.md)"
+)
+@pytest.mark.parametrize("source", ["secretsmanager", "ssm"])
+def test_checkov_with_an_api_key_flags_only_the_auth_type(tmp_path, source):
+    """The NONE + API key mode: the URL itself is open (the key is checked in the function)."""
+    var_file = tmp_path / "api-key.tfvars"
+    var_file.write_text(f'function_url_auth_type = "NONE"\napi_key_source = "{source}"\n')
     report = run_checkov("--var-file", str(var_file))
     assert failed_checks(report) == {("CKV_AWS_258", "aws_lambda_function_url.this")}
