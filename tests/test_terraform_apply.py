@@ -49,6 +49,7 @@ def mirrored_version() -> str:
 
 
 def patch_once(path: Path, old: str, new: str) -> None:
+    """Replace `old` by `new`; the patch must match exactly once, or terraform/ moved under it."""
     text = path.read_text()
     assert text.count(old) == 1, f"test patch expected exactly one {old!r} in {path.name}, found {text.count(old)}"
     path.write_text(text.replace(old, new))
@@ -77,8 +78,9 @@ class Terraform:
     def apply(self, *args: str) -> None:
         self("apply", "-input=false", "-auto-approve", "-parallelism=4", *args)
 
-    def output(self, name: str) -> str:
-        return self("output", "-raw", name).stdout
+    def outputs(self) -> dict[str, str]:
+        """Every output at once (each terraform run starts the ~0.7 GB provider: seconds)."""
+        return {name: output["value"] for name, output in json.loads(self("output", "-json").stdout).items()}
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +98,10 @@ def terraform(tmp_path_factory, moto):
     for source in (ROOT / "terraform").glob("*.tf"):
         shutil.copy(source, workdir / source.name)
     version = mirrored_version()
-    # Patch 1: accept the mirrored provider; production's constraint stays as it is.
-    patch_once(workdir / "versions.tf", 'version = "~> 6.28"', 'version = "~> 6.28"')
+    # Patch 1: accept the mirrored provider. The override file replaces exactly one constraint,
+    # production's, which stays as it is in terraform/.
+    constraint = 'version = "~> 6.28"'
+    assert (workdir / "versions.tf").read_text().count(constraint) == 1, f"versions.tf no longer says {constraint}"
     (workdir / "versions_override.tf").write_text(
         f'terraform {{\n  required_providers {{\n    aws = {{\n      source  = "hashicorp/aws"\n'
         f'      version = "{version}"\n    }}\n  }}\n}}\n'
@@ -207,32 +211,33 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     environment = check_stack(moto, digest, "AWS_IAM")
     assert not {"API_KEY_SECRET_ARN", "API_KEY_SSM_PARAMETER"} & set(environment)
     assert role_policies(moto) == {}
-    assert terraform.output("function_url").startswith("https://")
-    assert "--aws-sigv4" in terraform.output("curl_example")
+    outputs = terraform.outputs()
+    assert outputs["function_url"].startswith("https://") and "--aws-sigv4" in outputs["curl_example"]
+    assert outputs["api_key_secret_arn"] == outputs["api_key_command"] == ""
 
     # Public: NONE alone.
     terraform.apply(pinned, "-var=function_url_auth_type=NONE")
     check_stack(moto, digest, "NONE")
-    assert "Authorization" not in terraform.output("curl_example")
+    assert "Authorization" not in terraform.outputs()["curl_example"]
 
     # NONE with an API key Terraform generates in Secrets Manager.
     terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=api_key_source=secretsmanager")
     environment = check_stack(moto, digest, "NONE")
-    arn = terraform.output("api_key_secret_arn")
+    outputs = terraform.outputs()
+    arn = outputs["api_key_secret_arn"]
     assert environment["API_KEY_SECRET_ARN"] == arn
     key = moto.client("secretsmanager", REGION).get_secret_value(SecretId=arn)["SecretString"]
     assert re.fullmatch(r"[A-Za-z0-9]{48}", key), "a generated key: 48 letters and digits"
     (policy,) = role_policies(moto).values()
     assert policy["Statement"] == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}]
-    assert 'Authorization: Bearer $API_KEY' in terraform.output("curl_example")
-    assert arn in terraform.output("api_key_command")
+    assert 'Authorization: Bearer $API_KEY' in outputs["curl_example"] and arn in outputs["api_key_command"]
 
     # NONE with a key given by the caller, in an SSM SecureString.
     given = "sk-given-" + "0123456789abcdef" * 2
     terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=api_key_source=ssm",
                     f"-var=api_key_value={given}")
     environment = check_stack(moto, digest, "NONE")
-    arn = terraform.output("api_key_secret_arn")
+    arn = terraform.outputs()["api_key_secret_arn"]
     assert environment["API_KEY_SSM_PARAMETER"] == arn and "API_KEY_SECRET_ARN" not in environment
     parameter = moto.client("ssm", REGION).get_parameter(Name=arn, WithDecryption=True)["Parameter"]
     assert parameter["Type"] == "SecureString" and parameter["Value"] == given
@@ -254,10 +259,9 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     assert refused.returncode != 0
     assert "api_key_source needs function_url_auth_type" in " ".join(refused.stderr.split())
 
-    # Back to the default, then destroy: nothing of ours remains.
-    terraform.apply(pinned)
-    check_stack(moto, digest, "AWS_IAM")
-    terraform("destroy", "-input=false", "-auto-approve", pinned)
+    # Destroy: nothing of ours remains (the existing secret was never Terraform's).
+    terraform("destroy", "-input=false", "-auto-approve", pinned, "-var=function_url_auth_type=NONE",
+              "-var=api_key_source=secretsmanager", f"-var=api_key_secret_arn={existing}")
     assert_nothing_remains(moto)
     moto.client("secretsmanager", REGION).delete_secret(SecretId=existing, ForceDeleteWithoutRecovery=True)
 
@@ -269,5 +273,5 @@ def assert_nothing_remains(moto: MotoServer) -> None:
     assert lam.list_functions()["Functions"] == []
     assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
     assert logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
-    assert [s["Name"] for s in sm.list_secrets()["SecretList"] if s["Name"] != "existing-key"] == []
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == ["existing-key"]
     assert ssm.describe_parameters()["Parameters"] == []
