@@ -58,7 +58,7 @@ def fetch(output: Path) -> None:
             for name in missing:
                 data = archive.read(f"bpe_openai/data/{name}")
                 if not verified(data, name):
-                    sys.exit(f"error: {name} from {wheel.name} does not match its pinned sha256; not installed")
+                    sys.exit(f"error: {name} in {wheel.name} does not match its pinned sha256; not installed")
                 output.mkdir(parents=True, exist_ok=True)
                 partial = output / f".{name}.partial"
                 partial.write_bytes(data)

@@ -260,7 +260,8 @@ class EmbeddingAPI:
     def finish(self, job: EmbedJob, result: Embeddings) -> Reply:
         """Vectors -> the response body of the operation that asked for them."""
         reply = json_reply(200, self._body(job, result), {TRUNCATED_HEADER: str(result.truncated_count)})
-        reply.items, reply.tokens, reply.truncated = len(job.texts), result.total_tokens, result.truncated_count
+        reply.items, reply.tokens = len(job.texts), result.total_tokens
+        reply.truncated = result.truncated_count
         if reply.truncated:
             log.warning(
                 "inputs truncated",

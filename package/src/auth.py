@@ -64,7 +64,9 @@ def _read(variable: str, name: str, fetch) -> str:
     try:
         value = fetch(name)
     except Exception as error:  # botocore's errors: no credentials, access denied, not found
-        raise ApiKeyError(f"{variable}={name}: could not read the API key ({type(error).__name__}: {error})") from None
+        raise ApiKeyError(
+            f"{variable}={name}: could not read the API key ({type(error).__name__}: {error})"
+        ) from None
     value = (value or "").strip()
     if not value:
         raise ApiKeyError(f"{variable}={name}: the stored API key is empty")

@@ -50,8 +50,10 @@ def _route_hint(path: str) -> str:
     parts = [part for part in path.split("/") if part]
     for name, route in OPENAI_ROUTES.items():
         if name in parts:
-            return (f"; this server serves {route} (and /{name}): set the client's base URL to "
-                    "http(s)://<host>/v1 with nothing after /v1, e.g. OpenAI(base_url='http://localhost:8000/v1')")
+            return (
+                f"; this server serves {route} (and /{name}): set the client's base URL to http(s)://<host>/v1"
+                " with nothing after /v1, e.g. OpenAI(base_url='http://localhost:8000/v1')"
+            )
     if "v1" in parts or any(part in ("chat", "completions", "responses") for part in parts):
         return "; this server serves embeddings only: POST /v1/embeddings (GET /v1/models lists the model)"
     return ""

@@ -66,7 +66,8 @@ def request_body_doc(
     schema = model.model_json_schema()
     text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
     shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
-    if ordinary_tokens and {"type": "integer"} in [s.get("items") for s in schema["properties"]["input"]["anyOf"]]:
+    item_types = [shape.get("items") for shape in schema["properties"]["input"]["anyOf"]]
+    if ordinary_tokens and {"type": "integer"} in item_types:
         token_id = {"type": "integer", "minimum": 0, "maximum": ordinary_tokens - 1}
         ids = {"type": "array", "items": token_id, "minItems": 1, "maxItems": limits.max_item_chars}
         shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]

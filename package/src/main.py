@@ -138,7 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.add_api_route(
             f"{prefix}/models", endpoint("models"), methods=["GET"], dependencies=protected("models"),
-            responses=responses_doc(ModelList), summary=f"The served model{'' if prefix else ', without /v1'}",
+            responses=responses_doc(ModelList),
+            summary=f"The served model{'' if prefix else ', without /v1'}",
             operation_id=f"list_models{prefix.replace('/', '_')}",
         )
 

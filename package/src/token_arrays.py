@@ -33,7 +33,9 @@ ENCODINGS = {
         {100257: "<|endoftext|>", 100258: "<|fim_prefix|>", 100259: "<|fim_middle|>",
          100260: "<|fim_suffix|>", 100276: "<|endofprompt|>"},
     ),
-    "o200k_base": EncodingSpec("o200k_base.tiktoken.gz", 199998, {199999: "<|endoftext|>", 200018: "<|endofprompt|>"}),
+    "o200k_base": EncodingSpec(
+        "o200k_base.tiktoken.gz", 199998, {199999: "<|endoftext|>", 200018: "<|endofprompt|>"}
+    ),
 }
 
 
@@ -117,6 +119,8 @@ def decode_input(decoder: TokenArrayDecoder, arrays: list, max_chars: int) -> li
                 param="input",
             ) from None
         if len(text) > max_chars:
-            raise bad_request(f"{where} decodes to {len(text)} characters; at most {max_chars}", param="input")
+            raise bad_request(
+                f"{where} decodes to {len(text)} characters; at most {max_chars}", param="input"
+            )
         texts.append(text)
     return texts
