@@ -72,3 +72,43 @@ def test_precision_defaults_to_fp32_and_accepts_the_supported_pairs():
     assert load_settings({"EMBEDDING_PRECISION": "int8"}).precision == "int8"
     cuda = {"EMBEDDING_BACKEND": "torch", "EMBEDDING_DEVICE": "cuda", "EMBEDDING_PRECISION": "BF16"}
     assert load_settings(cuda).precision == "bf16"
+
+
+def test_compatibility_settings_default_to_off_and_cl100k():
+    settings = load_settings({})
+    assert settings.model_aliases == () and settings.token_array_encoding == "cl100k_base"
+    assert settings.api_key_ssm_parameter is None and settings.api_key_secret_arn is None
+    assert settings.encodings_dir.name == "encodings"
+
+
+def test_model_aliases_are_a_comma_separated_list_without_blanks_or_duplicates():
+    settings = load_settings({"MODEL_ALIASES": " text-embedding-ada-002,,text-embedding-3-small , text-embedding-ada-002"})
+    assert settings.model_aliases == ("text-embedding-ada-002", "text-embedding-3-small")
+
+
+@pytest.mark.parametrize("value,expected", [("o200k_base", "o200k_base"), ("NONE", "none"), ("", "cl100k_base")])
+def test_token_array_encoding_choices(value, expected):
+    assert load_settings({"TOKEN_ARRAY_ENCODING": value}).token_array_encoding == expected
+
+
+def test_an_unknown_token_array_encoding_is_refused():
+    with pytest.raises(SettingsError, match="TOKEN_ARRAY_ENCODING"):
+        load_settings({"TOKEN_ARRAY_ENCODING": "p50k_base"})
+
+
+@pytest.mark.parametrize("env", [
+    {"API_KEY": "sk-value-1", "API_KEY_SSM_PARAMETER": "/param/value-2"},
+    {"API_KEY": "sk-value-1", "API_KEY_SECRET_ARN": "arn:value-3"},
+    {"API_KEY_SSM_PARAMETER": "/param/value-2", "API_KEY_SECRET_ARN": "arn:value-3"},
+])
+def test_two_sources_of_the_api_key_are_refused_naming_both(env):
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env)
+    assert all(name in str(raised.value) for name in env)
+    assert "value-" not in str(raised.value)  # names, never values
+
+
+def test_the_api_key_never_appears_in_the_settings_repr():
+    settings = load_settings({"API_KEY": "sk-very-secret-value"})
+    assert settings.api_key == "sk-very-secret-value"
+    assert "sk-very-secret-value" not in repr(settings)
