@@ -106,6 +106,13 @@ def test_given_model_paths_then_both_targets_return_the_card(http, invoke, path)
     assert response.json()["id"] == MODEL_ID
 
 
+@pytest.mark.parametrize("path", ["/v1/models/", "/models/"])
+def test_given_the_models_path_with_a_slash_then_the_list_on_both_targets(http, invoke, path):
+    response = http.get(path)
+    assert response.status_code == 200 and response.json()["object"] == "list"
+    assert json.loads(invoke(url_event("GET", path))["body"]) == response.json()
+
+
 @pytest.mark.parametrize("path", ["/embeddings", "/v1/embeddings"])
 def test_given_a_function_url_event_on_either_prefix_then_embedded(invoke, path):
     result = invoke(url_event("POST", path, {"input": ["a", "b"]}))

@@ -183,10 +183,11 @@ class EmbeddingAPI:
         read by the `model` operation (the id after /v1/models/)."""
         if operation == "status":
             return json_reply(200, {"status": "200 OK"})
-        if operation == "models":
+        model_id = _model_id_in(path) if operation == "model" else None
+        if operation == "models" or model_id == "":  # /v1/models/ is the list, as on Lambda
             return json_reply(200, {"object": "list", "data": [self._model_card()]})
         if operation == "model":
-            self._check_model(_model_id_in(path))
+            self._check_model(model_id)
             return json_reply(200, self._model_card())
         if operation == "health":
             if not self.ready:
