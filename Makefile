@@ -46,7 +46,16 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed ## venv with pinned deps, the Lambda RIE, checkov and the prepared model (idempotent)
+# Node's openai client for the README's Node recipe (tests/test_recipes.py runs it when node exists).
+# 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
+NODE_OPENAI_VERSION ?= 6.30.1
+NODE_SETUP := $(if $(shell command -v npm),.tools/node/.installed-$(NODE_OPENAI_VERSION))
+.tools/node/.installed-$(NODE_OPENAI_VERSION):
+	@echo "==> installing the openai npm package $(NODE_OPENAI_VERSION) into .tools/node"
+	npm install --prefix .tools/node --no-audit --no-fund --save-exact openai@$(NODE_OPENAI_VERSION)
+	@touch $@
+
+setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $(NODE_SETUP) ## venv with pinned deps, the Lambda RIE, checkov, Node's openai client (if npm exists) and the prepared model (idempotent)
 	@echo "==> preparing $(MODEL)"
 	$(PY) scripts/prepare_model.py --model $(MODEL)
 
