@@ -21,7 +21,7 @@ export MODEL_DIR
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
+$(VENV)/.installed: requirements-dev.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
 	@echo "==> creating $(VENV) with pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3
@@ -60,7 +60,7 @@ setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $
 	$(PY) scripts/prepare_model.py --model $(MODEL)
 
 serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
-	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30
+	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30 --loop asyncio --http h11
 
 lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080
 	cd package/src && exec ../../.tools/aws-lambda-rie ../../$(PY) -m awslambdaric lambda_function.handler

@@ -199,3 +199,11 @@ def test_given_a_tampered_body_or_header_then_the_verifier_rejects_it():
     assert verdict(headers=[(k, "text/plain" if k == "content-type" else v) for k, v in headers]).startswith(mismatch)
     assert verdict(headers=[(k, v) for k, v in headers if k != "x-amz-security-token"]).startswith("The security token")
     assert sigv4_rejection("POST", target, headers, body, credentials, "us-east-1", now).startswith("Credential should")
+
+
+def test_given_llamaindex_openai_embedding_then_our_model_name_is_refused_so_the_recipe_uses_openai_like():
+    """The LlamaIndex pitfall the README names: `OpenAIEmbedding` accepts only OpenAI's model names."""
+    from llama_index.embeddings.openai import OpenAIEmbedding
+
+    with pytest.raises(ValueError, match="not a valid OpenAIEmbeddingModelType"):
+        OpenAIEmbedding(model=MODEL_ID, api_base="http://127.0.0.1:9/v1", api_key="unused")
