@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import REPO, RieServer, UvicornServer
+from conftest import INVOKE_PATH, REPO, RieServer, UvicornServer
 from function_url_proxy import FunctionUrlProxy
 from tiktoken_cache import prepare_tiktoken_cache
 
@@ -46,6 +46,13 @@ AWS_KEYS = {  # the test identity the IAM Function URL trusts (temporary credent
 }
 
 
+def aws_credentials(secret_suffix: str = ""):
+    """The test identity as botocore credentials; a suffix makes the secret key wrong."""
+    return botocore.credentials.Credentials(AWS_KEYS["AWS_ACCESS_KEY_ID"],
+                                            AWS_KEYS["AWS_SECRET_ACCESS_KEY"] + secret_suffix,
+                                            AWS_KEYS["AWS_SESSION_TOKEN"])
+
+
 @dataclass
 class Target:
     name: str
@@ -55,9 +62,7 @@ class Target:
 
     def auth(self) -> dict:
         if self.api_key is None:
-            credentials = botocore.credentials.Credentials(
-                AWS_KEYS["AWS_ACCESS_KEY_ID"], AWS_KEYS["AWS_SECRET_ACCESS_KEY"], AWS_KEYS["AWS_SESSION_TOKEN"])
-            return {"auth": SigV4Auth(region=REGION, credentials=credentials)}
+            return {"auth": SigV4Auth(region=REGION, credentials=aws_credentials())}
         return {"headers": {"authorization": f"Bearer {self.api_key}"}}
 
     def seed_vectors(self, texts: list[str]) -> np.ndarray:
@@ -73,10 +78,8 @@ def start_targets(tmp: Path, **server_env: str) -> tuple[dict[str, Target], list
     uvicorn = UvicornServer(tmp / "uvicorn.log", API_KEY=KEY, **env)
     rie_iam = RieServer(tmp / "rie-iam.log", **env)
     rie_key = RieServer(tmp / "rie-key.log", API_KEY=KEY, **env)
-    iam_credentials = botocore.credentials.Credentials(
-        AWS_KEYS["AWS_ACCESS_KEY_ID"], AWS_KEYS["AWS_SECRET_ACCESS_KEY"], AWS_KEYS["AWS_SESSION_TOKEN"])
-    iam = FunctionUrlProxy(rie_iam.url + "/2015-03-31/functions/function/invocations", iam_credentials, REGION)
-    open_url = FunctionUrlProxy(rie_key.url + "/2015-03-31/functions/function/invocations")
+    iam = FunctionUrlProxy(rie_iam.url + INVOKE_PATH, aws_credentials(), REGION)
+    open_url = FunctionUrlProxy(rie_key.url + INVOKE_PATH)
     targets = {
         "fastapi": Target("fastapi", uvicorn.url, KEY),
         "lambda-url-iam": Target("lambda-url-iam", iam.url, None, iam),

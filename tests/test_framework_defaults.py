@@ -47,10 +47,12 @@ def test_given_langchain_with_every_default_then_token_arrays_give_the_texts_vec
     assert_same_vectors(result["vectors"], target.seed_vectors(result["texts"]))
 
 
-def test_given_langchain_token_arrays_through_sigv4_then_the_texts_vectors(targets, tiktoken_dir, monkeypatch):
+def test_given_langchain_token_arrays_through_sigv4_then_the_texts_vectors(targets, tiktoken_dir,
+                                                                          monkeypatch):
     target = targets["lambda-url-iam"]
     recipe_environment(monkeypatch, target, tiktoken_dir)
-    embeddings = langchain_embeddings(target.url, model="text-embedding-ada-002", check_embedding_ctx_length=True)
+    embeddings = langchain_embeddings(target.url, model="text-embedding-ada-002",
+                                      check_embedding_ctx_length=True)
     assert_same_vectors(embeddings.embed_documents(TEXTS), target.seed_vectors(TEXTS))
 
 
@@ -79,10 +81,11 @@ def test_given_framework_default_model_names_then_llamaindex_chromadb_and_haysta
     reference = target.seed_vectors(TEXTS)
     llama = OpenAILikeEmbedding(model_name="text-embedding-ada-002", api_base=base, api_key=target.api_key)
     assert_same_vectors(llama.get_text_embedding_batch(TEXTS), reference)
-    chroma = OpenAIEmbeddingFunction(api_base=base, api_key_env_var="EMBEDDING_API_KEY")  # text-embedding-ada-002
+    # chromadb's default model is text-embedding-ada-002, Haystack's text-embedding-3-small.
+    chroma = OpenAIEmbeddingFunction(api_base=base, api_key_env_var="EMBEDDING_API_KEY")
     assert_same_vectors(chroma(TEXTS), reference)
     haystack = OpenAIDocumentEmbedder(api_base_url=base, api_key=Secret.from_token(target.api_key),
-                                      raise_on_failure=True)  # text-embedding-3-small
+                                      raise_on_failure=True)
     documents = haystack.run(documents=[Document(content=text) for text in TEXTS])["documents"]
     assert_same_vectors([document.embedding for document in documents], reference)
 
@@ -94,13 +97,15 @@ def test_given_a_base_url_without_v1_then_embeddings_and_models_still_work(targe
     result = client.embeddings.create(model=MODEL_ID, input=TEXTS)
     assert_same_vectors([item.embedding for item in result.data], target.seed_vectors(TEXTS))
     assert [model.id for model in client.models.list()] == [MODEL_ID]
-    assert openai.OpenAI(base_url=f"{target.url}/v1", api_key=target.api_key).models.retrieve(MODEL_ID).id == MODEL_ID
+    with_prefix = openai.OpenAI(base_url=f"{target.url}/v1", api_key=target.api_key)
+    assert with_prefix.models.retrieve(MODEL_ID).id == MODEL_ID  # an id with a slash
 
 
 def test_given_a_none_function_url_with_api_key_then_a_wrong_key_gets_401_and_status_stays_open(targets):
     target = targets["lambda-url-key"]
     with pytest.raises(openai.AuthenticationError):
-        openai_client(target.url, api_key=KEY + "x", max_retries=0).embeddings.create(model=MODEL_ID, input=TEXTS)
+        wrong = openai_client(target.url, api_key=KEY + "x", max_retries=0)
+        wrong.embeddings.create(model=MODEL_ID, input=TEXTS)
     with pytest.raises(openai.AuthenticationError):
         langchain_embeddings(target.url, api_key="sk-wrong", max_retries=0).embed_query("hello")
     assert httpx.get(f"{target.url}/status", timeout=30).json() == {"status": "200 OK"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import botocore.credentials
 import httpx
 import openai
 import pytest
@@ -20,11 +19,11 @@ import pytest
 from conftest import REPO
 from function_url_proxy import sigv4_rejection
 from recipe_targets import (
-    AWS_KEYS,
     MODEL_ID,
     RECIPES,
     REGION,
     assert_same_vectors,
+    aws_credentials,
     recipe_environment,
     run_node_recipe,
     run_python_recipe,
@@ -95,8 +94,8 @@ def test_given_haystack_and_one_empty_document_then_the_whole_batch_comes_back_u
 
     target = targets["fastapi"]
     recipe_environment(monkeypatch, target, tiktoken_dir)
-    embedder = OpenAIDocumentEmbedder(api_base_url=f"{target.url}/v1", api_key=Secret.from_token(target.api_key),
-                                      model=MODEL_ID)
+    embedder = OpenAIDocumentEmbedder(api_base_url=f"{target.url}/v1", model=MODEL_ID,
+                                      api_key=Secret.from_token(target.api_key))
     documents = embedder.run(documents=[Document(content="hello"), Document(content="")])["documents"]
     assert [document.embedding for document in documents] == [None, None]
 
@@ -109,23 +108,13 @@ def test_given_every_recipe_then_the_readme_shows_its_exact_code():
 
 # --- the client package end to end: SigV4 through a verifying Function URL, and API keys ----
 
-def wrong_secret_credentials():
-    return botocore.credentials.Credentials(AWS_KEYS["AWS_ACCESS_KEY_ID"], AWS_KEYS["AWS_SECRET_ACCESS_KEY"] + "x",
-                                            AWS_KEYS["AWS_SESSION_TOKEN"])
-
-
-def right_credentials():
-    return botocore.credentials.Credentials(AWS_KEYS["AWS_ACCESS_KEY_ID"], AWS_KEYS["AWS_SECRET_ACCESS_KEY"],
-                                            AWS_KEYS["AWS_SESSION_TOKEN"])
-
-
 def test_given_a_wrong_secret_key_then_openai_and_langchain_get_403(targets):
     target = targets["lambda-url-iam"]
-    client = openai_client(target.url, region=REGION, credentials=wrong_secret_credentials(), max_retries=0)
+    client = openai_client(target.url, region=REGION, credentials=aws_credentials("x"), max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         client.embeddings.create(model=MODEL_ID, input=["hello"])
     assert target.proxy.rejections[-1].startswith("The request signature we calculated does not match")
-    embeddings = langchain_embeddings(target.url, region=REGION, credentials=wrong_secret_credentials(),
+    embeddings = langchain_embeddings(target.url, region=REGION, credentials=aws_credentials("x"),
                                       max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):
         embeddings.embed_documents(["hello"])
@@ -142,7 +131,7 @@ def test_given_no_signature_or_an_api_key_then_the_iam_function_url_refuses_with
 
 def test_given_a_stale_signature_then_403_signature_expired(targets):
     target = targets["lambda-url-iam"]
-    stale = SigV4Auth(region=REGION, credentials=right_credentials(),
+    stale = SigV4Auth(region=REGION, credentials=aws_credentials(),
                       clock=lambda: dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=6))
     response = httpx.post(f"{target.url}/", json={"input": "hello"}, auth=stale, timeout=60)
     assert response.status_code == 403
@@ -152,7 +141,7 @@ def test_given_a_stale_signature_then_403_signature_expired(targets):
 def test_given_sigv4_then_openai_sync_and_async_and_langchain_reach_the_handler(targets):
     target = targets["lambda-url-iam"]
     reference = target.seed_vectors(["hello, world!"])
-    client = openai_client(target.url, region=REGION, credentials=right_credentials())
+    client = openai_client(target.url, region=REGION, credentials=aws_credentials())
     assert_same_vectors([client.embeddings.create(model=MODEL_ID, input=["hello, world!"]).data[0].embedding],
                         reference)
     assert [model.id for model in client.models.list()] == [MODEL_ID]
@@ -160,11 +149,12 @@ def test_given_sigv4_then_openai_sync_and_async_and_langchain_reach_the_handler(
     async def async_call():
         from embedding_client import async_openai_client
 
-        async_client = async_openai_client(target.url, region=REGION, credentials=right_credentials())
-        return (await async_client.embeddings.create(model=MODEL_ID, input=["hello, world!"])).data[0].embedding
+        async_client = async_openai_client(target.url, region=REGION, credentials=aws_credentials())
+        result = await async_client.embeddings.create(model=MODEL_ID, input=["hello, world!"])
+        return result.data[0].embedding
 
     assert_same_vectors([asyncio.run(async_call())], reference)
-    embeddings = langchain_embeddings(target.url, region=REGION, credentials=right_credentials())
+    embeddings = langchain_embeddings(target.url, region=REGION, credentials=aws_credentials())
     assert_same_vectors([embeddings.embed_query("hello, world!")], reference)
 
 
@@ -180,25 +170,26 @@ def test_given_an_api_key_then_openai_and_langchain_reach_the_none_function_url(
 
 def test_given_a_tampered_body_or_header_then_the_verifier_rejects_it():
     """The emulator's check itself can fail: it is what makes the 403 tests meaningful."""
-    credentials = right_credentials()
+    credentials = aws_credentials()
     now = dt.datetime.now(dt.timezone.utc)
     request = SigV4Auth(region=REGION, credentials=credentials, clock=lambda: now).sign(
         httpx.Request("POST", "http://127.0.0.1:9/v1/embeddings?x=1", json={"input": "hello"}))
     headers = list(request.headers.items())
     target, body = "/v1/embeddings?x=1", request.content
 
-    def verdict(**changes):
-        return sigv4_rejection(changes.get("method", "POST"), changes.get("target", target),
-                               changes.get("headers", headers), changes.get("body", body), credentials, REGION, now)
+    def verdict(method="POST", target=target, headers=headers, body=body, region=REGION):
+        return sigv4_rejection(method, target, headers, body, credentials, region, now)
 
     assert verdict() is None
     assert "x-amz-content-sha256" in verdict(body=body + b" ")
     mismatch = "The request signature we calculated does not match"
     assert verdict(method="PUT").startswith(mismatch)
     assert verdict(target="/v1/embeddings?x=2").startswith(mismatch)
-    assert verdict(headers=[(k, "text/plain" if k == "content-type" else v) for k, v in headers]).startswith(mismatch)
-    assert verdict(headers=[(k, v) for k, v in headers if k != "x-amz-security-token"]).startswith("The security token")
-    assert sigv4_rejection("POST", target, headers, body, credentials, "us-east-1", now).startswith("Credential should")
+    retyped = [(k, "text/plain" if k == "content-type" else v) for k, v in headers]
+    assert verdict(headers=retyped).startswith(mismatch)
+    tokenless = [(k, v) for k, v in headers if k != "x-amz-security-token"]
+    assert verdict(headers=tokenless).startswith("The security token")
+    assert verdict(region="us-east-1").startswith("Credential should")
 
 
 def test_given_llamaindex_openai_embedding_then_our_model_name_is_refused_so_the_recipe_uses_openai_like():

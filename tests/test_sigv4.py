@@ -22,19 +22,21 @@ from embedding_client.sigv4 import PayloadHashAuth, SigningError, SigV4Auth, reg
 
 FIXED = dt.datetime(2026, 11, 26, 10, 30, 15, tzinfo=dt.timezone.utc)
 URL = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws"
-ACCESS, SECRET, TOKEN = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMPLE//token=="
+ACCESS, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+TOKEN = "FwoGZXIvYXdzEXAMPLE//token=="
 JSON = {"content-type": "application/json"}
+SPACED = {"content-type": "application/json;   charset=utf-8"}  # signed with runs of spaces folded
 
 CASES = {
     "post-json": ("POST", f"{URL}/v1/embeddings", JSON, json.dumps({"input": "hello, world!"}).encode()),
-    "post-root-unicode-body": ("POST", f"{URL}/", JSON, json.dumps({"input": "héllo 世界"}, ensure_ascii=False).encode()),
+    "post-root-unicode-body": ("POST", f"{URL}/", JSON, '{"input": "héllo 世界"}'.encode()),
     "empty-body-post": ("POST", f"{URL}/", {}, b""),
     "get-no-body": ("GET", f"{URL}/v1/models", {}, b""),
     "query-string": ("GET", f"{URL}/v1/models?b=2&a=1&a=0&empty=&x=%20y%2Fz&flag", {}, b""),
     "unicode-path": ("GET", f"{URL}/v1/models/sentence-transformers/modèle-ünï 世界", {}, b""),
     "reserved-chars-path": ("GET", f"{URL}/a%2Fb/c%20d/~tilde/(x)", {}, b""),
     "repeated-slashes-and-trailing": ("GET", f"{URL}//v1//models/", {}, b""),
-    "spaces-in-content-type": ("POST", f"{URL}/", {"content-type": "application/json;   charset=utf-8"}, b"{}"),
+    "spaces-in-content-type": ("POST", f"{URL}/", SPACED, b"{}"),
     "other-port": ("POST", "http://127.0.0.1:18080/v1/embeddings", JSON, b'{"input": "x"}'),
 }
 
@@ -51,9 +53,10 @@ def ours(method, url, headers, body, credentials, region="eu-west-1") -> httpx.R
 def botocores(method, url, headers, body, credentials, monkeypatch, region="eu-west-1") -> AWSRequest:
     """botocore signs the headers it's given (plus host); give it the ones ours signs."""
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
-    request.headers["X-Amz-Content-SHA256"] = botocore.auth.SigV4Auth(credentials, "lambda", region).payload(request)
+    signer = botocore.auth.SigV4Auth(credentials, "lambda", region)
+    request.headers["X-Amz-Content-SHA256"] = signer.payload(request)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: FIXED.replace(tzinfo=None))
-    botocore.auth.SigV4Auth(credentials, "lambda", region).add_auth(request)
+    signer.add_auth(request)
     return request
 
 
@@ -80,7 +83,8 @@ def test_given_a_different_secret_or_time_then_a_different_signature(monkeypatch
     assert ours(method, url, headers, body, wrong).headers["authorization"] != good
     later = SigV4Auth(region="eu-west-1", credentials=static_credentials(),
                       clock=lambda: FIXED + dt.timedelta(seconds=1))
-    assert later.sign(httpx.Request(method, url, headers=headers, content=body)).headers["authorization"] != good
+    request = httpx.Request(method, url, headers=headers, content=body)
+    assert later.sign(request).headers["authorization"] != good
 
 
 def test_given_an_openai_bearer_placeholder_then_it_is_replaced_not_signed_alongside():
@@ -123,8 +127,9 @@ def test_given_the_environment_chain_then_its_keys_and_session_token_sign(monkey
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    request = SigV4Auth(clock=lambda: FIXED).sign(httpx.Request("POST", f"{URL}/", headers=JSON, content=b"{}"))
-    assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDFROMENV/20261126/eu-west-1/")
+    request = httpx.Request("POST", f"{URL}/", headers=JSON, content=b"{}")
+    request = SigV4Auth(clock=lambda: FIXED).sign(request)
+    assert "Credential=AKIDFROMENV/20261126/eu-west-1/lambda/" in request.headers["authorization"]
     assert request.headers["x-amz-security-token"] == TOKEN
 
 
@@ -133,7 +138,8 @@ def test_given_refreshable_credentials_then_expired_ones_are_refreshed_before_si
 
     def refresh():
         issued.append(f"AKIDREFRESH{len(issued)}")
-        expiry = dt.datetime.now(dt.timezone.utc) + (dt.timedelta(hours=1) if len(issued) > 1 else dt.timedelta(0))
+        lifetime = dt.timedelta(hours=1) if len(issued) > 1 else dt.timedelta(0)  # the first is expired
+        expiry = dt.datetime.now(dt.timezone.utc) + lifetime
         return {"access_key": issued[-1], "secret_key": SECRET, "token": f"token-{len(issued)}",
                 "expiry_time": expiry.isoformat()}
 
@@ -141,7 +147,7 @@ def test_given_refreshable_credentials_then_expired_ones_are_refreshed_before_si
         refresh(), refresh_using=refresh, method="sts-assume-role")
     request = SigV4Auth(region="eu-west-1", credentials=credentials, clock=lambda: FIXED).sign(
         httpx.Request("POST", f"{URL}/", headers=JSON, content=b"{}"))
-    assert "Credential=AKIDREFRESH1/" in request.headers["authorization"]  # the expired AKIDREFRESH0 was replaced
+    assert "Credential=AKIDREFRESH1/" in request.headers["authorization"]  # not the expired AKIDREFRESH0
     assert request.headers["x-amz-security-token"] == "token-2"
 
 
