@@ -39,7 +39,8 @@ from embedding_client.sigv4 import SigV4Auth
 # the *_iam recipes use the client package's SigV4 helpers for an AWS_IAM Function URL.
 KEY_RECIPES = ["embed_openai.py", "embed_langchain.py", "embed_llamaindex.py", "embed_haystack.py",
                "embed_litellm.py", "embed_chromadb.py"]
-IAM_RECIPES = ["embed_openai_iam.py", "embed_langchain_iam.py", "embed_llamaindex_iam.py"]
+IAM_RECIPES = ["embed_openai_iam.py", "embed_langchain_iam.py", "embed_llamaindex_iam.py", "embed_haystack_iam.py",
+               "embed_litellm_iam.py"]
 
 
 @pytest.fixture(scope="module")
