@@ -15,6 +15,7 @@ from embedding_client.openai_compat import (
     async_http_client,
     http_client,
     openai_base_url,
+    require,
 )
 
 
@@ -33,8 +34,7 @@ def langchain_embeddings(url: str, model: str = SERVED_MODEL, api_key: str | Non
     with its own model's tokenizer and truncates at the model's maximum, and nothing needs
     tiktoken's files. Pass `check_embedding_ctx_length=True` to restore LangChain's default.
     """
-    from langchain_openai import OpenAIEmbeddings
-
+    OpenAIEmbeddings = require("langchain_openai", "langchain").OpenAIEmbeddings
     auth = _auth_kwargs(api_key, region, credentials)
     if "async_http_client" in auth:
         auth["http_async_client"] = auth.pop("async_http_client")
@@ -46,7 +46,6 @@ def llamaindex_embeddings(url: str, model: str = SERVED_MODEL, api_key: str | No
                           region: str | None = None, credentials=None, **kwargs: Any):
     """`OpenAILikeEmbedding` for the function at `url` (LlamaIndex's `OpenAIEmbedding`
     accepts only OpenAI's own model names)."""
-    from llama_index.embeddings.openai_like import OpenAILikeEmbedding
-
+    OpenAILikeEmbedding = require("llama_index.embeddings.openai_like", "llamaindex").OpenAILikeEmbedding
     return OpenAILikeEmbedding(model_name=model, api_base=openai_base_url(url),
                                **_auth_kwargs(api_key, region, credentials), **kwargs)

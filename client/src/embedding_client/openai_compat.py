@@ -10,6 +10,8 @@ The same calls work for a FastAPI server (`url="http://localhost:8000"`, `api_ke
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -22,26 +24,32 @@ SIGNED_PLACEHOLDER_KEY = "aws-iam-sigv4"
 DEFAULT_TIMEOUT_S = 60.0
 
 
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional framework, or say in one sentence how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"this helper needs {module}: pip install 'embedding-client[{extra}]' (or the package itself)"
+        ) from None
+
+
 def openai_base_url(url: str) -> str:
     """A Function URL or server root -> the OpenAI base URL (`.../v1`)."""
     root = url.rstrip("/")
     return root if root.endswith("/v1") else f"{root}/v1"
 
 
-def sigv4_auth(region: str | None = None, credentials=None) -> SigV4Auth:
-    return SigV4Auth(region=region, credentials=credentials)
-
-
 def http_client(region: str | None = None, credentials=None, timeout: float = DEFAULT_TIMEOUT_S,
                 **kwargs: Any) -> httpx.Client:
     """A sync httpx client that SigV4-signs every request for a Function URL."""
-    return httpx.Client(auth=sigv4_auth(region, credentials), timeout=timeout, **kwargs)
+    return httpx.Client(auth=SigV4Auth(region, credentials), timeout=timeout, **kwargs)
 
 
 def async_http_client(region: str | None = None, credentials=None, timeout: float = DEFAULT_TIMEOUT_S,
                       **kwargs: Any) -> httpx.AsyncClient:
     """The same for async code (AsyncOpenAI, LangChain's and LlamaIndex's async paths)."""
-    return httpx.AsyncClient(auth=sigv4_auth(region, credentials), timeout=timeout, **kwargs)
+    return httpx.AsyncClient(auth=SigV4Auth(region, credentials), timeout=timeout, **kwargs)
 
 
 def _client_kwargs(url: str, api_key: str | None, region: str | None, credentials, asynchronous: bool,
@@ -56,14 +64,12 @@ def _client_kwargs(url: str, api_key: str | None, region: str | None, credential
 def openai_client(url: str, api_key: str | None = None, region: str | None = None, credentials=None,
                   **kwargs: Any):
     """`openai.OpenAI` for the function at `url`: SigV4 without `api_key`, bearer key with it."""
-    from openai import OpenAI
-
-    return OpenAI(**_client_kwargs(url, api_key, region, credentials, False, kwargs))
+    openai = require("openai", "openai")
+    return openai.OpenAI(**_client_kwargs(url, api_key, region, credentials, False, kwargs))
 
 
 def async_openai_client(url: str, api_key: str | None = None, region: str | None = None, credentials=None,
                         **kwargs: Any):
     """`openai.AsyncOpenAI`, likewise."""
-    from openai import AsyncOpenAI
-
-    return AsyncOpenAI(**_client_kwargs(url, api_key, region, credentials, True, kwargs))
+    openai = require("openai", "openai")
+    return openai.AsyncOpenAI(**_client_kwargs(url, api_key, region, credentials, True, kwargs))
