@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 
 import httpx
 import openai
@@ -50,11 +51,25 @@ def targets(tmp_path_factory):
     stop_all(servers)
 
 
+@pytest.fixture(autouse=True)
+def fresh_chromadb():
+    """chromadb's in-memory clients share one store per process: each recipe run starts empty."""
+    yield
+    if "chromadb" in sys.modules:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+
+
 def check_recipe(globals_: dict, target) -> None:
     reference = target.seed_vectors(globals_["texts"])
     assert_same_vectors(globals_["vectors"], reference)
     if "async_vectors" in globals_:
         assert_same_vectors(globals_["async_vectors"], reference)
+    if "query_vector" in globals_:  # the recipes' query is their first text
+        assert_same_vectors([globals_["query_vector"]], reference[:1])
+    if "hits" in globals_:  # chromadb: "a friendly hello" is nearest to "hello, world!"
+        assert globals_["hits"]["ids"] == [["greeting"]]
 
 
 @pytest.mark.parametrize("target_name", ["fastapi", "lambda-url-key"])
