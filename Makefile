@@ -46,13 +46,16 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-# Node's openai client for the README's Node recipe (tests/test_recipes.py runs it when node exists).
-# 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
+# Node's openai client and a SigV4 signer for the README's Node recipes (tests/test_recipes.py runs
+# them when node exists). openai 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
 NODE_OPENAI_VERSION ?= 6.30.1
-NODE_SETUP := $(if $(shell command -v npm),.tools/node/.installed-$(NODE_OPENAI_VERSION))
-.tools/node/.installed-$(NODE_OPENAI_VERSION):
-	@echo "==> installing the openai npm package $(NODE_OPENAI_VERSION) into .tools/node"
-	npm install --prefix .tools/node --no-audit --no-fund --save-exact openai@$(NODE_OPENAI_VERSION)
+NODE_AWS4FETCH_VERSION ?= 1.0.20
+NODE_STAMP := .tools/node/.installed-openai-$(NODE_OPENAI_VERSION)-aws4fetch-$(NODE_AWS4FETCH_VERSION)
+NODE_SETUP := $(if $(shell command -v npm),$(NODE_STAMP))
+$(NODE_STAMP):
+	@echo "==> installing npm packages openai $(NODE_OPENAI_VERSION), aws4fetch $(NODE_AWS4FETCH_VERSION) into .tools/node"
+	npm install --prefix .tools/node --no-audit --no-fund --save-exact \
+	  openai@$(NODE_OPENAI_VERSION) aws4fetch@$(NODE_AWS4FETCH_VERSION)
 	@touch $@
 
 setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $(NODE_SETUP) ## venv with pinned deps, the Lambda RIE, checkov, Node's openai client (if npm exists) and the prepared model (idempotent)

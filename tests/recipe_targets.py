@@ -109,7 +109,7 @@ def recipe_environment(monkeypatch, target: Target, tiktoken_dir: Path) -> dict[
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     if target.api_key is None:
-        env.update(AWS_KEYS, AWS_DEFAULT_REGION=REGION)  # a Function URL's host names its region
+        env.update(AWS_KEYS, AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)  # a Function URL's host names it
     else:
         env["EMBEDDING_API_KEY"] = target.api_key
     for name, value in env.items():
@@ -126,8 +126,9 @@ def run_node_recipe(name: str, env: dict[str, str], tmp: Path) -> dict:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed: the Node recipe needs it")
-    if not (NODE_MODULES / "openai" / "package.json").exists():
-        pytest.fail(f"{NODE_MODULES}/openai missing: run `make setup` (installs the openai npm package)")
+    for package in ("openai", "aws4fetch"):
+        if not (NODE_MODULES / package / "package.json").exists():
+            pytest.fail(f"{NODE_MODULES}/{package} missing: run `make setup` (installs the npm packages)")
     # ESM resolves packages from the script's own folder upwards: give it the installed ones.
     (tmp / "node_modules").symlink_to(NODE_MODULES)
     shutil.copy(RECIPES / name, tmp / name)

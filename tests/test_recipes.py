@@ -92,13 +92,19 @@ def test_given_an_aws_iam_function_url_then_the_sigv4_recipe_matches_post_root(
     assert target.proxy.rejections[rejected_before:] == []
 
 
-@pytest.mark.parametrize("target_name", ["fastapi", "lambda-url-key"])
-def test_given_node_openai_then_the_recipe_matches_post_root(target_name, targets, tiktoken_dir,
+@pytest.mark.parametrize("target_name,recipe", [
+    ("fastapi", "embed_openai_node.mjs"),
+    ("lambda-url-key", "embed_openai_node.mjs"),
+    ("lambda-url-iam", "embed_openai_node_iam.mjs"),
+])
+def test_given_node_openai_then_the_recipe_matches_post_root(target_name, recipe, targets, tiktoken_dir,
                                                              monkeypatch, tmp_path):
     target = targets[target_name]
     env = recipe_environment(monkeypatch, target, tiktoken_dir)
-    result = run_node_recipe("embed_openai_node.mjs", env, tmp_path)
+    rejected_before = len(target.proxy.rejections) if target.proxy else 0
+    result = run_node_recipe(recipe, env, tmp_path)
     assert_same_vectors(result["vectors"], target.seed_vectors(result["texts"]))
+    assert not target.proxy or target.proxy.rejections[rejected_before:] == []
 
 
 def test_given_haystack_and_one_empty_document_then_the_whole_batch_comes_back_unembedded(
