@@ -21,7 +21,7 @@ export MODEL_DIR
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
+$(VENV)/.installed: requirements-dev.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
 	@echo "==> creating $(VENV) with pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3
@@ -46,14 +46,26 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed ## venv with pinned deps, the Lambda RIE, checkov, the prepared model and tiktoken rank files (idempotent)
+# Node's openai client and a SigV4 signer for the README's Node recipes (tests/test_recipes.py runs
+# them when node exists). openai 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
+NODE_OPENAI_VERSION ?= 6.30.1
+NODE_AWS4FETCH_VERSION ?= 1.0.20
+NODE_STAMP := .tools/node/.installed-openai-$(NODE_OPENAI_VERSION)-aws4fetch-$(NODE_AWS4FETCH_VERSION)
+NODE_SETUP := $(if $(shell command -v npm),$(NODE_STAMP))
+$(NODE_STAMP):
+	@echo "==> installing npm packages openai $(NODE_OPENAI_VERSION), aws4fetch $(NODE_AWS4FETCH_VERSION) into .tools/node"
+	npm install --prefix .tools/node --no-audit --no-fund --save-exact \
+	  openai@$(NODE_OPENAI_VERSION) aws4fetch@$(NODE_AWS4FETCH_VERSION)
+	@touch $@
+
+setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $(NODE_SETUP) ## venv with pinned deps, the Lambda RIE, checkov, Node's openai client (if npm exists), the prepared model and tiktoken rank files (idempotent)
 	@echo "==> preparing $(MODEL)"
 	$(PY) scripts/prepare_model.py --model $(MODEL)
 	@echo "==> tiktoken rank files for token-id arrays (sha256-pinned)"
 	$(PY) scripts/fetch_encodings.py
 
 serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
-	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30
+	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30 --loop asyncio --http h11
 
 lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080
 	cd package/src && exec ../../.tools/aws-lambda-rie ../../$(PY) -m awslambdaric lambda_function.handler

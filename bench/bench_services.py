@@ -259,7 +259,8 @@ def dynamic_batching(model_dir: str, texts: list[str], clients: int, seconds: fl
         env.update({"MODEL_DIR": model_dir, "EMBEDDING_THREADS": "2", "PYTHONUNBUFFERED": "1", **extra})
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)],
+                [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
+                 "--loop", "asyncio", "--http", "h11"],
                 cwd=SRC,
                 env=env,
                 stdout=log,

@@ -102,7 +102,7 @@ def start_server(log_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--timeout-graceful-shutdown", "30", "--no-access-log"],
+         "--timeout-graceful-shutdown", "30", "--no-access-log", "--loop", "asyncio", "--http", "h11"],
         cwd=SRC, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -72,7 +72,12 @@ class _LoggedProcess:
 
 
 class UvicornServer(_LoggedProcess):
-    """uvicorn in a child process, as `make serve` runs it."""
+    """uvicorn in a child process, as `make serve` runs it.
+
+    `--loop asyncio --http h11` is what the image runs (it installs neither uvloop nor
+    httptools); the dev venv has both (chromadb needs uvicorn[standard]), and uvicorn would
+    otherwise pick them.
+    """
 
     def __init__(self, log_path: Path, **env: str):
         self.port = free_port()
@@ -82,7 +87,8 @@ class UvicornServer(_LoggedProcess):
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--timeout-graceful-shutdown", "30"],
+             "--port", str(self.port), "--timeout-graceful-shutdown", "30",
+             "--loop", "asyncio", "--http", "h11"],
             cwd=SRC, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
         )
         try:
