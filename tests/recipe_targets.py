@@ -29,7 +29,7 @@ import pytest
 
 from conftest import INVOKE_PATH, REPO, RieServer, UvicornServer
 from function_url_proxy import FunctionUrlProxy
-from tiktoken_cache import prepare_tiktoken_cache
+from offline_tiktoken import prime_cache
 
 from embedding_client.sigv4 import SigV4Auth
 
@@ -100,7 +100,7 @@ def recipe_environment(monkeypatch, target: Target, tiktoken_dir: Path) -> dict[
         monkeypatch.delenv(name, raising=False)
     env = {
         "EMBEDDING_URL": target.url,
-        "TIKTOKEN_CACHE_DIR": str(tiktoken_dir),  # tiktoken's files, offline (tests/tiktoken_cache.py)
+        "TIKTOKEN_CACHE_DIR": str(tiktoken_dir),  # tiktoken's files, offline (tests/offline_tiktoken.py)
         "HAYSTACK_TELEMETRY_ENABLED": "False",  # no network calls from the frameworks themselves
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "ANONYMIZED_TELEMETRY": "False",
@@ -146,4 +146,4 @@ def assert_same_vectors(got, reference: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def tiktoken_dir(tmp_path_factory) -> Path:
-    return prepare_tiktoken_cache(tmp_path_factory.mktemp("tiktoken"))
+    return prime_cache(tmp_path_factory.mktemp("tiktoken"))
