@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import MODEL_DIR, REPO, SRC
-from corpus import mixed, sentences
+from corpus import mixed, passages, sentences
 
 sys.path.insert(0, str(SRC))
 import pooling  # noqa: E402
@@ -160,9 +160,17 @@ def test_vectorised_padding_puts_every_id_in_its_row():
 
 @pytest.fixture(scope="module", params=["onnx", "torch"])
 def ahead_embedder(request):
-    """A small window (4 x 8 texts), so 100 texts run as 4 windows, tokenised ahead."""
+    """A small window (4 x 8 texts), so 90 texts run as 3 windows, tokenised ahead."""
     settings = load_settings({"MODEL_DIR": str(MODEL_DIR), "EMBEDDING_BACKEND": request.param})
     return model_load(dataclasses.replace(settings, batch_size=8, tokenize_ahead=True))
+
+
+def varied_texts(seed: int) -> list[str]:
+    """Mostly short texts with some long ones: varied lengths, light enough for torch on CPU."""
+    texts = sentences(80, seed=seed) + [p[: 200 + 80 * i] for i, p in enumerate(passages(10, seed=seed))]
+    assert len(set(texts)) == len(texts)
+    random.Random(seed).shuffle(texts)
+    return texts
 
 
 def _threads_seen(call):
@@ -175,8 +183,8 @@ def _threads_seen(call):
 
 
 def test_tokenising_ahead_gives_the_sequential_results_in_input_order(ahead_embedder):
-    texts = mixed(100, seed=11)
-    assert len(texts) > 3 * ahead_embedder.window_texts
+    texts = varied_texts(11)
+    assert len(texts) > 2 * ahead_embedder.window_texts
     ahead, threads = _threads_seen(lambda: ahead_embedder.embed(texts))
     assert "tokenize-ahead" in threads  # the producer thread really ran
     ahead_embedder.tokenize_ahead = False
@@ -193,7 +201,7 @@ def test_tokenising_ahead_gives_the_sequential_results_in_input_order(ahead_embe
 
 
 def test_tokenising_ahead_stops_cleanly_at_a_deadline_and_on_bad_input(ahead_embedder):
-    texts = mixed(100, seed=12)
+    texts = varied_texts(12)
     with pytest.raises(DeadlineExceeded):
         ahead_embedder.embed(texts, deadline=0.0)
     with pytest.raises(TypeError):  # the tokenizer's error, raised in the producer thread
