@@ -177,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model import model_load, model_unload
+    from model_config import ModelFilesError, read_model_spec
+
+    try:
+        read_model_spec(args.model_dir)
+    except ModelFilesError as error:
+        print(f"bench-gpu: {error}", file=sys.stderr)
+        return 2
 
     on_gpu = args.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
