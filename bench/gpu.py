@@ -46,10 +46,12 @@ GPU_PRICES = {
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (a smoke test, not a benchmark)")
-    parser.add_argument("--precisions", default=None, help="comma-separated: fp16,bf16,fp32 (default fp16,bf16 "
-                        "on a GPU, fp32 on CPU)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (a smoke test only)")
+    parser.add_argument("--precisions", help="comma-separated: fp16,bf16,fp32 (default fp16,bf16 on a GPU, "
+                        "fp32 on CPU)")
     parser.add_argument("--passages", type=int, default=4096, help="passages (truncated at 256 tokens)")
     parser.add_argument("--short", type=int, default=4096, help="short texts (~10-20 tokens)")
     parser.add_argument("--check", type=int, default=256, help="texts of each kind compared with CPU fp32")
@@ -187,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
 
     on_gpu = args.device.startswith("cuda")
     if on_gpu and not torch.cuda.is_available():
-        print(f"bench-gpu needs a CUDA GPU, and torch {torch.__version__} sees none on this machine "
-              "(run it on a GPU host with the CUDA build of torch, or `--device cpu --quick` for a smoke test).",
+        print(f"bench-gpu needs a CUDA GPU, and torch {torch.__version__} sees none on this machine (run it "
+              "on a GPU host with the CUDA build of torch, or `--device cpu --quick` for a smoke test).",
               file=sys.stderr)
         return 2
     base = {"MODEL_DIR": str(args.model_dir), "EMBEDDING_BACKEND": "torch", "EMBEDDING_DEVICE": args.device}
@@ -197,17 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"bench-gpu: {error}", file=sys.stderr)
         return 2
-    card = torch.cuda.get_device_name(torch.device(args.device)) if on_gpu else "CPU (smoke mode, not a GPU figure)"
+    card = (torch.cuda.get_device_name(torch.device(args.device)) if on_gpu
+            else "CPU (smoke mode, not a GPU figure)")
     texts = corpus(args)
-    results = {"card": card, "device": args.device, "torch": torch.__version__, "cuda": torch.version.cuda, "quick": args.quick,
-               "counts": {k: len(v) for k, v in texts.items()}, "rows": []}
+    results = {"card": card, "device": args.device, "torch": torch.__version__, "cuda": torch.version.cuda,
+               "quick": args.quick, "counts": {k: len(v) for k, v in texts.items()}, "rows": []}
     print(f"card: {card} (torch {torch.__version__}, CUDA {torch.version.cuda or 'none'})")
-    print(f"corpus: {len(texts['passages']):,} passages (truncated at 256 tokens), {len(texts['short']):,} short texts")
+    print(f"corpus: {len(texts['passages']):,} passages (truncated at 256 tokens), "
+          f"{len(texts['short']):,} short texts")
 
     results["tokenize_tokens_per_s"] = tokenize_rates(args, texts, runs[0])
     for threads, rate in results["tokenize_tokens_per_s"].items():
         print(f"host tokenising (encode + plan + pad), {threads} thread(s): "
-              f"{rate['passages'] / 1e6:.2f}M tokens/s on passages, {rate['short'] / 1e6:.2f}M on short texts")
+              f"{rate['passages'] / 1e6:.2f}M tokens/s on passages, "
+              f"{rate['short'] / 1e6:.2f}M on short texts")
 
     reference = model_load(load_settings({**base, "EMBEDDING_DEVICE": "cpu", "EMBEDDING_PRECISION": "fp32"}))
     expected = {k: reference.embed(v[: args.check]).vectors for k, v in texts.items()}
@@ -220,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                "batch_tokens": settings.batch_tokens, "tokenize_ahead": settings.tokenize_ahead}
         for kind, items in texts.items():
             got = {}
-            seconds = best_seconds(lambda: got.update(v=embedder.embed(items).vectors), args.repeats, lambda: None)
+            seconds = best_seconds(
+                lambda: got.update(v=embedder.embed(items).vectors), args.repeats, lambda: None
+            )
             ceiling = bare.seconds(items)
             cosines = np.sum(got["v"][: args.check] * expected[kind], axis=1)
             row[kind] = {"ours_per_s": len(items) / seconds, "ceiling_per_s": len(items) / ceiling,
@@ -256,7 +263,8 @@ def report(results: dict) -> None:
             print(f"{row['precision']}: ${row['usd_per_million_passages']:.4f} per 1M passages at "
                   f"${row['price']['usd_per_hour']:.4f}/GPU-hour ({row['price']['source']})")
         else:
-            print(f"{row['precision']}: no dated price for '{results['card']}'; pass --price-per-hour for $ per 1M")
+            print(f"{row['precision']}: no dated price for '{results['card']}'; "
+                  "pass --price-per-hour for $ per 1M")
     if results["quick"] or not results["device"].startswith("cuda"):
         print("smoke mode: these figures only prove the script runs; they are not GPU measurements")
 

@@ -84,14 +84,17 @@ def test_torch_backend_pools_on_its_device_as_pooling_py_does_on_onnx_hidden_sta
         np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
+def _budgets(settings):
+    return settings.batch_size, settings.batch_tokens, settings.batch_max_items, settings.tokenize_ahead
+
+
 def test_budgets_follow_the_device_and_the_environment_overrides_them():
     cpu, gpu = load_settings({}), load_settings(CUDA_TORCH)
-    assert (cpu.batch_size, cpu.batch_tokens, cpu.batch_max_items, cpu.tokenize_ahead) == (32, 2048, 64, False)
-    assert (gpu.batch_size, gpu.batch_tokens, gpu.batch_max_items, gpu.tokenize_ahead) == (256, 65_536, 2048, True)
+    assert _budgets(cpu) == (32, 2048, 64, False)
+    assert _budgets(gpu) == (256, 65_536, 2048, True)
     assert gpu.call_overhead_tokens > cpu.call_overhead_tokens
-    custom = load_settings(
-        {**CUDA_TORCH, "EMBEDDING_BATCH_SIZE": "512", "EMBEDDING_BATCH_TOKENS": "131072", "BATCH_MAX_ITEMS": "100"}
-    )
+    overrides = {"EMBEDDING_BATCH_SIZE": "512", "EMBEDDING_BATCH_TOKENS": "131072", "BATCH_MAX_ITEMS": "100"}
+    custom = load_settings({**CUDA_TORCH, **overrides})
     assert (custom.batch_size, custom.batch_tokens, custom.batch_max_items) == (512, 131_072, 100)
     with pytest.raises(SettingsError, match="EMBEDDING_BATCH_TOKENS"):
         load_settings({**CUDA_TORCH, "EMBEDDING_BATCH_TOKENS": "0"})
@@ -133,11 +136,13 @@ def _reference_plan_cost(lengths, batch_size, max_tokens, overhead):
 def test_the_planner_finds_the_optimal_cuts_for_any_budget():
     rng = random.Random(0)
     for _ in range(400):
-        lengths = sorted((rng.choice([rng.randrange(2, 257), rng.randrange(2, 14)]) for _ in range(rng.randrange(90))),
+        count = rng.randrange(90)
+        lengths = sorted((rng.choice([rng.randrange(2, 257), rng.randrange(2, 14)]) for _ in range(count)),
                          reverse=True)
         budget = (rng.choice([1, 3, 32, 256]), rng.choice([40, 2048, 65_536]), rng.choice([0, 16, 4096]))
         plan = plan_sub_batches(lengths, *budget)
-        assert [s for s, _ in plan[1:]] == [e for _, e in plan[:-1]] and (not plan or plan[-1][1] == len(lengths))
+        assert [s for s, _ in plan[1:]] == [e for _, e in plan[:-1]]
+        assert not plan or (plan[0][0], plan[-1][1]) == (0, len(lengths))
         assert all(e - s <= budget[0] and ((e - s) * lengths[s] <= budget[1] or e - s == 1) for s, e in plan)
         cost = sum(budget[2] + (e - s) * lengths[s] for s, e in plan)
         assert cost == _reference_plan_cost(lengths, *budget), (lengths, budget)
@@ -227,7 +232,8 @@ def test_bench_gpu_without_a_card_says_so_in_one_sentence():
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0
-    assert proc.stderr.count("\n") == 1 and "needs a CUDA GPU" in proc.stderr and "--device cpu --quick" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "needs a CUDA GPU" in proc.stderr
+    assert "--device cpu --quick" in proc.stderr
 
 
 @pytest.mark.slow
@@ -247,4 +253,5 @@ def test_bench_gpu_cpu_smoke_mode_prints_and_writes_every_figure(tmp_path):
     for kind in ("passages", "short"):
         assert row[kind]["ours_per_s"] > 0 and row[kind]["ceiling_per_s"] > 0
         assert row[kind]["min_cosine"] > 0.9999
-    assert row["usd_per_million_passages"] == pytest.approx(2.0 / (row["passages"]["ours_per_s"] * 3600) * 1e6)
+    expected_usd = 2.0 / (row["passages"]["ours_per_s"] * 3600) * 1e6
+    assert row["usd_per_million_passages"] == pytest.approx(expected_usd)

@@ -40,7 +40,9 @@ class TorchBackend:
         import pooling_torch
 
         if precision not in DTYPES:
-            raise SettingsError(f"the torch backend runs fp32, fp16 or bf16, not EMBEDDING_PRECISION={precision}")
+            raise SettingsError(
+                f"the torch backend runs fp32, fp16 or bf16, not EMBEDDING_PRECISION={precision}"
+            )
         if precision != "fp32" and not device.startswith("cuda"):
             raise SettingsError(
                 f"EMBEDDING_PRECISION={precision} runs on a GPU only (EMBEDDING_DEVICE=cuda); use fp32 on CPU"

@@ -58,6 +58,10 @@ class Embeddings:
         return sum(self.token_counts)
 
 
+# (offset of its first text, token ids, padded sub-batches): one run of consecutive texts.
+Window = tuple[int, list[list[int]], Iterable[Batch]]
+
+
 class DeadlineExceeded(RuntimeError):
     """The caller's time budget ran out between two sub-batches."""
 
@@ -107,14 +111,16 @@ class Embedder:
                 self._run_windows(self._windows(texts, max(len(texts), 1)), vectors, token_counts, deadline)
         return Embeddings(vectors, token_counts)
 
-    def _windows(self, texts: list[str], size: int) -> Iterator[tuple[int, list[list[int]], Iterable[Batch]]]:
-        """(offset, token ids, padded sub-batches) for each run of `size` consecutive texts."""
+    def _windows(self, texts: list[str], size: int) -> Iterator[Window]:
+        """One window per run of `size` consecutive texts; sub-batches are padded as iterated."""
         for offset in range(0, len(texts), size):
             ids = self._tokens.encode(texts[offset : offset + size])
             batches = self._tokens.batches(ids, self.batch_size, self.batch_tokens, self.call_overhead_tokens)
             yield offset, ids, batches
 
-    def _run_windows(self, windows, vectors: np.ndarray, token_counts: list[int], deadline: float | None) -> None:
+    def _run_windows(
+        self, windows: Iterable[Window], vectors: np.ndarray, token_counts: list[int], deadline: float | None
+    ) -> None:
         for offset, ids, batches in windows:
             token_counts.extend(len(x) for x in ids)
             for batch in batches:
@@ -143,7 +149,9 @@ def create_backend(settings: Settings, spec: ModelSpec) -> Backend:
     backend_class = getattr(importlib.import_module(module_name), class_name)
     args = (settings.model_dir, settings.onnx_file, settings.effective_threads, settings.device)
     if backend_class.returns_pooled:  # it pools on its device: tell it how, and in what precision
-        return backend_class(*args, precision=settings.precision, pooling=spec.pooling, normalize=spec.normalize)
+        return backend_class(
+            *args, precision=settings.precision, pooling=spec.pooling, normalize=spec.normalize
+        )
     return backend_class(*args)
 
 

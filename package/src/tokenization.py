@@ -76,7 +76,9 @@ class BatchTokenizer:
             input_ids, attention_mask = self._pad(flat, starts[positions], lengths[positions])
             yield Batch(positions, input_ids, attention_mask, np.zeros_like(input_ids))
 
-    def _pad(self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pad(
+        self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows of `flat` (each `lengths[i]` ids from `starts[i]`) right-padded to the longest."""
         columns = np.arange(int(lengths.max()), dtype=np.int64)
         real = columns < lengths[:, None]
@@ -86,7 +88,10 @@ class BatchTokenizer:
 
 
 def plan_sub_batches(
-    sorted_lengths: list[int], batch_size: int, max_tokens: int, call_overhead_tokens: int = CALL_OVERHEAD_TOKENS
+    sorted_lengths: list[int],
+    batch_size: int,
+    max_tokens: int,
+    call_overhead_tokens: int = CALL_OVERHEAD_TOKENS,
 ) -> list[tuple[int, int]]:
     """[start, end) cuts of lengths sorted longest first, minimising padded work + overhead.
 
