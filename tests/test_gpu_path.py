@@ -252,6 +252,7 @@ def test_bench_gpu_cpu_smoke_mode_prints_and_writes_every_figure(tmp_path):
     assert row["precision"] == "fp32"
     for kind in ("passages", "short"):
         assert row[kind]["ours_per_s"] > 0 and row[kind]["ceiling_per_s"] > 0
+        assert row[kind]["ours_not_overlapped_per_s"] > 0 and row[kind]["ceiling_tokens_per_s"] > 0
         assert row[kind]["min_cosine"] > 0.9999
     expected_usd = 2.0 / (row["passages"]["ours_per_s"] * 3600) * 1e6
     assert row["usd_per_million_passages"] == pytest.approx(expected_usd)
