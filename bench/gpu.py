@@ -46,6 +46,9 @@ GPU_PRICES = {
 }
 
 
+MIN_COSINE = 0.9999  # every vector must stay this close to CPU fp32, whatever the precision
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -251,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    worst = min(row[kind]["min_cosine"] for row in results["rows"] for kind in texts)
+    if worst <= MIN_COSINE:
+        print(f"fidelity failed: min cosine {worst:.7f} against CPU fp32 is not above {MIN_COSINE}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
