@@ -28,8 +28,8 @@ LAMBDA_MB_PER_VCPU = 1769
 class DeviceBudgets:
     """Per-call budgets that suit a device; EMBEDDING_BATCH_SIZE / _TOKENS / BATCH_MAX_ITEMS override.
 
-    CPU: 32 texts / 2,048 padded tokens per runtime call keep the activations in cache, and the
-    planner cuts a sub-batch wherever padding costs more than a call's fixed ~16 tokens of work.
+    CPU: 32 texts / 2,048 padded tokens per runtime call (the cap on the runtime's memory arena),
+    and the planner cuts a sub-batch wherever padding costs more than a call's fixed ~16 tokens.
     GPU: 256 texts / 65,536 tokens = 256 passages at the model's 256-token maximum in one call,
     so a full batch of long passages is still one launch (its activations stay within a few GB
     of memory: ~0.4 GB for 12 heads' fp16 attention scores at 256 x 256, any datacenter card).
