@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast lint images images-test bench load cost clean
+.PHONY: help setup serve lambda-local test test-fast lint images images-test bench bench-gpu load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,26 @@ images-test: setup ## build, run and test both images (what CI runs)
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
 	$(PY) bench/bench.py
 
+# bench-gpu runs on a GPU host, in its own venv with torch's CUDA build (the main venv stays CPU-only).
+# GPU_PY=/path/to/python uses an existing CUDA-enabled Python instead; BENCH_GPU_ARGS passes flags.
+CUDA_VENV := .venv-cuda
+TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
+GPU_PY ?= $(CUDA_VENV)/bin/python
+BENCH_GPU_ARGS ?=
+
+$(CUDA_VENV)/.installed: package/requirements.txt package/requirements-torch.txt
+	@echo "==> creating $(CUDA_VENV) with torch==$(TORCH_VERSION) from $(TORCH_CUDA_INDEX)"
+	$(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/pip install --quiet --disable-pip-version-check --index-url $(TORCH_CUDA_INDEX) torch==$(TORCH_VERSION)
+	echo "torch==$(TORCH_VERSION)" > $(CUDA_VENV)/torch-constraint.txt
+	$(CUDA_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CUDA_VENV)/torch-constraint.txt \
+	  -r package/requirements.txt -r package/requirements-torch.txt
+	@touch $@
+
+bench-gpu: ## our GPU path vs the card's bare-forward ceiling, $ per 1M passages (GPU host; needs make setup's model)
+	@if [ "$(GPU_PY)" = "$(CUDA_VENV)/bin/python" ]; then $(MAKE) --no-print-directory $(CUDA_VENV)/.installed; fi
+	$(GPU_PY) bench/gpu.py $(BENCH_GPU_ARGS)
+
 load: setup ## 64-client load test against a local server (a benchmark)
 	$(PY) bench/load_test.py
 
@@ -92,4 +112,4 @@ cost: setup ## monthly Lambda cost for 1,000 calls a day
 	$(PY) bench/cost.py
 
 clean: ## remove the venv, tools and prepared models
-	rm -rf $(VENV) .tools models/all-MiniLM-L6-v2 .pytest_cache
+	rm -rf $(VENV) $(CUDA_VENV) .tools models/all-MiniLM-L6-v2 .pytest_cache

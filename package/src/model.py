@@ -2,9 +2,12 @@
 
 Keeps the seed's three names (`model_load`, `model_infer`, `model_unload`) so the
 article's readers recognise it. The backend (ONNX Runtime by default, or
-sentence-transformers on torch) only maps token ids to hidden states; tokenisation,
-length-bucketed batching, pooling and normalisation are shared, and the model layer knows
-nothing about HTTP or Lambda.
+sentence-transformers on torch) only maps token ids to hidden states, or to pooled vectors
+when it pools on its device (the torch backend, so a GPU sends back `n x dim` floats);
+tokenisation, length-bucketed batching, pooling and normalisation are shared, and the model
+layer knows nothing about HTTP or Lambda. On a GPU it tokenises the next window of texts
+while the device runs the current one (settings.tokenize_ahead); on CPU it does not, since
+the runtime's threads already use every core.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
 from model_config import ModelSpec, read_model_spec
 from pooling import l2_normalize, pool
+from prefetch import Prefetch
 from settings import Settings, load_settings
-from tokenization import BatchTokenizer, load_tokenizer
+from tokenization import CALL_OVERHEAD_TOKENS, Batch, BatchTokenizer, load_tokenizer
 
 log = logging.getLogger("embedding.model")
 
@@ -32,6 +36,10 @@ BACKENDS = {"onnx": "backend_onnx:OnnxBackend", "torch": "backend_torch:TorchBac
 
 class Backend(Protocol):
     name: str
+    # False: forward() returns (n, seq, dim) hidden states and the model layer pools them.
+    # True: forward() returns (n, dim) vectors already pooled (and normalised when the model
+    # says so) on the backend's device, with pooling.py's definition (see pooling_torch.py).
+    returns_pooled: bool
 
     def forward(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
@@ -55,6 +63,11 @@ class Embeddings:
         return sum(self.truncated)
 
 
+# (offset of its first text, token ids, truncated flags, padded sub-batches): one run of
+# consecutive texts.
+Window = tuple[int, list[list[int]], list[bool], Iterable[Batch]]
+
+
 class DeadlineExceeded(RuntimeError):
     """The caller's time budget ran out between two sub-batches."""
 
@@ -62,11 +75,24 @@ class DeadlineExceeded(RuntimeError):
 class Embedder:
     """A loaded model: texts in, unit vectors (and token counts) out."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend, batch_size: int, batch_tokens: int):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        backend: Backend,
+        batch_size: int,
+        batch_tokens: int,
+        call_overhead_tokens: int = CALL_OVERHEAD_TOKENS,
+        tokenize_ahead: bool = False,
+    ):
         self.spec = spec
         self.backend = backend
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
+        self.call_overhead_tokens = call_overhead_tokens
+        self.tokenize_ahead = tokenize_ahead
+        # Texts tokenised, sorted and padded together: enough for several full sub-batches,
+        # so sorting by length still packs them well.
+        self.window_texts = 4 * batch_size
         self._tokens = BatchTokenizer(load_tokenizer(spec.path, spec.max_seq_length))
         # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
         # thrash caches; one at a time keeps latency predictable.
@@ -80,35 +106,70 @@ class Embedder:
     def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
         """Vectors in input order. `deadline` (time.monotonic()) is checked between
         sub-batches, so a request that cannot finish in time stops early and cleanly."""
-        ids, truncated = self._tokens.encode_flagged(texts)
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
+        token_counts: list[int] = []
+        truncated: list[bool] = []
         with self._lock:
-            for batch in self._tokens.batches(ids, self.batch_size, self.batch_tokens):
-                cost = batch.input_ids.size * self._seconds_per_token
-                if deadline is not None and time.monotonic() + cost > deadline:
-                    raise DeadlineExceeded("time budget exhausted before the last sub-batch")
-                started = time.monotonic()
-                hidden = self.backend.forward(
-                    batch.input_ids, batch.attention_mask, batch.token_type_ids
+            if self.tokenize_ahead and len(texts) > self.window_texts:
+                windows = (
+                    (offset, ids, cut, list(batches))  # padded here, in the prefetch thread
+                    for offset, ids, cut, batches in self._windows(texts, self.window_texts)
                 )
-                rate = (time.monotonic() - started) / batch.input_ids.size
-                self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
-                pooled = pool(hidden, batch.attention_mask, self.spec.pooling)
-                if self.spec.normalize:
-                    pooled = l2_normalize(pooled)
-                vectors[batch.positions] = pooled
-        return Embeddings(vectors, [len(x) for x in ids], truncated)
+                with Prefetch(windows, name="tokenize-ahead") as ahead:
+                    self._run_windows(ahead, vectors, token_counts, truncated, deadline)
+            else:  # one window, padded lazily: today's CPU path
+                windows = self._windows(texts, max(len(texts), 1))
+                self._run_windows(windows, vectors, token_counts, truncated, deadline)
+        return Embeddings(vectors, token_counts, truncated)
+
+    def _windows(self, texts: list[str], size: int) -> Iterator[Window]:
+        """One window per run of `size` consecutive texts; sub-batches are padded as iterated."""
+        for offset in range(0, len(texts), size):
+            ids, truncated = self._tokens.encode_flagged(texts[offset : offset + size])
+            batches = self._tokens.batches(ids, self.batch_size, self.batch_tokens, self.call_overhead_tokens)
+            yield offset, ids, truncated, batches
+
+    def _run_windows(
+        self,
+        windows: Iterable[Window],
+        vectors: np.ndarray,
+        token_counts: list[int],
+        truncated: list[bool],
+        deadline: float | None,
+    ) -> None:
+        for offset, ids, cut, batches in windows:
+            token_counts.extend(len(x) for x in ids)
+            truncated.extend(cut)
+            for batch in batches:
+                vectors[offset + batch.positions] = self._forward(batch, deadline)
+
+    def _forward(self, batch: Batch, deadline: float | None) -> np.ndarray:
+        """One sub-batch through the backend, pooled and normalised unless it did so itself."""
+        cost = batch.input_ids.size * self._seconds_per_token
+        if deadline is not None and time.monotonic() + cost > deadline:
+            raise DeadlineExceeded("time budget exhausted before the last sub-batch")
+        started = time.monotonic()
+        out = self.backend.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        rate = (time.monotonic() - started) / batch.input_ids.size
+        self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
+        if self.backend.returns_pooled:
+            return out
+        pooled = pool(out, batch.attention_mask, self.spec.pooling)
+        return l2_normalize(pooled) if self.spec.normalize else pooled
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(x) for x in self._tokens.encode(texts)]
 
 
-def create_backend(settings: Settings) -> Backend:
+def create_backend(settings: Settings, spec: ModelSpec) -> Backend:
     module_name, class_name = BACKENDS[settings.backend].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    return backend_class(
-        settings.model_dir, settings.onnx_file, settings.effective_threads, settings.device
-    )
+    args = (settings.model_dir, settings.onnx_file, settings.effective_threads, settings.device)
+    if backend_class.returns_pooled:  # it pools on its device: tell it how, and in what precision
+        return backend_class(
+            *args, precision=settings.precision, pooling=spec.pooling, normalize=spec.normalize
+        )
+    return backend_class(*args)
 
 
 def model_load(settings: Settings | None = None) -> Embedder:
@@ -116,13 +177,22 @@ def model_load(settings: Settings | None = None) -> Embedder:
     settings = settings or load_settings()
     started = time.perf_counter()
     spec = read_model_spec(settings.model_dir)
-    embedder = Embedder(spec, create_backend(settings), settings.batch_size, settings.batch_tokens)
+    embedder = Embedder(
+        spec,
+        create_backend(settings, spec),
+        settings.batch_size,
+        settings.batch_tokens,
+        settings.call_overhead_tokens,
+        settings.tokenize_ahead,
+    )
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",
         extra={
             "model": settings.model_id,
             "backend": settings.backend,
+            "device": settings.device,
+            "precision": settings.precision,
             "dimension": spec.dimension,
             "max_seq_length": spec.max_seq_length,
             "threads": settings.effective_threads,

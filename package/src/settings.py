@@ -27,6 +27,40 @@ TOKEN_ARRAY_ENCODINGS = ("cl100k_base", "o200k_base", "none")
 IMAGE_ENCODINGS_DIR = Path("/models") / "encodings"
 
 
+@dataclass(frozen=True)
+class DeviceBudgets:
+    """Per-call budgets that suit a device; EMBEDDING_BATCH_SIZE / _TOKENS / BATCH_MAX_ITEMS override.
+
+    CPU: 32 texts / 2,048 padded tokens per runtime call (the cap on the runtime's memory arena),
+    and the planner cuts a sub-batch wherever padding costs more than a call's fixed ~16 tokens.
+    GPU: 256 texts / 65,536 tokens = 256 passages at the model's 256-token maximum in one call,
+    so a full batch of long passages is still one launch (its activations stay within a few GB
+    of memory: ~0.4 GB for 12 heads' fp16 attention scores at 256 x 256, any datacenter card).
+    A GPU call costs about the same until the card is saturated, so padding is cheap and extra
+    calls are not: the planner only cuts when it saves more than ~4,096 padded tokens (an
+    estimate until `make bench-gpu` measures it on a card). The batcher coalesces up to 2,048
+    texts (MAX_INPUT_ITEMS' default) so tokenising the next window overlaps the current one.
+    """
+
+    batch_size: int
+    batch_tokens: int
+    call_overhead_tokens: int
+    batch_max_items: int
+    tokenize_ahead: bool  # tokenise the next window of texts while the device runs this one
+
+
+CPU_BUDGETS = DeviceBudgets(
+    batch_size=32, batch_tokens=2048, call_overhead_tokens=16, batch_max_items=64, tokenize_ahead=False
+)
+GPU_BUDGETS = DeviceBudgets(
+    batch_size=256, batch_tokens=65_536, call_overhead_tokens=4096, batch_max_items=2048, tokenize_ahead=True
+)
+
+
+def device_budgets(device: str) -> DeviceBudgets:
+    return GPU_BUDGETS if device.startswith("cuda") else CPU_BUDGETS
+
+
 class SettingsError(ValueError):
     """A setting from the environment is invalid; the message names the variable."""
 
@@ -51,6 +85,8 @@ class Settings:
     threads: int = 0  # 0 = one per CPU this process may use
     batch_size: int = 32  # most texts sent to the runtime in one call
     batch_tokens: int = 2048  # most padded tokens in one call (caps the runtime's memory arena)
+    call_overhead_tokens: int = 16  # a call's fixed cost in tokens of work: where the planner cuts
+    tokenize_ahead: bool = False  # overlap tokenising the next window with the device's work
     limits: Limits = Limits()
     # The key itself never appears in a repr (and so in no log line or traceback).
     api_key: str | None = field(default=None, repr=False)
@@ -180,6 +216,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     precision = _choice(env, "EMBEDDING_PRECISION", "fp32", PRECISIONS)
     _check_precision(precision, backend, device)
     api_key, api_key_ssm_parameter, api_key_secret_arn = _api_key_source(env)
+    budgets = device_budgets(device)
     return Settings(
         model_dir=model_dir,
         model_id=model_id,
@@ -188,8 +225,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         precision=precision,
         onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
         threads=_int(env, "EMBEDDING_THREADS", 0, 0),
-        batch_size=_int(env, "EMBEDDING_BATCH_SIZE", 32, 1),
-        batch_tokens=_int(env, "EMBEDDING_BATCH_TOKENS", 2048, 1),
+        batch_size=_int(env, "EMBEDDING_BATCH_SIZE", budgets.batch_size, 1),
+        batch_tokens=_int(env, "EMBEDDING_BATCH_TOKENS", budgets.batch_tokens, 1),
+        call_overhead_tokens=budgets.call_overhead_tokens,
+        tokenize_ahead=budgets.tokenize_ahead,
         limits=limits,
         api_key=api_key,
         api_key_ssm_parameter=api_key_ssm_parameter,
@@ -199,7 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         encodings_dir=Path(env.get("ENCODINGS_DIR", "").strip() or default_encodings_dir()),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         batch_wait_ms=_float(env, "BATCH_WAIT_MS", 2.0, 0.0),
-        batch_max_items=_int(env, "BATCH_MAX_ITEMS", 64, 1),
+        batch_max_items=_int(env, "BATCH_MAX_ITEMS", budgets.batch_max_items, 1),
         queue_max_items=_int(env, "QUEUE_MAX_ITEMS", 4096, 1),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 30.0, 0.001),
         lambda_memory_mb=_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0, 0) or None,

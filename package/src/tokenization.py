@@ -9,7 +9,9 @@ only to its own longest member, after sorting by length as sentence-transformers
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +36,10 @@ def load_tokenizer(model_dir: Path, max_seq_length: int) -> Tokenizer:
     return tokenizer
 
 
+# A call's fixed cost on CPU, in tokens of work (see BatchTokenizer.batches); a GPU passes its own.
+CALL_OVERHEAD_TOKENS = 16
+
+
 class BatchTokenizer:
     """Tokenises a request once and yields length-sorted, minimally padded sub-batches."""
 
@@ -50,42 +56,68 @@ class BatchTokenizer:
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return [e.ids for e in encodings], [bool(e.overflowing) for e in encodings]
 
-    def batches(self, ids: list[list[int]], batch_size: int, max_tokens: int) -> Iterator[Batch]:
+    def batches(
+        self,
+        ids: list[list[int]],
+        batch_size: int,
+        max_tokens: int,
+        call_overhead_tokens: int = CALL_OVERHEAD_TOKENS,
+    ) -> Iterator[Batch]:
         """Length-sorted sub-batches, cut where padding would cost more than another call.
 
-        Each model call costs its padded tokens plus a fixed overhead (reading ~40 MB of
+        Each model call costs its padded tokens plus a fixed overhead (on CPU, reading ~40 MB of
         weights that do not fit in cache, worth ~CALL_OVERHEAD_TOKENS tokens of work); a
         small dynamic programme over the sorted lengths picks the cuts that minimise the
-        total, within `batch_size` texts and `max_tokens` padded tokens per call.
+        total, within `batch_size` texts and `max_tokens` padded tokens per call. Padding is
+        vectorised: the ids are flattened once, and each sub-batch is one gather.
         """
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(ids) else lengths
         order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
-        for start, end in plan_sub_batches(lengths[order].tolist(), batch_size, max_tokens):
+        plan = plan_sub_batches(lengths[order].tolist(), batch_size, max_tokens, call_overhead_tokens)
+        for start, end in plan:
             positions = order[start:end]
-            width = int(lengths[positions[0]])
-            input_ids = np.full((len(positions), width), self._pad_id, dtype=np.int64)
-            attention_mask = np.zeros((len(positions), width), dtype=np.int64)
-            for row, pos in enumerate(positions):
-                n = lengths[pos]
-                input_ids[row, :n] = ids[pos]
-                attention_mask[row, :n] = 1
+            input_ids, attention_mask = self._pad(flat, starts[positions], lengths[positions])
             yield Batch(positions, input_ids, attention_mask, np.zeros_like(input_ids))
 
+    def _pad(
+        self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of `flat` (each `lengths[i]` ids from `starts[i]`) right-padded to the longest."""
+        columns = np.arange(int(lengths.max()), dtype=np.int64)
+        real = columns < lengths[:, None]
+        gathered = flat[np.minimum(starts[:, None] + columns, max(len(flat) - 1, 0))]
+        input_ids = np.where(real, gathered, self._pad_id)
+        return input_ids, real.astype(np.int64)
 
-CALL_OVERHEAD_TOKENS = 16
 
+def plan_sub_batches(
+    sorted_lengths: list[int],
+    batch_size: int,
+    max_tokens: int,
+    call_overhead_tokens: int = CALL_OVERHEAD_TOKENS,
+) -> list[tuple[int, int]]:
+    """[start, end) cuts of lengths sorted longest first, minimising padded work + overhead.
 
-def plan_sub_batches(sorted_lengths: list[int], batch_size: int, max_tokens: int) -> list[tuple[int, int]]:
-    """[start, end) cuts of lengths sorted longest first, minimising padded work + overhead."""
+    A dynamic programme over group ends. Only two kinds of start need scoring: the first text
+    of a run of equal lengths, and the earliest start that still fits the caps. (A group that
+    starts mid-run and is below its caps can take the run's earlier texts from the group
+    before it at no extra cost, since that group is at least as wide.) So a GPU's 256-text
+    budget costs a few candidates per text, not 256.
+    """
     n = len(sorted_lengths)
+    run_starts = [i for i in range(n) if i == 0 or sorted_lengths[i] != sorted_lengths[i - 1]]
     best = [0.0] + [float("inf")] * n
     cut = [0] * (n + 1)
+    earliest = 0  # the earliest start that fits the caps only moves right as `end` grows
     for end in range(1, n + 1):
-        for start in range(end - 1, max(0, end - batch_size) - 1, -1):
-            width = sorted_lengths[start]  # the group's longest, since sorted descending
-            if (end - start) * width > max_tokens and end - start > 1:
-                break  # starting earlier only widens the group further
-            cost = best[start] + CALL_OVERHEAD_TOKENS + (end - start) * width
+        earliest = max(earliest, end - batch_size)
+        while earliest < end - 1 and (end - earliest) * sorted_lengths[earliest] > max_tokens:
+            earliest += 1
+        runs = run_starts[bisect_left(run_starts, earliest + 1) : bisect_left(run_starts, end)]
+        for start in (earliest, *runs):
+            cost = best[start] + call_overhead_tokens + (end - start) * sorted_lengths[start]
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     bounds = []
