@@ -7,6 +7,7 @@ only in the runtime that runs the network. Imported lazily: the ONNX path never 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +28,18 @@ class TorchBackend:
         self._device = torch.device(device)
         model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         self._transformer = model[0].auto_model.eval()
+        # MPNet and its kind take no token_type_ids; pass them only where forward() does.
+        self._token_types = "token_type_ids" in inspect.signature(self._transformer.forward).parameters
 
     def forward(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
     ) -> np.ndarray:
         torch = self._torch
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._token_types:
+            inputs["token_type_ids"] = token_type_ids
         with torch.inference_mode():
-            out = self._transformer(
-                input_ids=torch.from_numpy(input_ids).to(self._device),
-                attention_mask=torch.from_numpy(attention_mask).to(self._device),
-                token_type_ids=torch.from_numpy(token_type_ids).to(self._device),
-            )
+            out = self._transformer(**{k: torch.from_numpy(v).to(self._device) for k, v in inputs.items()})
         return out.last_hidden_state.float().cpu().numpy()
 
     def close(self) -> None:

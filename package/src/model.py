@@ -19,9 +19,9 @@ from typing import Protocol
 import numpy as np
 
 from model_config import ModelSpec, read_model_spec
-from pooling import l2_normalize, pool
+from pooling import exclude_prompt, l2_normalize, pool
 from settings import Settings, load_settings
-from tokenization import BatchTokenizer, load_tokenizer
+from tokenization import BatchTokenizer, load_tokenizer, lowercase_inputs, pad_id_of, prompt_token_count
 
 log = logging.getLogger("embedding.model")
 
@@ -62,7 +62,11 @@ class Embedder:
         self.backend = backend
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
-        self._tokens = BatchTokenizer(load_tokenizer(spec.path, spec.max_seq_length))
+        tokenizer = load_tokenizer(spec.path, spec.max_seq_length)
+        if spec.do_lower_case:
+            lowercase_inputs(tokenizer)
+        self._tokenizer = tokenizer
+        self._tokens = BatchTokenizer(tokenizer, pad_id_of(tokenizer, spec.pad_token))
         # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
         # thrash caches; one at a time keeps latency predictable.
         self._lock = threading.Lock()
@@ -72,9 +76,18 @@ class Embedder:
     def dimension(self) -> int:
         return self.spec.dimension
 
-    def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
+    def embed(
+        self, texts: list[str], deadline: float | None = None, prompt: str | None = None
+    ) -> Embeddings:
         """Vectors in input order. `deadline` (time.monotonic()) is checked between
-        sub-batches, so a request that cannot finish in time stops early and cleanly."""
+        sub-batches, so a request that cannot finish in time stops early and cleanly.
+        `prompt` is prefixed to every text before tokenisation, as sentence-transformers'
+        encode(prompt=...) does; None applies the model's default prompt, "" none."""
+        prompt = self.spec.default_prompt if prompt is None else prompt
+        if prompt:
+            texts = [prompt + text for text in texts]
+        # Pooling include_prompt=False: the prompt's tokens are read but left out of pooling.
+        hidden_prefix = 0 if self.spec.include_prompt or not prompt else prompt_token_count(self._tokenizer, prompt)
         ids = self._tokens.encode(texts)
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         with self._lock:
@@ -88,7 +101,8 @@ class Embedder:
                 )
                 rate = (time.monotonic() - started) / batch.input_ids.size
                 self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
-                pooled = pool(hidden, batch.attention_mask, self.spec.pooling)
+                mask = exclude_prompt(batch.attention_mask, hidden_prefix) if hidden_prefix else batch.attention_mask
+                pooled = pool(hidden, mask, self.spec.pooling)
                 if self.spec.normalize:
                     pooled = l2_normalize(pooled)
                 vectors[batch.positions] = pooled
