@@ -20,6 +20,7 @@ import numpy as np
 
 from model_config import ModelSpec, read_model_spec
 from pooling import exclude_prompt, l2_normalize, pool
+from quantize import load_ranges
 from settings import Settings, load_settings
 from tokenization import BatchTokenizer, load_tokenizer, lowercase_inputs, pad_id_of, prompt_token_count
 
@@ -71,6 +72,7 @@ class Embedder:
         # thrash caches; one at a time keeps latency predictable.
         self._lock = threading.Lock()
         self._seconds_per_token = 0.0  # measured; predicts whether the next sub-batch fits
+        self.calibration_ranges: np.ndarray | None = None  # int8/uint8 outputs (quantize.py)
 
     @property
     def dimension(self) -> int:
@@ -126,6 +128,7 @@ def model_load(settings: Settings | None = None) -> Embedder:
     started = time.perf_counter()
     spec = read_model_spec(settings.model_dir)
     embedder = Embedder(spec, create_backend(settings), settings.batch_size, settings.batch_tokens)
+    embedder.calibration_ranges = load_ranges(settings.model_dir / settings.calibration_file, spec.dimension)
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",
