@@ -155,6 +155,22 @@ def test_input_type_applies_the_models_prompt_on_both_targets(served, input_type
     assert_same([item["embedding"] for item in payload["data"]], expected)
 
 
+def test_concurrent_requests_with_different_input_types_keep_their_own_prompt(served):
+    """The FastAPI batcher coalesces concurrent requests; one model call serves one prompt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kinds = [None, "query", "document"] * 4
+    expected = {kind: reference_vectors(served.reference, TEXTS[:2], served.config, kind) for kind in set(kinds)}
+
+    def ask(kind):
+        body = {"input": TEXTS[:2], **({"input_type": kind} if kind else {})}
+        return kind, served.http.post("/v1/embeddings", json=body).json()
+
+    with ThreadPoolExecutor(len(kinds)) as pool:
+        for kind, payload in pool.map(ask, kinds):
+            assert_same([item["embedding"] for item in payload["data"]], expected[kind])
+
+
 def test_health_and_models_list_the_prompts(served):
     config = served.config
     prompts = {name: text for name, text in config.prompts.items() if text}
