@@ -52,7 +52,6 @@ OPSET = 17  # recent enough for the transformer optimiser's fused LayerNorm/Atte
 FIDELITY_MIN_COSINE = 0.99999
 STAMP_VERSION = 3
 CALIBRATION_TEXTS = REPO / "scripts" / "calibration_corpus.txt"
-CALIBRATION_FILE = "quantization_calibration.npy"  # (2, dimension): per-dimension min and max
 
 
 def step(message: str) -> None:
@@ -204,12 +203,14 @@ def calibrate(staging: Path, texts_file: Path) -> int:
 
     sys.path.insert(0, str(REPO / "package" / "src"))
     from model import model_load
+    from quantize import CALIBRATION_FILE
     from settings import load_settings
 
     texts = [line for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     vectors = model_load(load_settings({"MODEL_DIR": str(staging)})).embed(texts).vectors
     ranges = np.vstack((vectors.min(axis=0), vectors.max(axis=0))).astype(np.float32)
-    np.save(staging / CALIBRATION_FILE, ranges)
+    np.save(staging / CALIBRATION_FILE, ranges)  # (2, dimension): the per-dimension min and max
+    print(f"    {CALIBRATION_FILE}: int8/uint8 ranges from {len(texts)} calibration texts", flush=True)
     return len(texts)
 
 
@@ -302,7 +303,6 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
         step("3/4 exporting to ONNX with torch (opset %d, dynamic batch/sequence)" % OPSET)
         checked = export_checked(staging, Path(tmp))
         count = calibrate(staging, calibration_texts)
-        print(f"    {CALIBRATION_FILE}: int8/uint8 ranges from {count} calibration texts", flush=True)
 
         stamp = stamp_for(model_id, actual) | checked | {
             "model.safetensors.sha256_source": sha_source,

@@ -261,7 +261,12 @@ def test_unservable_models_are_refused_with_the_reason(plain_folder, workdir, ca
 
 
 def test_int8_without_calibration_is_a_clear_400_and_a_bad_file_stops_start_up(tmp_path):
-    settings = load_settings({"MODEL_DIR": str(MODEL_DIR), "EMBEDDING_CALIBRATION_FILE": str(tmp_path / "absent.npy")})
+    folder = tmp_path / "uncalibrated"  # the shared model's files, less any calibration file
+    folder.mkdir()
+    for path in MODEL_DIR.iterdir():
+        if path.name != "quantization_calibration.npy":
+            (folder / path.name).symlink_to(path)
+    settings = load_settings({"MODEL_DIR": str(folder)})
     api = EmbeddingAPI(settings, model_load(settings))
     reply = api.handle("openai_embeddings", json.dumps({"input": "hi", "embedding_types": ["int8"]}).encode(), None)
     assert reply.status == 400 and b"calibration" in reply.body
@@ -269,8 +274,9 @@ def test_int8_without_calibration_is_a_clear_400_and_a_bad_file_stops_start_up(t
     assert ok.status == 200
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 7), dtype=np.float32))
-    with pytest.raises(CalibrationError, match="want"):
-        model_load(load_settings({"MODEL_DIR": str(MODEL_DIR), "EMBEDDING_CALIBRATION_FILE": str(bad)}))
+    for configured, message in ((str(bad), "want"), ("absent.npy", "does not exist")):
+        with pytest.raises(CalibrationError, match=message):
+            model_load(load_settings({"MODEL_DIR": str(folder), "EMBEDDING_CALIBRATION_FILE": configured}))
 
 
 @pytest.mark.parametrize("body, param", [

@@ -28,7 +28,7 @@ def test_every_type_equals_quantize_embeddings(vectors, embedding_type, tmp_path
     calibration = vectors[:40] * 0.8  # narrower than the data: values beyond it must clip, not wrap
     calibration[:, 3] = 0.25  # a dimension with no spread (step 0)
     np.save(tmp_path / "calibration.npy", calibration)
-    ranges = load_ranges(tmp_path / "calibration.npy", 48)
+    ranges = load_ranges(tmp_path, "calibration.npy", 48)
     precision = "float32" if embedding_type == "float" else embedding_type
     expected = quantize_embeddings(vectors, precision, calibration_embeddings=calibration)
     ours = quantize(vectors, embedding_type, ranges)
@@ -37,12 +37,14 @@ def test_every_type_equals_quantize_embeddings(vectors, embedding_type, tmp_path
 
 
 def test_calibration_files_must_fit_the_model(tmp_path):
-    assert load_ranges(tmp_path / "absent.npy", 48) is None
+    assert load_ranges(tmp_path, "", 48) is None  # a folder without its own file: int8/uint8 refused per request
+    with pytest.raises(CalibrationError, match="EMBEDDING_CALIBRATION_FILE .*absent.npy does not exist"):
+        load_ranges(tmp_path, "absent.npy", 48)
     np.save(tmp_path / "wrong.npy", np.zeros((10, 47), dtype=np.float32))
     with pytest.raises(CalibrationError, match=r"want \(n >= 2, 48\)"):
-        load_ranges(tmp_path / "wrong.npy", 48)
+        load_ranges(tmp_path, "wrong.npy", 48)
     (tmp_path / "text.npy").write_text("not numpy")
     with pytest.raises(CalibrationError, match="not a numpy"):
-        load_ranges(tmp_path / "text.npy", 48)
+        load_ranges(tmp_path, str(tmp_path / "text.npy"), 48)
     with pytest.raises(CalibrationError):
         quantize(np.zeros((1, 48), dtype=np.float32), "int8", None)

@@ -30,7 +30,7 @@ from errors import (
     unsupported_media_type,
 )
 from model import DeadlineExceeded, Embedder, Embeddings
-from quantize import CALIBRATED_TYPES, quantize
+from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, quantize
 from schemas import INPUT_TYPES, OpenAIEmbeddingRequest, SeedEmbeddingRequest
 from settings import Limits, Settings
 
@@ -192,8 +192,8 @@ class EmbeddingAPI:
         if wanted and self.embedder.calibration_ranges is None:
             raise bad_request(
                 f"embedding_types {wanted[0]} needs int8/uint8 calibration ranges and this model folder has "
-                f"none ({self.settings.calibration_file}); ask for float, binary or ubinary, or prepare the "
-                "model with scripts/prepare_model.py",
+                f"none ({CALIBRATION_FILE}); ask for float, binary or ubinary, prepare the model again with "
+                "scripts/prepare_model.py, or set EMBEDDING_CALIBRATION_FILE",
                 param="embedding_types",
             )
 

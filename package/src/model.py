@@ -128,7 +128,7 @@ def model_load(settings: Settings | None = None) -> Embedder:
     started = time.perf_counter()
     spec = read_model_spec(settings.model_dir)
     embedder = Embedder(spec, create_backend(settings), settings.batch_size, settings.batch_tokens)
-    embedder.calibration_ranges = load_ranges(settings.model_dir / settings.calibration_file, spec.dimension)
+    embedder.calibration_ranges = load_ranges(settings.model_dir, settings.calibration_file, spec.dimension)
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",

@@ -22,15 +22,21 @@ import numpy as np
 # Cohere's names, as requested in `embedding_types`.
 EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
 CALIBRATED_TYPES = ("int8", "uint8")
+CALIBRATION_FILE = "quantization_calibration.npy"  # in the model folder, written by prepare_model.py
 
 
 class CalibrationError(RuntimeError):
     """The calibration file is unusable; the message names it."""
 
 
-def load_ranges(path: Path, dimension: int) -> np.ndarray | None:
-    """(2, dimension) float32 min/max rows from calibration embeddings; None if absent."""
+def load_ranges(model_dir: Path, configured: str, dimension: int) -> np.ndarray | None:
+    """(2, dimension) float32 min/max rows from calibration embeddings. The model folder's
+    own file may be absent (None: int8/uint8 are then refused per request); a configured
+    EMBEDDING_CALIBRATION_FILE must exist."""
+    path = Path(model_dir) / (configured or CALIBRATION_FILE)
     if not path.is_file():
+        if configured:
+            raise CalibrationError(f"EMBEDDING_CALIBRATION_FILE {path} does not exist")
         return None
     try:
         calibration = np.load(path, allow_pickle=False)

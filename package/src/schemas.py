@@ -119,6 +119,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     input_type: InputType | None = Field(default=None, description=INPUT_TYPE_DOC)
     embedding_types: list[EmbeddingType] | None = Field(
         default=None,
+        min_length=1,
         description=(
             "Cohere's output types: any of float, int8, uint8, binary, ubinary. Given, each item carries "
             "`embeddings: {type: vector}` (base64 of the raw little-endian bytes with encoding_format=base64), "
