@@ -142,6 +142,14 @@ def test_both_targets_return_sentence_transformers_vectors(served):
     assert int(features["attention_mask"].sum(dim=1).max()) == served.config.max_seq_length
 
 
+def test_the_torch_backend_pools_the_same_way(served):
+    embedder = model_load(load_settings({"MODEL_DIR": str(served.prepared), "EMBEDDING_BACKEND": "torch"}))
+    assert embedder.backend.name == "torch"
+    for input_type in (None, "query", "document"):
+        ours = embedder.embed(TEXTS, prompt=embedder.spec.prompt_for(input_type)).vectors
+        assert_same(ours, reference_vectors(served.reference, TEXTS, served.config, input_type))
+
+
 @pytest.mark.parametrize("input_type", ["query", "document"])
 def test_input_type_applies_the_models_prompt_on_both_targets(served, input_type):
     expected = reference_vectors(served.reference, TEXTS, served.config, input_type)
