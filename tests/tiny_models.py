@@ -27,6 +27,7 @@ class TinyConfig:
     default_prompt_name: str | None = None
     include_prompt: bool = True
     legacy_files: bool = False  # rewrite the configs in sentence-transformers 2.x's format
+    do_lower_case: bool = False  # a cased tokenizer, lowercased by sentence_bert_config's do_lower_case
 
 
 CONFIGS = (
@@ -39,6 +40,7 @@ CONFIGS = (
     TinyConfig("mpnet-mean", "mpnet", "mean", True, 32),
     TinyConfig("mpnet-cls-prompt-excluded", "mpnet", "cls", False, 56,
                prompts={"query": "search query: ", "document": "search document: "}, include_prompt=False),
+    TinyConfig("bert-cased-tokenizer-do-lower-case", "bert", "mean", True, 48, do_lower_case=True),
 )
 
 
@@ -66,7 +68,14 @@ def build(config: TinyConfig, tokenizer_source: Path, root: Path) -> Path:
     _transformer(config, hf)
     for name in TOKENIZER_FILES:
         shutil.copy(tokenizer_source / name, hf / name)
-    transformer = Transformer(str(hf), max_seq_length=config.max_seq_length)
+    if config.do_lower_case:  # a cased tokenizer: "Paris" and "paris" differ unless lowercased first
+        for name, edit in (("tokenizer.json", lambda t: t["normalizer"].update(lowercase=False)),
+                           ("tokenizer_config.json", lambda t: t.update(do_lower_case=False))):
+            content = json.loads((hf / name).read_text())
+            edit(content)
+            (hf / name).write_text(json.dumps(content))
+        cased = (hf / "tokenizer.json").read_text()
+    transformer = Transformer(str(hf), max_seq_length=config.max_seq_length, do_lower_case=config.do_lower_case)
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=config.pooling,
                                     include_prompt=config.include_prompt)]
     if config.normalize:
@@ -75,6 +84,10 @@ def build(config: TinyConfig, tokenizer_source: Path, root: Path) -> Path:
                                 default_prompt_name=config.default_prompt_name)
     folder = root / config.name
     model.save(str(folder))
+    if config.do_lower_case:  # as 2.x-era models have it: only sentence_bert_config asks to lowercase
+        (folder / "tokenizer.json").write_text(cased)
+        st_config = json.loads((folder / "sentence_bert_config.json").read_text())
+        (folder / "sentence_bert_config.json").write_text(json.dumps({**st_config, "do_lower_case": True}))
     shutil.rmtree(hf)
     if config.legacy_files:
         _to_legacy_format(folder, config)
