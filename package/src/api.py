@@ -31,7 +31,7 @@ from errors import (
 )
 from model import DeadlineExceeded, Embedder, Embeddings
 from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, quantize
-from schemas import INPUT_TYPES, OpenAIEmbeddingRequest, SeedEmbeddingRequest
+from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
 from settings import Limits, Settings
 
 # path -> method -> operation. The single routing table both targets serve.
@@ -168,7 +168,7 @@ class EmbeddingAPI:
                     "backend": self.embedder.backend.name,
                     "dimension": spec.dimension,
                     "max_seq_length": spec.max_seq_length,
-                    **self._prompt_info(),
+                    **spec.prompt_info(),
                 },
             )
         if operation not in EMBEDDING_OPERATIONS:
@@ -197,15 +197,6 @@ class EmbeddingAPI:
                 param="embedding_types",
             )
 
-    def _prompt_info(self) -> dict:
-        """The model's prompts and what each input_type applies, for /health and /v1/models."""
-        spec = self.embedder.spec
-        return {
-            "prompts": {name: text for name, text in spec.prompts.items() if text},
-            "default_prompt_name": spec.default_prompt_name,
-            "input_types": {kind: spec.prompt_name_for(kind) for kind in INPUT_TYPES},
-        }
-
     def _check_openai_options(self, request: OpenAIEmbeddingRequest) -> None:
         if request.model is not None and request.model.lower() not in self._model_names():
             raise ApiError(
@@ -230,7 +221,7 @@ class EmbeddingAPI:
             "object": "model",
             "created": 0,
             "owned_by": self.settings.model_id.split("/")[0],
-            **(self._prompt_info() if self.ready else {}),
+            **(self.embedder.spec.prompt_info() if self.ready else {}),
         }
 
     def finish(self, job: EmbedJob, result: Embeddings) -> Reply:

@@ -58,6 +58,14 @@ class ModelSpec:
                 return name
         return None
 
+    def prompt_info(self) -> dict:
+        """What /health and /v1/models say: non-empty prompts and what each input_type applies."""
+        return {
+            "prompts": {name: text for name, text in self.prompts.items() if text},
+            "default_prompt_name": self.default_prompt_name,
+            "input_types": {kind: self.prompt_name_for(kind) for kind in INPUT_TYPE_PROMPTS},
+        }
+
     def prompt_for(self, input_type: str | None) -> str | None:
         """Prompt text for a request: None means the model's default (what encode() does),
         "" means explicitly none (a query on a model without a query prompt)."""
