@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from model_config import INPUT_TYPE_PROMPTS
 from quantize import EMBEDDING_TYPES
 from settings import Limits
 
 EXAMPLE_TEXT = "hello, world!"
 # `input_type` names what a text is for; the model maps it to one of its own prompts.
-INPUT_TYPES = ("query", "document")
+INPUT_TYPES = tuple(INPUT_TYPE_PROMPTS)  # ("query", "document")
 InputType = Literal[INPUT_TYPES]
 EmbeddingType = Literal[EMBEDDING_TYPES]
 INPUT_TYPE_DOC = (
