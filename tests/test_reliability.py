@@ -20,6 +20,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -194,16 +195,18 @@ def test_given_the_model_stops_at_the_deadline_first_then_the_batcher_still_answ
     from api import EmbeddingAPI
     from batcher import Batcher
     from model import DeadlineExceeded
+    from model_config import ModelSpec
     from settings import load_settings
 
-    def model_that_ran_out_of_time(texts, deadline):
+    def model_that_ran_out_of_time(texts, deadline, prompt=None):
         raise DeadlineExceeded("time budget exhausted before the last sub-batch")
 
     async def scenario():
         batcher = Batcher(model_that_ran_out_of_time, max_items=64, max_wait_s=0, max_queue_items=64)
         await batcher.start()
         try:
-            api = EmbeddingAPI(load_settings({}), embedder=object())  # ready; the batcher does the work
+            spec = ModelSpec(Path("."), dimension=384, max_seq_length=256, pooling="mean", normalize=True)
+            api = EmbeddingAPI(load_settings({}), embedder=SimpleNamespace(spec=spec))  # the batcher does the work
             embed = partial(batcher.embed, timeout_s=5.0)
             return await api.handle_async("embed", b'{"input": "x"}', "application/json", embed)
         finally:

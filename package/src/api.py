@@ -32,6 +32,7 @@ from errors import (
     unsupported_media_type,
 )
 from model import DeadlineExceeded, Embedder, Embeddings
+from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, quantize
 from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
 from settings import Limits, Settings
 from token_arrays import TokenArrayDecoder, decode_input
@@ -77,6 +78,7 @@ class EmbedJob:
     operation: str
     request: SeedEmbeddingRequest | OpenAIEmbeddingRequest
     texts: list[str]
+    prompt: str | None = None  # from input_type; None: the model's default prompt
 
 
 def encode_json(payload: Any) -> bytes:
@@ -201,6 +203,7 @@ class EmbeddingAPI:
                     "backend": self.embedder.backend.name,
                     "dimension": spec.dimension,
                     "max_seq_length": spec.max_seq_length,
+                    **spec.prompt_info(),
                 },
             )
         if operation not in EMBEDDING_OPERATIONS:
@@ -214,10 +217,22 @@ class EmbeddingAPI:
             self._check_openai_options(request)
         if not self.ready:
             raise not_ready()
+        if operation == "openai_embeddings":
+            self._check_calibrated(request)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if texts and not isinstance(texts[0], str):  # token ids: validation allows no mix
             texts = self._decode_token_arrays(texts)
-        return EmbedJob(operation, request, texts)
+        return EmbedJob(operation, request, texts, self.embedder.spec.prompt_for(request.input_type))
+
+    def _check_calibrated(self, request: OpenAIEmbeddingRequest) -> None:
+        wanted = [t for t in request.embedding_types or () if t in CALIBRATED_TYPES]
+        if wanted and self.embedder.calibration_ranges is None:
+            raise bad_request(
+                f"embedding_types {wanted[0]} needs int8/uint8 calibration ranges and this model folder has "
+                f"none ({CALIBRATION_FILE}); ask for float, binary or ubinary, prepare the model again with "
+                "scripts/prepare_model.py, or set EMBEDDING_CALIBRATION_FILE",
+                param="embedding_types",
+            )
 
     def _decode_token_arrays(self, arrays: list) -> list[str]:
         """tiktoken ids -> the text they encode; the model then embeds that text."""
@@ -256,6 +271,7 @@ class EmbeddingAPI:
             "object": "model",
             "created": 0,
             "owned_by": self.settings.model_id.split("/")[0],
+            **(self.embedder.spec.prompt_info() if self.ready else {}),
         }
 
     def finish(self, job: EmbedJob, result: Embeddings) -> Reply:
@@ -283,12 +299,23 @@ class EmbeddingAPI:
                 "usage": usage,
             }
         encode: Callable[[np.ndarray], Any] = (
-            _base64_float32 if job.request.encoding_format == "base64" else _as_is
+            _base64_little_endian if job.request.encoding_format == "base64" else _as_is
         )
-        data = [
-            {"object": "embedding", "index": index, "embedding": encode(vectors[index])}
-            for index in range(len(vectors))
-        ]
+        types = job.request.embedding_types
+        if types is None:
+            data = [
+                {"object": "embedding", "index": index, "embedding": encode(vectors[index])}
+                for index in range(len(vectors))
+            ]
+        else:  # each type quantised once for the whole batch, then cut per item
+            typed = {t: quantize(vectors, t, self.embedder.calibration_ranges) for t in types}
+            data = []
+            for index in range(len(vectors)):
+                item = {"object": "embedding", "index": index}
+                if "float" in typed:
+                    item["embedding"] = encode(vectors[index])
+                item["embeddings"] = {t: encode(array[index]) for t, array in typed.items()}
+                data.append(item)
         return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
 
     def handle(
@@ -306,7 +333,7 @@ class EmbeddingAPI:
                 return prepared
             deadline = None if budget_s is None else time.monotonic() + budget_s
             try:
-                result = self.embedder.embed(prepared.texts, deadline=deadline)
+                result = self.embedder.embed(prepared.texts, deadline=deadline, prompt=prepared.prompt)
             except DeadlineExceeded:
                 raise timed_out(budget_s) from None
             return self.finish(prepared, result)
@@ -321,7 +348,7 @@ class EmbeddingAPI:
         operation: str,
         body: bytes,
         content_type: str | None,
-        embed: Callable[[list[str]], Awaitable[Embeddings]],
+        embed: Callable[..., Awaitable[Embeddings]],
         path: str = "",
     ) -> Reply:
         """The same, with the model reached through an awaitable (the FastAPI batcher)."""
@@ -329,7 +356,7 @@ class EmbeddingAPI:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
-            return self.finish(prepared, await embed(prepared.texts))
+            return self.finish(prepared, await embed(prepared.texts, prompt=prepared.prompt))
         except ApiError as error:
             return error_reply(error)
         except Exception:
@@ -348,6 +375,7 @@ def _as_is(vector: np.ndarray) -> np.ndarray:
     return vector
 
 
-def _base64_float32(vector: np.ndarray) -> str:
-    """Little-endian float32, as OpenAI sends and its Python client decodes."""
-    return base64.b64encode(vector.astype("<f4", copy=False).tobytes()).decode("ascii")
+def _base64_little_endian(vector: np.ndarray) -> str:
+    """The raw bytes, little-endian: float32 as OpenAI sends and its Python client decodes;
+    int8/uint8 (and the packed binary forms) one byte per value."""
+    return base64.b64encode(vector.astype(vector.dtype.newbyteorder("<"), copy=False).tobytes()).decode("ascii")

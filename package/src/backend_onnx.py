@@ -45,7 +45,11 @@ class OnnxBackend:
         self._output = self._session.get_outputs()[0].name
 
     def forward(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray,
+        pooling_mask: np.ndarray | None = None,  # hidden states out: the model layer pools
     ) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._input_names:

@@ -10,6 +10,7 @@ fp32. Imported lazily: the ONNX path never loads torch.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -58,18 +59,25 @@ class TorchBackend:
         self._normalize = normalize
         model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         self._transformer = model[0].auto_model.eval().to(getattr(torch, DTYPES[precision]))
+        # MPNet and its kind take no token_type_ids; pass them only where forward() does.
+        self._token_types = "token_type_ids" in inspect.signature(self._transformer.forward).parameters
 
     def forward(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray,
+        pooling_mask: np.ndarray | None = None,
     ) -> np.ndarray:
         torch = self._torch
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._token_types:
+            inputs["token_type_ids"] = token_type_ids
         with torch.inference_mode():
             mask = torch.from_numpy(attention_mask).to(self._device)
-            out = self._transformer(
-                input_ids=torch.from_numpy(input_ids).to(self._device),
-                attention_mask=mask,
-                token_type_ids=torch.from_numpy(token_type_ids).to(self._device),
-            )
+            out = self._transformer(**{k: torch.from_numpy(v).to(self._device) for k, v in inputs.items()})
+            if pooling_mask is not None:  # the prompt's tokens are read but not pooled
+                mask = torch.from_numpy(pooling_mask).to(self._device)
             vectors = self._pooling.pool(out.last_hidden_state.float(), mask, self._mode)
             if self._normalize:
                 vectors = self._pooling.l2_normalize(vectors)

@@ -24,7 +24,7 @@ from errors import overloaded, timed_out
 from model import DeadlineExceeded, Embeddings
 
 log = logging.getLogger("embedding.batcher")
-EmbedFn = Callable[[list[str], "float | None"], Embeddings]
+EmbedFn = Callable[[list[str], "float | None", "str | None"], Embeddings]
 
 
 @dataclass
@@ -32,6 +32,7 @@ class _Job:
     texts: list[str]
     future: asyncio.Future
     deadline: float  # time.monotonic()
+    prompt: str | None = None  # one model call serves one prompt
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -71,12 +72,12 @@ class Batcher:
                 job.future.set_exception(overloaded(1))
         self._executor.shutdown(wait=True)
 
-    async def embed(self, texts: list[str], timeout_s: float) -> Embeddings:
+    async def embed(self, texts: list[str], timeout_s: float, prompt: str | None = None) -> Embeddings:
         """Queue texts and wait for their vectors; 429 when full, 504 past `timeout_s`."""
         if self.queued_items and self.queued_items + len(texts) > self.max_queue_items:
             backlog_s = (self.queued_items + len(texts)) / max(self._recent_rate, 1.0)
             raise overloaded(max(1, math.ceil(backlog_s)))
-        job = _Job(texts, asyncio.get_running_loop().create_future(), time.monotonic() + timeout_s)
+        job = _Job(texts, asyncio.get_running_loop().create_future(), time.monotonic() + timeout_s, prompt)
         self._queue.append(job)
         self.queued_items += len(texts)
         self._wakeup.set()
@@ -86,13 +87,14 @@ class Batcher:
             raise timed_out(timeout_s) from None
 
     def _take(self) -> list[_Job]:
-        """Everything waiting, up to max_items texts (a bigger single job goes alone)."""
+        """Everything waiting, up to max_items texts (a bigger single job goes alone), up to
+        the first job that asks for another prompt (it leads the next call)."""
         taken: list[_Job] = []
         count = 0
         now = time.monotonic()
         while self._queue:
             job = self._queue[0]
-            if taken and count + len(job.texts) > self.max_items:
+            if taken and (count + len(job.texts) > self.max_items or job.prompt != taken[0].prompt):
                 break
             self._queue.popleft()
             self.queued_items -= len(job.texts)
@@ -117,7 +119,9 @@ class Batcher:
                 deadline = max(job.deadline for job in jobs)
                 started = time.monotonic()
                 try:
-                    result = await loop.run_in_executor(self._executor, self._embed, texts, deadline)
+                    result = await loop.run_in_executor(
+                        self._executor, self._embed, texts, deadline, jobs[0].prompt
+                    )
                 except DeadlineExceeded:  # every caller's time ran out: an expected outcome
                     log.info("batch abandoned at its deadline", extra={"batch_size": len(texts)})
                     for job in jobs:

@@ -57,7 +57,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def request_body_doc(
-    model: type[BaseModel], limits: Limits, dimension: int | None, ordinary_tokens: int | None = None
+    model: type[BaseModel],
+    limits: Limits,
+    dimension: int | None,
+    ordinary_tokens: int | None = None,
+    embedding_types: tuple[str, ...] | None = None,
 ) -> dict:
     """OpenAPI request body from the shared schema (the route reads raw bytes itself), with
     the runtime limits written in, so the document promises exactly what validation accepts.
@@ -77,6 +81,9 @@ def request_body_doc(
             {"type": "integer", "enum": [dimension]},
             {"type": "null"},
         ]
+    if "embedding_types" in schema["properties"] and embedding_types is not None:
+        # int8/uint8 only where the model folder has calibration ranges
+        schema["properties"]["embedding_types"]["anyOf"][0]["items"] = {"enum": list(embedding_types), "type": "string"}
     return {
         "requestBody": {
             "required": True,

@@ -28,6 +28,7 @@ from logs import configure_logging
 from metrics import Metrics
 from model import model_load, model_unload
 from model_config import ModelFilesError, read_model_spec
+from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, EMBEDDING_TYPES
 from schemas import (
     HealthResponse,
     ModelCard,
@@ -117,8 +118,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return run
 
     seed_body = request_body_doc(SeedEmbeddingRequest, settings.limits, None)
-    openai_body = request_body_doc(OpenAIEmbeddingRequest, settings.limits, _documented_dimension(settings),
-                                   api.token_decoder.spec.ordinary_tokens if api.token_decoder else None)
+    openai_body = request_body_doc(
+        OpenAIEmbeddingRequest,
+        settings.limits,
+        _documented_dimension(settings),
+        ordinary_tokens=api.token_decoder.spec.ordinary_tokens if api.token_decoder else None,
+        embedding_types=_documented_types(settings),
+    )
     prometheus_text = {200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
@@ -188,6 +194,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return send("unknown", error_reply(internal_error()), time.perf_counter())
 
     return app
+
+
+def _documented_types(settings: Settings) -> tuple[str, ...]:
+    """embedding_types this folder can serve: int8/uint8 need its calibration ranges."""
+    if (settings.model_dir / (settings.calibration_file or CALIBRATION_FILE)).is_file():
+        return EMBEDDING_TYPES
+    return tuple(t for t in EMBEDDING_TYPES if t not in CALIBRATED_TYPES)
 
 
 def _documented_dimension(settings: Settings) -> int | None:

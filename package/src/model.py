@@ -22,10 +22,19 @@ from typing import Iterable, Iterator, Protocol
 import numpy as np
 
 from model_config import ModelSpec, read_model_spec
-from pooling import l2_normalize, pool
+from pooling import exclude_prompt, l2_normalize, pool
 from prefetch import Prefetch
+from quantize import load_ranges
 from settings import Settings, load_settings
-from tokenization import CALL_OVERHEAD_TOKENS, Batch, BatchTokenizer, load_tokenizer
+from tokenization import (
+    CALL_OVERHEAD_TOKENS,
+    Batch,
+    BatchTokenizer,
+    load_tokenizer,
+    lowercase_inputs,
+    pad_id_of,
+    prompt_token_count,
+)
 
 log = logging.getLogger("embedding.model")
 
@@ -42,7 +51,11 @@ class Backend(Protocol):
     returns_pooled: bool
 
     def forward(
-        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+        self,
+        input_ids: np.ndarray,
+        attention_mask: np.ndarray,
+        token_type_ids: np.ndarray,
+        pooling_mask: np.ndarray | None = None,  # used only by backends that pool themselves
     ) -> np.ndarray: ...
 
     def close(self) -> None: ...
@@ -93,19 +106,34 @@ class Embedder:
         # Texts tokenised, sorted and padded together: enough for several full sub-batches,
         # so sorting by length still packs them well.
         self.window_texts = 4 * batch_size
-        self._tokens = BatchTokenizer(load_tokenizer(spec.path, spec.max_seq_length))
+        tokenizer = load_tokenizer(spec.path, spec.max_seq_length)
+        if spec.do_lower_case:
+            lowercase_inputs(tokenizer)
+        self._tokenizer = tokenizer
+        self._tokens = BatchTokenizer(tokenizer, pad_id_of(tokenizer, spec.pad_token))
         # onnxruntime sessions are thread-safe, but two concurrent runs on 1-2 cores only
         # thrash caches; one at a time keeps latency predictable.
         self._lock = threading.Lock()
         self._seconds_per_token = 0.0  # measured; predicts whether the next sub-batch fits
+        self.calibration_ranges: np.ndarray | None = None  # int8/uint8 outputs (quantize.py)
 
     @property
     def dimension(self) -> int:
         return self.spec.dimension
 
-    def embed(self, texts: list[str], deadline: float | None = None) -> Embeddings:
+    def embed(
+        self, texts: list[str], deadline: float | None = None, prompt: str | None = None
+    ) -> Embeddings:
         """Vectors in input order. `deadline` (time.monotonic()) is checked between
-        sub-batches, so a request that cannot finish in time stops early and cleanly."""
+        sub-batches, so a request that cannot finish in time stops early and cleanly.
+        `prompt` is prefixed to every text before tokenisation, as sentence-transformers'
+        encode(prompt=...) does; None applies the model's default prompt, "" none."""
+        prompt = self.spec.default_prompt if prompt is None else prompt
+        if prompt:
+            texts = [prompt + text for text in texts]
+        # Pooling include_prompt=False: the prompt's tokens are read but left out of pooling.
+        excluded = bool(prompt) and not self.spec.include_prompt
+        prompt_tokens = prompt_token_count(self._tokenizer, prompt) if excluded else 0
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         token_counts: list[int] = []
         truncated: list[bool] = []
@@ -116,10 +144,10 @@ class Embedder:
                     for offset, ids, cut, batches in self._windows(texts, self.window_texts)
                 )
                 with Prefetch(windows, name="tokenize-ahead") as ahead:
-                    self._run_windows(ahead, vectors, token_counts, truncated, deadline)
+                    self._run_windows(ahead, vectors, token_counts, truncated, deadline, prompt_tokens)
             else:  # one window, padded lazily: today's CPU path
                 windows = self._windows(texts, max(len(texts), 1))
-                self._run_windows(windows, vectors, token_counts, truncated, deadline)
+                self._run_windows(windows, vectors, token_counts, truncated, deadline, prompt_tokens)
         return Embeddings(vectors, token_counts, truncated)
 
     def _windows(self, texts: list[str], size: int) -> Iterator[Window]:
@@ -136,25 +164,28 @@ class Embedder:
         token_counts: list[int],
         truncated: list[bool],
         deadline: float | None,
+        prompt_tokens: int,
     ) -> None:
         for offset, ids, cut, batches in windows:
             token_counts.extend(len(x) for x in ids)
             truncated.extend(cut)
             for batch in batches:
-                vectors[offset + batch.positions] = self._forward(batch, deadline)
+                vectors[offset + batch.positions] = self._forward(batch, deadline, prompt_tokens)
 
-    def _forward(self, batch: Batch, deadline: float | None) -> np.ndarray:
-        """One sub-batch through the backend, pooled and normalised unless it did so itself."""
+    def _forward(self, batch: Batch, deadline: float | None, prompt_tokens: int) -> np.ndarray:
+        """One sub-batch through the backend, pooled and normalised unless it did so itself.
+        `prompt_tokens` > 0 leaves that many leading tokens out of pooling (include_prompt=False)."""
         cost = batch.input_ids.size * self._seconds_per_token
         if deadline is not None and time.monotonic() + cost > deadline:
             raise DeadlineExceeded("time budget exhausted before the last sub-batch")
+        pooling_mask = exclude_prompt(batch.attention_mask, prompt_tokens) if prompt_tokens else None
         started = time.monotonic()
-        out = self.backend.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        out = self.backend.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids, pooling_mask)
         rate = (time.monotonic() - started) / batch.input_ids.size
         self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
         if self.backend.returns_pooled:
             return out
-        pooled = pool(out, batch.attention_mask, self.spec.pooling)
+        pooled = pool(out, batch.attention_mask if pooling_mask is None else pooling_mask, self.spec.pooling)
         return l2_normalize(pooled) if self.spec.normalize else pooled
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -185,6 +216,7 @@ def model_load(settings: Settings | None = None) -> Embedder:
         settings.call_overhead_tokens,
         settings.tokenize_ahead,
     )
+    embedder.calibration_ranges = load_ranges(settings.model_dir, settings.calibration_file, spec.dimension)
     embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",

@@ -13,8 +13,8 @@ import numpy as np
 def pool(hidden: np.ndarray, attention_mask: np.ndarray, mode: str) -> np.ndarray:
     """(batch, seq, dim) hidden states + (batch, seq) mask -> (batch, dim) float32."""
     mask = attention_mask.astype(hidden.dtype)[:, :, None]
-    if mode == "cls":
-        return hidden[:, 0, :]
+    if mode == "cls":  # the first attended token: [CLS], or the first after an excluded prompt
+        return hidden[np.arange(len(hidden)), attention_mask.argmax(axis=1), :]
     if mode == "max":
         return np.where(mask > 0, hidden, np.finfo(hidden.dtype).min).max(axis=1)
     summed = np.einsum("bsd,bs->bd", hidden, mask[:, :, 0])
@@ -24,6 +24,13 @@ def pool(hidden: np.ndarray, attention_mask: np.ndarray, mode: str) -> np.ndarra
     if mode == "mean_sqrt_len":
         return summed / np.sqrt(counts)
     raise ValueError(f"unknown pooling mode {mode!r}")
+
+
+def exclude_prompt(attention_mask: np.ndarray, prompt_length: int) -> np.ndarray:
+    """The pooling mask without the first `prompt_length` tokens (Pooling include_prompt=False)."""
+    mask = attention_mask.copy()
+    mask[:, :prompt_length] = 0
+    return mask
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -11,9 +11,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from model_config import INPUT_TYPE_PROMPTS
+from quantize import EMBEDDING_TYPES
 from settings import Limits
 
 EXAMPLE_TEXT = "hello, world!"
+# `input_type` names what a text is for; the model maps it to one of its own prompts.
+INPUT_TYPES = tuple(INPUT_TYPE_PROMPTS)  # ("query", "document")
+InputType = Literal[INPUT_TYPES]
+EmbeddingType = Literal[EMBEDDING_TYPES]
+INPUT_TYPE_DOC = (
+    "`query` or `document`: prefixes the model's matching prompt (query -> its `query` prompt; "
+    "document -> its first non-empty `document`/`passage`/`corpus` prompt), as "
+    "SentenceTransformer.encode(prompt_name=...) does. Omitted: the model's default prompt, if any. "
+    "A no-op on models without prompts."
+)
 
 
 def _json_type(value: Any) -> str:
@@ -110,6 +122,24 @@ def check_openai_input(value: Any, info: ValidationInfo) -> Any:
     return _check_input(value, info, token_arrays=True)
 
 
+def check_input_type(value: Any) -> str | None:
+    if value is None or value in INPUT_TYPES:
+        return value
+    raise ValueError(f"input_type must be one of {', '.join(INPUT_TYPES)}; got {value!r}")
+
+
+def check_embedding_types(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    choices = ", ".join(EMBEDDING_TYPES)
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"embedding_types must be a non-empty list of: {choices}")
+    for item in value:
+        if item not in EMBEDDING_TYPES:
+            raise ValueError(f"embedding_types: {item!r} is not one of {choices}")
+    return list(dict.fromkeys(value))  # repeated names give one entry each
+
+
 class SeedEmbeddingRequest(BaseModel):
     """The seed article's request: `{"input": "..."}`, or a list of strings."""
 
@@ -117,8 +147,10 @@ class SeedEmbeddingRequest(BaseModel):
         strict=True, json_schema_extra={"examples": [{"input": EXAMPLE_TEXT}]}
     )
     input: str | list[str] = Field(description="Text to embed, or a list of texts.")
+    input_type: InputType | None = Field(default=None, description=INPUT_TYPE_DOC)
 
     _check_input = field_validator("input", mode="before")(check_input)
+    _check_input_type = field_validator("input_type", mode="before")(check_input_type)
 
 
 class OpenAIEmbeddingRequest(BaseModel):
@@ -141,8 +173,21 @@ class OpenAIEmbeddingRequest(BaseModel):
     )
     dimensions: int | None = Field(default=None, description="Must equal the model's dimension.")
     user: str | None = Field(default=None, description="Accepted and ignored.")
+    input_type: InputType | None = Field(default=None, description=INPUT_TYPE_DOC)
+    embedding_types: list[EmbeddingType] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Cohere's output types: any of float, int8, uint8, binary, ubinary. Given, each item carries "
+            "`embeddings: {type: vector}` (base64 of the raw little-endian bytes with encoding_format=base64), "
+            "and `embedding` only when float is asked for. Quantised as sentence-transformers' "
+            "quantize_embeddings does."
+        ),
+    )
 
     _check_input = field_validator("input", mode="before")(check_openai_input)
+    _check_input_type = field_validator("input_type", mode="before")(check_input_type)
+    _check_embedding_types = field_validator("embedding_types", mode="before")(check_embedding_types)
 
 
 class Usage(BaseModel):
@@ -162,7 +207,12 @@ class SeedEmbeddingResponse(BaseModel):
 class EmbeddingItem(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str
+    embedding: list[float] | str | None = Field(
+        default=None, description="The float vector; absent when embedding_types leaves out float."
+    )
+    embeddings: dict[EmbeddingType, list[float] | str] | None = Field(
+        default=None, description="One entry per requested embedding type (only with embedding_types)."
+    )
 
 
 class OpenAIEmbeddingResponse(BaseModel):
@@ -193,6 +243,9 @@ class HealthResponse(BaseModel):
     backend: str
     dimension: int
     max_seq_length: int
+    prompts: dict[str, str] = Field(description="The model's non-empty prompts, by name.")
+    default_prompt_name: str | None = None
+    input_types: dict[InputType, str | None] = Field(description="The prompt name each input_type applies.")
 
 
 class ModelCard(BaseModel):
@@ -200,6 +253,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "sentence-transformers"
+    prompts: dict[str, str] | None = None
+    default_prompt_name: str | None = None
+    input_types: dict[InputType, str | None] | None = None
 
 
 class ModelList(BaseModel):

@@ -82,6 +82,9 @@ class Settings:
     device: str = "cpu"
     precision: str = "fp32"
     onnx_file: str = "onnx/model.onnx"
+    # int8/uint8 output ranges: calibration embeddings, relative to model_dir unless absolute;
+    # "" = the model folder's own quantization_calibration.npy, if it has one.
+    calibration_file: str = ""
     threads: int = 0  # 0 = one per CPU this process may use
     batch_size: int = 32  # most texts sent to the runtime in one call
     batch_tokens: int = 2048  # most padded tokens in one call (caps the runtime's memory arena)
@@ -224,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=device,
         precision=precision,
         onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
+        calibration_file=env.get("EMBEDDING_CALIBRATION_FILE", "").strip(),
         threads=_int(env, "EMBEDDING_THREADS", 0, 0),
         batch_size=_int(env, "EMBEDDING_BATCH_SIZE", budgets.batch_size, 1),
         batch_tokens=_int(env, "EMBEDDING_BATCH_TOKENS", budgets.batch_tokens, 1),

@@ -36,6 +36,28 @@ def load_tokenizer(model_dir: Path, max_seq_length: int) -> Tokenizer:
     return tokenizer
 
 
+def lowercase_inputs(tokenizer: Tokenizer) -> None:
+    """sentence_bert_config's do_lower_case: lowercase before the tokenizer's own normaliser,
+    as sentence-transformers does."""
+    from tokenizers.normalizers import Lowercase, Sequence
+
+    own = [tokenizer.normalizer] if tokenizer.normalizer else []
+    tokenizer.normalizer = Sequence([Lowercase(), *own])
+
+
+def pad_id_of(tokenizer: Tokenizer, pad_token: str | None) -> int:
+    """The id sentence-transformers pads with (the tokenizer's pad token), else 0."""
+    pad_id = tokenizer.token_to_id(pad_token) if pad_token else None
+    return 0 if pad_id is None else pad_id
+
+
+def prompt_token_count(tokenizer: Tokenizer, prompt: str) -> int:
+    """Tokens a prompt occupies at the start of an input, leading special token included,
+    trailing one excluded: sentence-transformers' prompt_length."""
+    encoding = tokenizer.encode(prompt, add_special_tokens=True)
+    return len(encoding.ids) - (1 if encoding.special_tokens_mask and encoding.special_tokens_mask[-1] else 0)
+
+
 # A call's fixed cost on CPU, in tokens of work (see BatchTokenizer.batches); a GPU passes its own.
 CALL_OVERHEAD_TOKENS = 16
 
