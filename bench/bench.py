@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import analysis  # noqa: E402
 import bench_env  # noqa: E402
-import bench_report  # noqa: E402
 import bench_services  # noqa: E402
+import charts  # noqa: E402
+import report  # noqa: E402
 from bench_worker import STACKS, cold_start_code  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
 
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_tokens": statistics.mean(tokens[k]),
                 "min_tokens": min(tokens[k]),
                 "max_tokens": max(tokens[k]),
-                "padded_per_real_token": bench_report.padding(tokens[k], cfg["batches"]),
+                "padded_per_real_token": analysis.padding(tokens[k], cfg["batches"]),
             }
             for k in texts
         },
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["threads"][key] = {
                 **summary,
                 "interference": noise,
-                "runs": bench_report.index_runs(records, tokens, results["model_flops"]),
+                "runs": analysis.index_runs(records, tokens, results["model_flops"]),
             }
             say(
                 f"{stack} t={threads}: load {summary['load_s']:.2f} s, peak RSS "
@@ -338,21 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     results["matmul_peak"] = bench_env.merge_peaks(
         results["matmul_peak"], bench_env.matmul_peak(args.quick, list(THREADS))
     )
-    bench_report.set_peak_fractions(results)
+    analysis.set_peak_fractions(results)
     results["interference"] = bench_env.other_load(snapshot, bench_env.cpu_snapshot())
     say(
         f"other processes used {100 * (results['interference']['other_share'] or 0):.0f}% of the machine's "
         f"CPU "
         "during the run"
     )
-    results["targets"] = bench_report.targets(results)
-    results["memory_sizing"] = bench_report.memory_sizing(results)
+    results["targets"] = analysis.targets(results)
+    results["memory_sizing"] = analysis.memory_sizing(results)
     results["duration_s"] = round(time.monotonic() - STARTED, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
-    charts = bench_report.charts(results, args.out)
-    (args.out / "README.md").write_text(bench_report.markdown(results, charts))
-    say(f"wrote {args.out}/results.json, README.md and {len(charts)} charts in {results['duration_s']:.0f} s")
-    for line in bench_report.headline(results):
+    drawn = charts.charts(results, args.out)
+    (args.out / "README.md").write_text(report.markdown(results, drawn))
+    say(f"wrote {args.out}/results.json, README.md and {len(drawn)} charts in {results['duration_s']:.0f} s")
+    for line in report.headline(results):
         print("  " + line)
     return 0
 

@@ -28,6 +28,13 @@ STACKS = {
     "fastembed": "fastembed 0.9.1 on the same onnx/model.onnx (max length set to 256)",
     "st": "plain sentence-transformers on torch (the seed's stack)",
 }
+LABELS = {
+    "onnx": "ours (ONNX)",
+    "torch": "ours (torch)",
+    "fastembed": "fastembed",
+    "st": "sentence-transformers",
+}
+COLORS = {"onnx": "tab:blue", "torch": "tab:orange", "fastembed": "tab:green", "st": "tab:red"}
 
 # A fresh `python -c` per run: exec -> first embedding of the seed's text. {model_dir} and
 # {src} are filled in by the parent; `T0` marks the first line of Python that runs.

@@ -1,0 +1,527 @@
+"""docs/benchmarks/README.md from the results dict: the prose lives in templates/report.md (one
+string.Template per section); this module computes the values and renders the tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+import cost
+from analysis import run_of
+from bench_worker import LABELS, STACKS
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.md"
+SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
+NOISY = 0.10  # other processes' share of the machine above which a row is flagged
+FAILS = {
+    "fits": "peak RSS does not fit",
+    "seed_warm": "seed request too slow",
+    "cold": "cold start too slow",
+    "long_batch": "32 passages too slow",
+}
+COLD_HEADER = (
+    "stack|cold start (s)|import|load|first embedding|peak RSS 1 thread (MB)|"
+    "peak RSS 2 threads (MB)|RSS after load (MB)|min cosine vs sentence-transformers|"
+    "installed deps (MB)"
+).split("|")
+FLOPS_HEADER = (
+    "threads|best batch|tokens/s|useful GFLOP/s|numpy matmul peak GFLOP/s|"
+    "fraction of matmul peak|fraction of nominal peak"
+).split("|")
+RIE_HEADER = (
+    "backend|init (INIT REPORT)|first invoke|first REPORT Duration|warm invoke (median)|"
+    "32 short texts|1 passage|32 passages|runtime RSS"
+).split("|")
+
+
+def load_sections(path: Path = TEMPLATE) -> dict[str, Template]:
+    """The template file's sections by name (text before the first marker is a comment)."""
+    parts = SECTION.split(path.read_text())[1:]
+    return {name: Template(body.strip("\n")) for name, body in zip(parts[::2], parts[1::2])}
+
+
+class Sections:
+    def __init__(self, path: Path = TEMPLATE):
+        self.templates = load_sections(path)
+
+    def __call__(self, name: str, **values) -> str:
+        """One section with every placeholder filled (a missing value is a KeyError)."""
+        return self.templates[name].substitute(values)
+
+
+def _cell(value) -> str:
+    return " |" if value == "" else f" {value} |"
+
+
+def table(header: list[str], align: str, rows: list[list]) -> str:
+    """A Markdown table; align has one letter per column: l(eft) or r(ight)."""
+    lines = ["|" + "".join(map(_cell, header)), "|" + "".join("---:|" if a == "r" else "---|" for a in align)]
+    return "\n".join(lines + ["|" + "".join(_cell(str(c)) for c in row) for row in rows])
+
+
+def num(x, digits: int = 1) -> str:
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def document(parts: list[str]) -> str:
+    """Sections joined by a blank line; the blank lines that empty placeholders leave collapse."""
+    text = "\n\n".join(p for p in parts if p)
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+
+
+def _chart(charts: list[str], name: str, alt: str) -> str:
+    return f"![{alt}]({name})" if name in charts else ""
+
+
+def _thread_cell(entry: dict, th: str) -> str:
+    """The thread column, with a dagger when other processes were busy during that worker."""
+    share = entry["threads"][th].get("interference", {}).get("other_share")
+    return f"{th} †{100 * share:.0f}%" if share is not None and share > NOISY else th
+
+
+# ---- sections ------------------------------------------------------------------------------------
+def header(s: Sections, results: dict) -> str:
+    return s(
+        "header",
+        command=results["command"],
+        date=results["machine"]["date"],
+        duration=f"{results['duration_s']:.0f}",
+        quick_note=" (**quick mode**: few repetitions, small sizes; not for quoting)"
+        if results["quick"]
+        else "",
+    )
+
+
+def _interference(results: dict) -> str:
+    inter = results.get("interference", {})
+    if inter.get("other_share") is None:
+        return ""
+    return (
+        f"; other processes used **{100 * inter['other_share']:.0f}%** of the machine's CPU time "
+        f"during the run (hypervisor steal {100 * (inter['steal_share'] or 0):.0f}%)"
+    )
+
+
+def _peak_line(mp: dict) -> str:
+    blas = mp["blas"][0] if mp["blas"] else {}
+    return (
+        f"{', '.join(f'{v} GFLOP/s with {k} thread(s)' for k, v in mp['gflops'].items())} "
+        f"({mp['method']}; BLAS {blas.get('internal_api', '?')} {blas.get('version', '')}, kernel "
+        f"{blas.get('architecture', '?')}; OPENBLAS_CORETYPE={mp['openblas_coretype_env'] or 'unset'})"
+    )
+
+
+def machine(s: Sections, results: dict) -> str:
+    m, g = results["machine"], results["gpu"]
+    return s(
+        "machine",
+        cpu=f"{m['cpu_model']} ({m['cpu_vendor']}, {m['cpu_family_model']}"
+        f"{', ' + m['cpu_generation'] if m['cpu_generation'] else ''})",
+        logical_cpus=m["logical_cpus"],
+        hypervisor=" under a hypervisor" if m["hypervisor"] else "",
+        simd=", ".join(m["cpu_flags_of_note"]),
+        mhz=m["cpu_mhz_reported"],
+        l3=m["l3_cache"],
+        nominal=m["nominal_fp32_gflops_per_core"],
+        memory_gb=m["memory_gb"],
+        os=m["os"],
+        python=m["python"],
+        load=", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
+        interference=_interference(results),
+        packages=", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        peak=_peak_line(results["matmul_peak"]),
+        gpu=g["name"] if g.get("available") else g.get("note", "none"),
+        stack_names=",".join(STACKS),
+    )
+
+
+def stacks(s: Sections, results: dict) -> str:
+    c = results["corpus"]
+    return s(
+        "stacks",
+        stack_list="\n".join(
+            f"- **{LABELS[k]}** (`{k}`): {e['description']}" for k, e in results["stacks"].items()
+        ),
+        short_count=c["short"]["count"],
+        short_source=c["short"]["source"],
+        short_mean=f"{c['short']['mean_tokens']:.1f}",
+        short_range=f"{c['short']['min_tokens']}-{c['short']['max_tokens']}",
+        long_count=c["long"]["count"],
+        long_source=c["long"]["source"],
+        long_mean=f"{c['long']['mean_tokens']:.1f}",
+    )
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _cold_target_rows(t: dict) -> list[list]:
+    rows = []
+    if "cold_start_vs_seed" in t:
+        x = t["cold_start_vs_seed"]
+        rows.append(
+            [
+                "cold start, ours / seed stack (sentence-transformers + torch)",
+                f"{x['ours_s']:.2f} s / {x['seed_s']:.2f} s = **{x['ratio']:.3f}**",
+                "<= 0.10",
+                _met(x["met"]),
+            ]
+        )
+    if "lambda_init_vs_seed_cold_start" in t:
+        x = t["lambda_init_vs_seed_cold_start"]
+        rows.append(
+            [
+                "Lambda init under the RIE (ours) / seed cold start",
+                f"{x['ours_init_s']:.2f} s / {x['seed_s']:.2f} s = {x['ratio']:.3f}",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def _short_target_rows(b: str, th: str, row: dict) -> list[list]:
+    rows, what = [], f"short texts, batch {b}, {th} thread(s): ours"
+    if "ratio_vs_st" in row:
+        measured = f"{row['onnx_texts_per_s']:.0f} / {row['st_texts_per_s']:.0f} texts/s"
+        rows.append(
+            [
+                f"{what} / seed stack",
+                f"{measured} = **{row['ratio_vs_st']:.2f}x**",
+                ">= 1.5x",
+                _met(row["met"]),
+            ]
+        )
+    if "ratio_vs_fastembed" in row:
+        measured = f"{row['onnx_texts_per_s']:.0f} / {row['fastembed_texts_per_s']:.0f} texts/s"
+        rows.append(
+            [
+                f"{what} / fastembed (same model file)",
+                f"{measured} = {row['ratio_vs_fastembed']:.2f}x",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
+def _long_target_row(b: str, th: str, row: dict) -> list[list]:
+    peers = [f"{row[k]:.2f}x vs {LABELS[k[9:]]}" for k in row if k.startswith("ratio_vs_")]
+    if not peers:
+        return []
+    return [
+        [
+            f"long texts, batch {b}, {th} thread(s): ours {row['onnx_texts_per_s']:.1f} texts/s",
+            ", ".join(peers),
+            "",
+            "",
+        ]
+    ]
+
+
+def targets(s: Sections, results: dict) -> str:
+    t, b = results["targets"], results["targets"]["compare_batch"]
+    rows = _cold_target_rows(t)
+    for th, row in t.get(f"short_throughput_b{b}", {}).items():
+        rows += _short_target_rows(b, th, row)
+    for th, row in t.get(f"long_throughput_b{b}", {}).items():
+        rows += _long_target_row(b, th, row)
+    if not rows:
+        return ""
+    return s("targets", table=table(["target", "measured", "goal", ""], "lrrl", rows))
+
+
+def _throughput_table(results: dict, length: str) -> str:
+    batches, rows = results["config"]["batches"], []
+    for k, entry in results["stacks"].items():
+        for th, per_thread in entry["threads"].items():
+            runs = per_thread["runs"][length]
+            cells = [num(runs[str(b)]["texts_per_s"]) if str(b) in runs else "–" for b in batches]
+            last = runs.get(str(max(int(x) for x in runs))) if runs else None
+            rows.append([LABELS[k], _thread_cell(entry, th), *cells, num(last and last["tokens_per_s"], 0)])
+    header = ["stack", "threads", *(f"b={b}" for b in batches), f"tokens/s at b={batches[-1]}"]
+    return table(header, "lr" + "r" * (len(batches) + 1), rows)
+
+
+def _noise_note(s: Sections, results: dict) -> str:
+    flagged = any(
+        (x.get("interference", {}).get("other_share") or 0) > NOISY
+        for e in results["stacks"].values()
+        for x in e["threads"].values()
+    )
+    return s("noise", noisy=f"{100 * NOISY:.0f}") if flagged else ""
+
+
+def throughput(s: Sections, results: dict, charts: list[str]) -> str:
+    tables = []
+    for length in ("short", "long"):
+        pad = results["corpus"][length].get("padded_per_real_token", {})
+        padding = s("padding", padding=", ".join(f"b={b}: {v:.2f}" for b, v in pad.items())) if pad else ""
+        tables.append(
+            s("throughput_length", length=length, table=_throughput_table(results, length), padding=padding)
+        )
+    return s(
+        "throughput",
+        chart=_chart(charts, "throughput.png", "throughput"),
+        tables="\n\n".join(tables),
+        max_reps=results["config"]["reps"]["max_reps"],
+        noise_note=_noise_note(s, results),
+    )
+
+
+def latency(s: Sections, results: dict, charts: list[str]) -> str:
+    rows = []
+    for k, entry in results["stacks"].items():
+        for th in entry["threads"]:
+            sh, lo = (run_of(results, k, th, length, "1") or {} for length in ("short", "long"))
+            cells = [num(x.get(q)) for x in (sh, lo) for q in ("p50_ms", "p99_ms")]
+            rows.append([LABELS[k], _thread_cell(entry, th), *cells])
+    header = ["stack", "threads", "short p50", "short p99", "long p50", "long p99"]
+    calls = results["config"]["latency_calls"]
+    return s(
+        "latency",
+        chart=_chart(charts, "latency.png", "latency"),
+        table=table(header, "lrrrrr", rows),
+        short_calls=calls["short"],
+        long_calls=calls["long"],
+    )
+
+
+def _cold_row(k: str, e: dict) -> list:
+    c = e.get("cold_start", {})
+    t1, t2 = e["threads"].get("1", {}), e["threads"].get("2", {})
+    return [
+        LABELS[k],
+        f"**{num(c.get('total_s'), 2)}** ({num(c.get('min_s'), 2)}-{num(c.get('max_s'), 2)})",
+        num(c.get("import_s"), 2),
+        num(c.get("load_s"), 2),
+        f"{num(c.get('first_embed_s', 0) * 1000, 0)} ms",
+        num(t1.get("peak_rss_mb"), 0),
+        num(t2.get("peak_rss_mb"), 0),
+        num(t1.get("rss_after_load_mb"), 0),
+        f"{e.get('fidelity_min_cosine', float('nan')):.7f}",
+        num(e.get("installed_mb")),
+    ]
+
+
+def _sizes(s: Sections, results: dict) -> str:
+    sizes = results.get("installed_sizes", {})
+    if not sizes or sizes.get("skipped"):
+        return ""
+    rows = [
+        [x["label"], f"{x['mb']:.1f}", ", ".join(f"{k} {v:.0f}" for k, v in x["largest"].items())]
+        if "mb" in x
+        else [x["label"], "failed", x.get("error", "")[:100]]
+        for x in sizes.values()
+    ]
+    return s(
+        "sizes",
+        python=results["machine"]["python"],
+        table=table(["target", "MB", "largest packages"], "lrl", rows),
+    )
+
+
+def cold(s: Sections, results: dict, charts: list[str]) -> str:
+    stacks_ = results["stacks"]
+    return s(
+        "cold",
+        chart=_chart(charts, "cold_start.png", "cold start"),
+        table=table(COLD_HEADER, "l" + "r" * 9, [_cold_row(k, e) for k, e in stacks_.items()]),
+        runs=next(iter(stacks_.values()))["cold_start"]["runs"] if stacks_ else 0,
+        sizes=_sizes(s, results),
+    )
+
+
+def flops(s: Sections, results: dict) -> str:
+    util = results["targets"].get("flop_utilisation_long")
+    if not util:
+        return ""
+    f, nominal = results["model_flops"], results["machine"].get("nominal_fp32_gflops_per_core")
+    rows = [
+        [
+            th,
+            u["batch"],
+            f"{u['tokens_per_s']:,.0f}",
+            f"{u['gflops']:.1f}",
+            u["peak_gflops"],
+            f"**{100 * (u['fraction_of_peak'] or 0):.0f}%**",
+            f"{100 * u['gflops'] / (nominal * int(th)):.0f}%" if nominal else "–",
+        ]
+        for th, u in util.items()
+    ]
+    return s(
+        "flops",
+        linear_mflop=f"{f['linear_flops_per_token'] / 1e6:.1f}",
+        layers=f["layers"],
+        hidden=f["hidden"],
+        intermediate=f["intermediate"],
+        attention=f"{f['attention_flops_per_token_per_position']:,}",
+        at_256=f"{f['flops_per_token_at_256'] / 1e6:.1f}",
+        table=table(FLOPS_HEADER, "r" * 7, rows),
+    )
+
+
+def rie(s: Sections, results: dict) -> str:
+    found = results.get("lambda_rie", {})
+    if not found:
+        return ""
+    rows = [
+        [
+            backend,
+            f"**{x['init_ms']:.0f} ms**",
+            f"{x['first_invoke_ms']:.1f} ms",
+            f"{x['first_report_duration_ms']:.0f} ms",
+            f"**{x['warm_invoke_ms']:.1f} ms**",
+            *(f"{v:.0f} ms" for v in x["batch_invoke_ms"].values()),
+            f"{x['runtime_rss_mb']:.0f} MB",
+        ]
+        for backend, x in found.items()
+    ]
+    runs = ", ".join(f"{x['runs']} ({b})" for b, x in found.items())
+    return s("rie", table=table(RIE_HEADER, "l" + "r" * 8, rows), runs=runs)
+
+
+def batching(s: Sections, results: dict) -> str:
+    db = results.get("dynamic_batching")
+    if not db:
+        return ""
+    rows = []
+    for name in ("no_batching", "dynamic_batching"):
+        x = db[name]
+        env = ", ".join(f"{k}={v}" for k, v in x["env"].items())
+        rows.append(
+            [
+                f"{name.replace('_', ' ')} ({env})",
+                f"{x['texts_per_s']:.0f}",
+                num(x["p50_ms"]),
+                num(x["p99_ms"]),
+                x["model_calls"],
+                num(x["mean_batch"]),
+                x["errors"] or "none",
+            ]
+        )
+    header = ["mode", "texts/s", "p50 ms", "p99 ms", "model calls", "mean texts per model call", "errors"]
+    return s(
+        "batching",
+        clients=db["clients"],
+        seconds=f"{db['seconds']:.0f}",
+        note=db["note"],
+        table=table(header, "lrrrrrl", rows),
+        speedup=f"{db['speedup']:.2f}x",
+    )
+
+
+def _memory_row(r: dict, keys: list[str], recommended) -> list:
+    fails = [FAILS[k] for k, v in r["checks"].items() if not v]
+    mark = (
+        "**yes (recommended)**"
+        if r["memory_mb"] == recommended
+        else ("yes" if r["acceptable"] else "no: " + ", ".join(fails))
+    )
+    return [
+        r["memory_mb"],
+        r["vcpu"],
+        *(f"{r['ms'][k]:.1f}" for k in keys),
+        f"{r['init_ms']:.0f}",
+        f"{r['usd_per_million_warm']:.2f}",
+        f"{r['usd_per_million_cold']:.2f}",
+        f"{r['usd_per_million_mix']:.2f}",
+        mark,
+    ]
+
+
+def _recommendation(s: Sections, ms: dict) -> str:
+    if not ms.get("recommended_mb"):
+        return ""
+    w1, w2 = ms["workloads_1_thread_ms"], ms["workloads_2_threads_ms"]
+    speedups = ", ".join(f"{k} {w1[k] / w2[k]:.2f}x" for k in w1 if w2.get(k))
+    why = s("why_one_vcpu", speedups=speedups) if ms["recommended_mb"] == cost.ONE_VCPU_MB else s("why_other")
+    return s(
+        "recommendation",
+        memory_mb=ms["recommended_mb"],
+        verb="change" if ms["change_terraform_default"] else "keep",
+        why=why,
+        free=s("free_tier" if ms.get("free_tier_covers_1000_per_day") else "no_free_tier"),
+    )
+
+
+def memory(s: Sections, results: dict) -> str:
+    ms = results.get("memory_sizing", {})
+    if not ms.get("rows"):
+        return ""
+    a, keys = ms["acceptable"], list(ms["rows"][0]["ms"])
+    header = [
+        "memory MB",
+        "vCPU",
+        *(f"{k} ms" for k in keys),
+        "init ms",
+        "$/1M warm",
+        "$/1M cold",
+        "$/1M mix",
+    ]
+    rows = [_memory_row(r, keys, ms["recommended_mb"]) for r in ms["rows"]]
+    return s(
+        "memory",
+        cold_fraction=f"{ms['cold_fraction']:.3f}",
+        seed_warm_ms=f"{a['seed_warm_ms']:.0f}",
+        cold_s=f"{a['cold_ms'] / 1000:.0f}",
+        long_s=f"{a['long_x32_ms'] / 1000:.0f}",
+        headroom=a["rss_headroom"],
+        need_mb=f"{ms.get('need_mb', 0):.0f}",
+        within=f"{100 * a['same_price_within']:.0f}",
+        table=table([*header, "acceptable"], "rr" + "r" * (len(keys) + 4) + "l", rows),
+        recommendation=_recommendation(s, ms),
+    )
+
+
+def markdown(results: dict, charts: list[str], template: Path = TEMPLATE) -> str:
+    s = Sections(template)
+    return document(
+        [
+            header(s, results),
+            machine(s, results),
+            stacks(s, results),
+            targets(s, results),
+            throughput(s, results, charts),
+            latency(s, results, charts),
+            cold(s, results, charts),
+            flops(s, results),
+            rie(s, results),
+            batching(s, results),
+            memory(s, results),
+            s("notes"),
+        ]
+    )
+
+
+def headline(results: dict) -> list[str]:
+    """The few lines bench.py prints at the end of a run."""
+    t, lines = results["targets"], []
+    if "cold_start_vs_seed" in t:
+        c = t["cold_start_vs_seed"]
+        lines.append(
+            f"cold start: ours {c['ours_s']:.2f} s vs seed stack {c['seed_s']:.2f} s = "
+            f"{c['ratio']:.3f}x (target <= 0.10: {'met' if c['met'] else 'NOT met'})"
+        )
+    for th, row in t.get(f"short_throughput_b{t['compare_batch']}", {}).items():
+        parts = [f"{row[k]:.2f}x vs {k[9:]}" for k in row if k.startswith("ratio_vs_")]
+        met = "" if "met" not in row else f" (target >= 1.5x vs st: {'met' if row['met'] else 'NOT met'})"
+        lines.append(
+            f"short b={t['compare_batch']} t={th}: ours {row['onnx_texts_per_s']:.0f} texts/s"
+            + "".join(", " + p for p in parts)
+            + met
+        )
+    for th, u in t.get("flop_utilisation_long", {}).items():
+        lines.append(
+            f"long texts t={th}: {u['gflops']:.1f} GFLOP/s useful = {100 * (u['fraction_of_peak'] or 0):.0f}% "
+            f"of the {u['peak_gflops']} GFLOP/s matmul peak"
+        )
+    ms = results.get("memory_sizing", {})
+    if ms.get("recommended_mb"):
+        lines.append(
+            f"Lambda memory: {ms['recommended_mb']} MB recommended (terraform default 1769: "
+            f"{'change it' if ms['change_terraform_default'] else 'keep it'})"
+        )
+    return lines
