@@ -51,11 +51,14 @@ OPENAI_BAD_BODIES = [
 ]
 
 
-def assert_openai_error(payload: dict, code: str) -> None:
-    """OpenAI's nested error shape, with our code and a human message."""
+def assert_openai_error(payload: dict, code: str, status: int | None = None) -> None:
+    """OpenAI's nested error shape, with our code and a human message. `status`: a direct
+    Lambda invocation's error, which carries its HTTP-equivalent status in the body too."""
     assert set(payload) == {"error"}, payload
     error = payload["error"]
-    assert set(error) == {"message", "type", "param", "code"}, error
+    fields = {"message", "type", "param", "code"} | ({"status"} if status is not None else set())
+    assert set(error) == fields, error
+    assert error.get("status") == status, error
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and len(error["message"]) > 10, error
     assert "Traceback" not in error["message"]

@@ -140,7 +140,7 @@ def test_given_broken_base64_then_400(invoke):
 ])
 def test_given_a_malformed_direct_event_then_an_error_object_not_a_crash(invoke, bad_event):
     body = invoke(bad_event)
-    assert_openai_error(body, "invalid_value")
+    assert_openai_error(body, "invalid_value", status=400)
     assert len(invoke(copy.deepcopy(GOOD))["embedding"]) == 384
 
 
@@ -153,3 +153,21 @@ def test_given_a_response_over_lambdas_6mb_limit_then_413_with_advice(invoke):
     ok = invoke(function_url_event(path="/v1/embeddings", body=as_base64))
     assert ok["statusCode"] == 200
     assert len(json.loads(ok["body"])["data"]) == 2048
+
+
+def test_given_a_direct_event_with_openai_fields_then_answered_as_v1_embeddings(invoke):
+    body = invoke({"input": ["hello, world!", "second text"], "encoding_format": "base64", "token_counts": True})
+    assert body["object"] == "list" and [item["index"] for item in body["data"]] == [0, 1]
+    vector = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    assert np.array_equal(vector, np.asarray(invoke(copy.deepcopy(GOOD))["embedding"], dtype=np.float32))
+    assert [item["tokens"] for item in body["data"]] == [6, 4]
+    assert "tokens" not in invoke({"input": ["hello"], "encoding_format": "base64"})["data"][0]
+
+
+@pytest.mark.parametrize("bad_event, status, code", [
+    ({"input": ["x"], "model": "someone/else"}, 404, "model_not_found"),
+    ({"input": [""], "encoding_format": "base64"}, 400, "invalid_value"),
+    ({"input": "x", "dimensions": 12}, 400, "invalid_value"),
+])
+def test_given_a_bad_direct_openai_event_then_its_status_is_in_the_body(invoke, bad_event, status, code):
+    assert_openai_error(invoke(bad_event), code, status=status)

@@ -12,7 +12,7 @@ import base64
 import logging
 import time
 from urllib.parse import unquote
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable
 
 import numpy as np
@@ -204,6 +204,7 @@ class EmbeddingAPI:
                     "dimension": spec.dimension,
                     "max_seq_length": spec.max_seq_length,
                     **spec.prompt_info(),
+                    "limits": asdict(self.settings.limits),
                 },
             )
         if operation not in EMBEDDING_OPERATIONS:
@@ -316,6 +317,9 @@ class EmbeddingAPI:
                     item["embedding"] = encode(vectors[index])
                 item["embeddings"] = {t: encode(array[index]) for t, array in typed.items()}
                 data.append(item)
+        if job.request.token_counts:
+            for item, tokens in zip(data, result.token_counts):
+                item["tokens"] = tokens
         return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
 
     def handle(

@@ -13,8 +13,11 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from api import Reply
+import orjson
+
+from api import Reply, encode_json
 from errors import bad_request
+from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
 
 # Lambda's synchronous response limit is 6 MB for the whole result document.
 LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 - 16 * 1024  # room for the envelope
@@ -42,6 +45,29 @@ def payload_version(event: Any) -> str | None:
 
 def is_http_event(event: Any) -> bool:
     return payload_version(event) is not None
+
+
+# Fields only OpenAI's request has (model, encoding_format, dimensions, user, embedding_types,
+# token_counts): a direct event that uses one is a /v1/embeddings body.
+OPENAI_ONLY_FIELDS = frozenset(OpenAIEmbeddingRequest.model_fields) - frozenset(SeedEmbeddingRequest.model_fields)
+
+
+def direct_operation(event: dict) -> str:
+    """A direct event is the body of `POST /` (the seed's event), or of `POST /v1/embeddings`
+    when it names any field only that route has, so bulk clients can ask for base64 vectors
+    (about twice as many fit in Lambda's 6 MB response) with the request they already send."""
+    return "openai_embeddings" if OPENAI_ONLY_FIELDS.intersection(event) else "embed"
+
+
+def with_status_in_body(reply: Reply) -> Reply:
+    """A direct invocation has no status line, so an error carries its HTTP-equivalent status
+    in the body (`error.status`): clients tell a bad request (400, don't retry) from overload
+    or a timeout (429/503/504, retry) without parsing messages."""
+    if reply.status >= 400:
+        payload = orjson.loads(reply.body)
+        payload["error"]["status"] = reply.status
+        reply.body = encode_json(payload)
+    return reply
 
 
 def parse_http_event(event: dict) -> HttpRequest:

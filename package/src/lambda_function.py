@@ -1,8 +1,10 @@
 """AWS Lambda adapter: translates events to the shared service and back.
 
 The model loads at import, i.e. in Lambda's init phase, once per sandbox; every invocation
-after that reuses it. Direct invocations (the seed's `{"input": "hello, world!"}`) get the
-response JSON object itself (not a JSON string inside JSON); Function URL and API Gateway
+after that reuses it. Direct invocations (the seed's `{"input": "hello, world!"}`, or a
+`/v1/embeddings` body: any OpenAI-only field such as `encoding_format` selects that route) get
+the response JSON object itself (not a JSON string inside JSON), errors with their status in
+the body; Function URL and API Gateway
 events get a proxy result `{"statusCode", "headers", "body"}` with the same JSON bodies as
 the FastAPI target.
 """
@@ -15,7 +17,14 @@ from typing import Any
 
 from api import EmbeddingAPI, Reply, encode_json, error_reply, resolve
 from errors import ApiError, bad_request, internal_error, too_large
-from lambda_events import LAMBDA_RESPONSE_LIMIT_BYTES, http_result, is_http_event, parse_http_event
+from lambda_events import (
+    LAMBDA_RESPONSE_LIMIT_BYTES,
+    direct_operation,
+    http_result,
+    is_http_event,
+    parse_http_event,
+    with_status_in_body,
+)
 from logs import configure_logging
 from model import model_load
 from settings import load_settings
@@ -54,6 +63,7 @@ def _respond(event: Any, context: Any) -> tuple[str, Reply, bool]:
             body, content_type = request.body, request.headers.get("content-type")
         else:
             body, content_type = _direct_body(event), "application/json"
+            operation = direct_operation(event)
         reply = API.handle(operation, body, content_type, budget_s=_budget(context), path=path)
     except ApiError as error:
         reply = error_reply(error)
@@ -89,4 +99,4 @@ def handler(event: Any, context: Any) -> dict | bytes:
     )
     # Direct invocations get the JSON document itself; bytes pass through the runtime
     # untouched, so float32 vectors keep orjson's short form.
-    return http_result(reply) if http else reply.body
+    return http_result(reply) if http else with_status_in_body(reply).body

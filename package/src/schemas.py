@@ -185,6 +185,12 @@ class OpenAIEmbeddingRequest(BaseModel):
         ),
     )
 
+    token_counts: bool = Field(
+        default=False,
+        description="Ours: true adds `tokens` to each data item, the tokens the model read for that input "
+        "(after truncation, prompt included), so bulk clients can record them per text.",
+    )
+
     _check_input = field_validator("input", mode="before")(check_openai_input)
     _check_input_type = field_validator("input_type", mode="before")(check_input_type)
     _check_embedding_types = field_validator("embedding_types", mode="before")(check_embedding_types)
@@ -213,6 +219,7 @@ class EmbeddingItem(BaseModel):
     embeddings: dict[EmbeddingType, list[float] | str] | None = Field(
         default=None, description="One entry per requested embedding type (only with embedding_types)."
     )
+    tokens: int | None = Field(default=None, description="Tokens read for this input (only with token_counts).")
 
 
 class OpenAIEmbeddingResponse(BaseModel):
@@ -237,6 +244,12 @@ class StatusResponse(BaseModel):
     status: str = "200 OK"
 
 
+class LimitsInfo(BaseModel):
+    max_items: int = Field(description="Most inputs per request (MAX_INPUT_ITEMS).")
+    max_item_chars: int = Field(description="Most characters per input (MAX_INPUT_CHARS).")
+    max_body_bytes: int = Field(description="Largest request body (MAX_BODY_BYTES).")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
@@ -246,6 +259,7 @@ class HealthResponse(BaseModel):
     prompts: dict[str, str] = Field(description="The model's non-empty prompts, by name.")
     default_prompt_name: str | None = None
     input_types: dict[InputType, str | None] = Field(description="The prompt name each input_type applies.")
+    limits: LimitsInfo = Field(description="Request limits, so bulk clients can check inputs before sending.")
 
 
 class ModelCard(BaseModel):

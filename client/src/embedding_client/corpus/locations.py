@@ -1,0 +1,201 @@
+"""Where input, output and committed shards live: a local path or `s3://bucket/key`.
+
+Both kinds offer the same few operations, each atomic where it writes: a local file is written
+beside its final name and renamed; an S3 object appears whole or not at all. S3 settings come
+from the standard AWS configuration (credentials chain, `AWS_ENDPOINT_URL_S3` for an emulator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedding_client.corpus.errors import CorpusError, InputError
+
+
+@dataclass(frozen=True)
+class Location:
+    uri: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        return self.uri[5:].split("/", 1)[0]
+
+    @property
+    def key(self) -> str:
+        parts = self.uri[5:].split("/", 1)
+        return parts[1] if len(parts) > 1 else ""
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    def sibling(self, suffix: str) -> "Location":
+        """The same name plus a suffix: `out.parquet` -> `out.parquet.parts`."""
+        return Location(self.uri + suffix)
+
+    def child(self, name: str) -> "Location":
+        return Location(f"{self.uri.rstrip('/')}/{name}")
+
+
+def parse_location(uri: str, what: str) -> Location:
+    if uri.startswith("s3://"):
+        location = Location(uri)
+        if not location.bucket or not location.key or location.key.endswith("/"):
+            raise InputError(f"{what} {uri!r} must name an object: s3://bucket/key")
+        return location
+    if "://" in uri:
+        raise InputError(f"{what} {uri!r}: only local paths and s3://bucket/key are supported")
+    return Location(str(Path(uri).expanduser()))
+
+
+class Storage:
+    """Local files and S3 objects behind one small interface."""
+
+    def __init__(self, region: str | None = None):
+        self._region = region
+        self._s3: Any = None
+
+    @property
+    def s3(self):
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.session.Session(region_name=self._region).client("s3")
+        return self._s3
+
+    def fingerprint(self, location: Location) -> dict:
+        """What identifies this version of the input, so --resume can refuse a changed one."""
+        if location.is_s3:
+            head = self._s3_call(location, "head_object", Bucket=location.bucket, Key=location.key)
+            return {"size": head["ContentLength"], "etag": head.get("ETag", "")}
+        try:
+            stat = os.stat(location.uri)
+        except FileNotFoundError:
+            raise InputError(f"{location.uri} does not exist") from None
+        if not os.path.isfile(location.uri):
+            raise InputError(f"{location.uri} is not a file")
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def exists(self, location: Location) -> bool:
+        if not location.is_s3:
+            return os.path.exists(location.uri)
+        try:
+            self._s3_call(location, "head_object", Bucket=location.bucket, Key=location.key)
+            return True
+        except InputError:
+            return False
+
+    def local_copy(self, location: Location, directory: str) -> str:
+        """A local path to read: the file itself, or an S3 object downloaded into `directory`."""
+        if not location.is_s3:
+            return location.uri
+        path = os.path.join(directory, location.name)
+        self._s3_call(location, "download_file", Bucket=location.bucket, Key=location.key, Filename=path)
+        return path
+
+    def read_bytes(self, location: Location) -> bytes:
+        if location.is_s3:
+            response = self._s3_call(location, "get_object", Bucket=location.bucket, Key=location.key)
+            return response["Body"].read()
+        return Path(location.uri).read_bytes()
+
+    def write_bytes(self, location: Location, data: bytes) -> None:
+        """Whole or not at all: a crash never leaves a half-written object under the name."""
+        if location.is_s3:
+            self._s3_call(location, "put_object", Bucket=location.bucket, Key=location.key, Body=data)
+            return
+        path = Path(location.uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+
+    def put_file(self, path: str, location: Location) -> None:
+        """Move a finished local file to its final place (rename, or upload then delete)."""
+        if location.is_s3:
+            self._s3_call(location, "upload_file", Filename=path, Bucket=location.bucket, Key=location.key)
+            os.unlink(path)
+            return
+        Path(location.uri).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, location.uri)
+
+    def names(self, directory: Location) -> set[str]:
+        """Names of the objects directly under a local folder or an S3 prefix."""
+        if not directory.is_s3:
+            try:
+                return {entry.name for entry in os.scandir(directory.uri) if entry.is_file()}
+            except FileNotFoundError:
+                return set()
+        prefix = directory.key.rstrip("/") + "/"
+        names: set[str] = set()
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=directory.bucket, Prefix=prefix):
+                names.update(item["Key"][len(prefix):] for item in page.get("Contents", []))
+        except Exception as error:
+            raise CorpusError(f"cannot list {directory.uri}: {_describe(error)}") from None
+        return {name for name in names if name and "/" not in name}
+
+    def remove_tree(self, directory: Location) -> None:
+        if not directory.is_s3:
+            shutil.rmtree(directory.uri, ignore_errors=True)
+            return
+        for name in self.names(directory):
+            item = directory.child(name)
+            self._s3_call(item, "delete_object", Bucket=item.bucket, Key=item.key)
+
+    def check_writable(self, location: Location) -> None:
+        """Fail before any model work when the output's bucket or folder is unusable."""
+        if location.is_s3:
+            self._s3_call(location, "head_bucket", Bucket=location.bucket)
+            return
+        parent = Path(location.uri).resolve().parent
+        if not parent.is_dir():
+            raise InputError(f"the output's folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise InputError(f"the output's folder {parent} is not writable")
+
+    def _s3_call(self, location: Location, operation: str, **kwargs):
+        try:
+            return getattr(self.s3, operation)(**kwargs)
+        except Exception as error:
+            raise _s3_error(location, error) from None
+
+
+def _describe(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    detail = response.get("Error", {})
+    code, message = detail.get("Code"), detail.get("Message")
+    if code:
+        return f"{code}: {message}" if message and message != code else str(code)
+    return str(error) or type(error).__name__
+
+
+def _s3_error(location: Location, error: Exception) -> CorpusError:
+    name = type(error).__name__
+    code = str(((getattr(error, "response", None) or {}).get("Error") or {}).get("Code", ""))
+    if code in ("404", "NoSuchKey", "NotFound"):
+        return InputError(f"{location.uri} does not exist")
+    if code == "NoSuchBucket":
+        return InputError(f"the bucket {location.bucket!r} of {location.uri} does not exist")
+    if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+        return CorpusError(f"S3 refused access to {location.uri} ({code}): check your AWS credentials "
+                           "and permissions")
+    if name == "NoCredentialsError":
+        return CorpusError(f"no AWS credentials to read or write {location.uri}: set AWS_PROFILE or "
+                           "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is available")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+        return CorpusError(f"cannot reach S3 for {location.uri}: {error}")
+    return CorpusError(f"S3 failed on {location.uri}: {_describe(error)}")

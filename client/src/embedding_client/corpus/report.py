@@ -1,0 +1,135 @@
+"""The end-of-run report: texts, tokens, wall time, texts/s, retries; for Lambda, what it cost.
+
+Lambda's bill is summed from the REPORT lines AWS returns with `LogType=Tail` (billed
+duration x memory). Where they are missing (an emulator), it is estimated from the measured
+invocation times and the function's memory (or 1,769 MB, one vCPU), and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from string import Template
+
+from embedding_client import prices
+from embedding_client.corpus.targets import Invocation
+
+ASSUMED_MEMORY_MB = 1769  # Terraform's default: one full vCPU
+
+REPORT = Template("""\
+embed-corpus: $texts texts -> $output
+  target      $target ($model, $dimension dims, $embedding_type)
+  texts       $texts in this run$skipped_note$rejected_note
+  tokens      $tokens
+  wall time   $wall ($rate texts/s)
+  requests    $requests ($retries retries, $splits splits)$truncated_note
+$cost""")
+
+LAMBDA_COST = Template("""\
+  billed      $gb_seconds GB-s over $invocations invocations ($basis)
+  price       $$$usd for this run = $$$per_million per 1M texts on $arch ($as_of)
+              $other_arch
+              hosted API, $hosted_name: $$$hosted_standard standard / $$$hosted_batch batch per 1M texts of \
+$tokens_per_text tokens
+""")
+
+
+@dataclass
+class RunStats:
+    target: str
+    model: str
+    dimension: int
+    embedding_type: str
+    output: str
+    texts: int = 0
+    tokens: int | None = 0  # None once any request's token counts were unknown
+    wall_s: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    truncated: int | None = 0
+    skipped_texts: int = 0  # in shards an earlier run committed
+    rejected: int = 0  # --on-error skip
+    invocations: list[Invocation] = field(default_factory=list)
+    lambda_memory_mb: int | None = None
+    lambda_architecture: str | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("invocations")
+        data["texts_per_s"] = self.texts / self.wall_s if self.wall_s else None
+        if self.target.startswith("lambda://"):
+            data["lambda"] = lambda_bill(self)
+        return data
+
+
+def lambda_bill(stats: RunStats) -> dict:
+    """GB-seconds and dollars, measured from REPORT lines where every invocation had one."""
+    measured = bool(stats.invocations) and all(call.billed_ms is not None for call in stats.invocations)
+    memory = stats.lambda_memory_mb or ASSUMED_MEMORY_MB
+    gb_s = sum(
+        prices.gb_seconds(call.billed_ms if measured else math.ceil(call.seconds * 1000),
+                          call.memory_mb if measured and call.memory_mb else memory)
+        for call in stats.invocations
+    )
+    arch = stats.lambda_architecture or "x86_64"
+    by_arch = {name: prices.lambda_usd(gb_s, len(stats.invocations), name) for name in prices.LAMBDA_GB_SECOND}
+    per_million = {name: usd / stats.texts * 1e6 if stats.texts else None for name, usd in by_arch.items()}
+    tokens_per_text = stats.tokens / stats.texts if stats.tokens and stats.texts else None
+    return {
+        "measured": measured,
+        "basis": "billed durations from the REPORT lines" if measured else (
+            f"ESTIMATE: no REPORT lines came back, so measured invocation times x "
+            f"{memory} MB{'' if stats.lambda_memory_mb else ' (assumed: one vCPU)'}"),
+        "gb_seconds": gb_s,
+        "invocations": len(stats.invocations),
+        "architecture": arch,
+        "architecture_known": stats.lambda_architecture is not None,
+        "usd": by_arch,
+        "usd_per_million_texts": per_million,
+        "tokens_per_text": tokens_per_text,
+        "hosted_usd_per_million_texts": (prices.hosted_usd_per_million_texts(tokens_per_text)
+                                         if tokens_per_text else None),
+    }
+
+
+def render(stats: RunStats) -> str:
+    rate = stats.texts / stats.wall_s if stats.wall_s else 0.0
+    return REPORT.substitute(
+        texts=f"{stats.texts:,}", output=stats.output, target=stats.target, model=stats.model,
+        dimension=stats.dimension, embedding_type=stats.embedding_type,
+        skipped_note=f"; {stats.skipped_texts:,} were already committed by an earlier run" if stats.skipped_texts else "",
+        rejected_note=f"; {stats.rejected:,} rejected rows skipped (see the rejects file)" if stats.rejected else "",
+        tokens=f"{stats.tokens:,}" if stats.tokens is not None else "unknown (the target does not count per text)",
+        wall=f"{stats.wall_s:.1f} s", rate=f"{rate:,.1f}", requests=f"{stats.requests:,}",
+        retries=f"{stats.retries:,}", splits=f"{stats.splits:,}",
+        truncated_note=(f"\n  truncated   {stats.truncated:,} texts cut at the model's maximum length"
+                        if stats.truncated else ""),
+        cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else "",
+    )
+
+
+def _lambda_cost(stats: RunStats) -> str:
+    bill = lambda_bill(stats)
+    arch = bill["architecture"]
+    others = [name for name in prices.LAMBDA_GB_SECOND if name != arch]
+    other_lines = [
+        f"{name}: ${_money(bill['usd_per_million_texts'][name])} per 1M texts"
+        + (f" ({prices.ARM64_CAVEAT})" if name == "arm64" else "")
+        for name in others
+    ]
+    hosted = bill["hosted_usd_per_million_texts"] or {"standard": None, "batch": None}
+    return LAMBDA_COST.substitute(
+        gb_seconds=f"{bill['gb_seconds']:,.1f}", invocations=f"{bill['invocations']:,}", basis=bill["basis"],
+        usd=_money(bill["usd"][arch]), per_million=_money(bill["usd_per_million_texts"][arch]),
+        arch=arch + ("" if bill["architecture_known"] else " (assumed)"), as_of=f"list prices {prices.AS_OF[:7]}",
+        other_arch="; ".join(other_lines), hosted_name=prices.HOSTED_API["name"],
+        hosted_standard=_money(hosted["standard"]), hosted_batch=_money(hosted["batch"]),
+        tokens_per_text=f"{bill['tokens_per_text']:.0f}" if bill["tokens_per_text"] else "?",
+    )
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"

@@ -1,0 +1,120 @@
+"""Committed shards next to the output, and the final Parquet file assembled from them.
+
+`OUTPUT.parts/` (a folder, or an S3 prefix) holds `manifest.json`, which pins what the run is
+(input version, fields, shard size, model, output type), and one `shard-NNNNNN.parquet` per
+finished shard, each written whole or not at all. A resumed run checks the manifest and skips
+the shards already there; when all are, they are concatenated in order into OUTPUT (each
+shard one row group) and the folder is removed. The file carries no timestamps, so a resumed
+run's output is byte for byte the uninterrupted one's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedding_client.corpus.errors import CorpusError, InputError
+from embedding_client.corpus.locations import Location, Storage
+from embedding_client.corpus.readers import Row
+
+PARTS_SUFFIX = ".parts"
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_ARROW_VALUES = {"float": pa.float32(), "int8": pa.int8(), "uint8": pa.uint8(), "binary": pa.int8(),
+                 "ubinary": pa.uint8()}
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.parquet"
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """Columns `id`, `embedding` (a fixed-size list, the model's dimension), `tokens`; metadata."""
+
+    ids_are_ints: bool
+    embedding_type: str
+    width: int
+    metadata: dict[str, str]
+
+    def arrow(self, with_metadata: bool = False) -> pa.Schema:
+        schema = pa.schema([
+            pa.field("id", pa.int64() if self.ids_are_ints else pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False),
+            pa.field("tokens", pa.int32()),
+        ])
+        return schema.with_metadata(self.metadata) if with_metadata else schema
+
+    def table(self, rows: list[Row], vectors: np.ndarray, tokens: list[int] | None) -> pa.Table:
+        ids = [row.id if self.ids_are_ints else str(row.id) for row in rows]
+        flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=_ARROW_VALUES[self.embedding_type])
+        return pa.table([
+            pa.array(ids, type=self.arrow().field("id").type),
+            pa.FixedSizeListArray.from_arrays(flat, self.width),
+            pa.array(tokens if tokens is not None else [None] * len(rows), type=pa.int32()),
+        ], schema=self.arrow())
+
+
+class ShardStore:
+    def __init__(self, output: Location, storage: Storage):
+        self.output = output
+        self.folder = output.sibling(PARTS_SUFFIX)
+        self.storage = storage
+
+    def manifest(self) -> dict | None:
+        if MANIFEST not in self.storage.names(self.folder):
+            return None
+        try:
+            return json.loads(self.storage.read_bytes(self.folder.child(MANIFEST)))
+        except ValueError:
+            raise CorpusError(f"{self.folder.child(MANIFEST).uri} is damaged: delete {self.folder.uri} to "
+                              "start over") from None
+
+    def start(self, manifest: dict, resume: bool) -> set[int]:
+        """Begin or continue the run `manifest` describes; returns the shards already committed."""
+        earlier = self.manifest()
+        if earlier is None:
+            self.storage.write_bytes(self.folder.child(MANIFEST), json.dumps(manifest, indent=1).encode())
+            return set()
+        if not resume:
+            raise InputError(f"{self.folder.uri} holds an earlier, unfinished run: add --resume to continue it, "
+                             "or delete that folder to start over")
+        changed = [key for key in manifest if earlier.get(key) != manifest[key]]
+        if changed:
+            key = changed[0]
+            raise InputError(f"--resume: {key} differs from the earlier run's ({earlier.get(key)!r} then, "
+                             f"{manifest[key]!r} now); delete {self.folder.uri} to start over")
+        return self.committed()
+
+    def committed(self) -> set[int]:
+        names = self.storage.names(self.folder)
+        return {int(name[6:12]) for name in names
+                if name.startswith("shard-") and name.endswith(".parquet") and name[6:12].isdigit()}
+
+    def commit(self, index: int, table: pa.Table) -> None:
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        self.storage.write_bytes(self.folder.child(shard_name(index)), sink.getvalue())
+
+    def assemble(self, count: int, schema: OutputSchema) -> None:
+        """Shards 0..count-1, in order, into OUTPUT; then the parts are removed."""
+        directory = None if self.output.is_s3 else os.path.dirname(os.path.abspath(self.output.uri))
+        handle, path = tempfile.mkstemp(prefix=".embed-corpus-", suffix=".parquet", dir=directory)
+        os.close(handle)
+        try:
+            with pq.ParquetWriter(path, schema.arrow(with_metadata=True)) as writer:
+                for index in range(count):
+                    data = self.storage.read_bytes(self.folder.child(shard_name(index)))
+                    writer.write_table(pq.read_table(pa.BufferReader(data), schema=schema.arrow()))
+            self.storage.put_file(path, self.output)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        self.storage.remove_tree(self.folder)

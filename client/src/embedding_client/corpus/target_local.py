@@ -1,0 +1,93 @@
+"""`--target local`: the service's own model layer, in this process, on every core (or the GPU).
+
+It loads exactly what both services load (`model_load` with the service's settings, so
+`MODEL_DIR`, `EMBEDDING_BACKEND`, `EMBEDDING_DEVICE`, `EMBEDDING_PRECISION`... apply) and
+calls the same `Embedder.embed`, so the vectors are the ones `POST /` returns. The service's
+modules come from this repository's `package/src` (or `EMBEDDING_SERVICE_SRC`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from embedding_client.corpus.errors import CorpusError, InputError
+from embedding_client.corpus.plan import RequestBudget
+from embedding_client.corpus.targets import Embedded, EmbedOptions, Invocation, Limits, TargetInfo
+
+# client/src/embedding_client/corpus/target_local.py -> the repository root
+_REPO_SRC = Path(__file__).resolve().parents[4] / "package" / "src"
+
+
+def service_src() -> Path:
+    configured = os.environ.get("EMBEDDING_SERVICE_SRC", "").strip()
+    for candidate in ([Path(configured)] if configured else []) + [_REPO_SRC]:
+        if (candidate / "model.py").is_file() and (candidate / "settings.py").is_file():
+            return candidate
+    raise InputError(
+        "--target local runs the service's model layer in this process: run from a checkout of the "
+        "repository (make setup), or set EMBEDDING_SERVICE_SRC to its package/src"
+    )
+
+
+class LocalTarget:
+    default_concurrency = 1  # one model call at a time; it already uses every core
+    default_batch_size = 1024  # texts per call: enough to sort by length and pad little
+
+    def __init__(self, options: EmbedOptions):
+        src = str(service_src())
+        if src not in sys.path:
+            sys.path.insert(0, src)
+        try:
+            from model import model_load
+            from settings import SettingsError, load_settings
+        except ImportError as error:
+            raise CorpusError(f"the service's model layer in {src} can't be imported: {error}") from None
+        try:
+            settings = load_settings()
+        except SettingsError as error:
+            raise InputError(str(error)) from None
+        try:
+            self._embedder = model_load(settings)
+        except Exception as error:  # ModelFilesError, a missing file: say which
+            raise CorpusError(f"the model in {settings.model_dir} can't be loaded: {error}") from None
+        self._options = options
+        names = (settings.model_id.lower(), settings.model_id.split("/")[-1].lower())
+        if options.model and options.model.lower() not in names:
+            raise InputError(f"--model {options.model!r}: the local model is {settings.model_id!r} (MODEL_DIR)")
+        spec = self._embedder.spec
+        self._prompt = spec.prompt_for(options.input_type)
+        if options.embedding_type in ("int8", "uint8") and self._embedder.calibration_ranges is None:
+            raise InputError(
+                f"--embedding-type {options.embedding_type} needs the model folder's calibration ranges "
+                "(quantization_calibration.npy) or EMBEDDING_CALIBRATION_FILE"
+            )
+        limits = settings.limits
+        self.info = TargetInfo(
+            kind="local", model_id=settings.model_id, dimension=spec.dimension,
+            limits=Limits(limits.max_items, limits.max_item_chars, limits.max_body_bytes),
+            max_seq_length=spec.max_seq_length,
+            notes=(f"model layer: {settings.backend} on {settings.device}, {settings.precision}, "
+                   f"{settings.effective_threads} threads",),
+        )
+
+    def budget(self, batch_size: int) -> RequestBudget:
+        return RequestBudget(max_items=batch_size, max_seq_length=self.info.max_seq_length)
+
+    def embed(self, texts: list[str]) -> Embedded:
+        from quantize import quantize
+
+        started = time.perf_counter()
+        result = self._embedder.embed(texts, prompt=self._prompt)
+        vectors = result.vectors
+        if self._options.embedding_type != "float":
+            vectors = quantize(vectors, self._options.embedding_type, self._embedder.calibration_ranges)
+        return Embedded(vectors, list(result.token_counts), result.truncated_count,
+                        [Invocation(time.perf_counter() - started)])
+
+    def close(self) -> None:
+        from model import model_unload
+
+        model_unload(self._embedder)

@@ -1,0 +1,197 @@
+"""What every target shares: what it reports after a probe, what one call returns, the OpenAI wire.
+
+A target embeds one request's texts and says what that cost; it never retries (retry.py does).
+`open_target` picks the target from `--target`: `local`, `http(s)://...` or `lambda://NAME`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from embedding_client.corpus.errors import InputError, PermanentError, SplitRequest, TransientError
+from embedding_client.corpus.plan import RequestBudget
+
+# Cohere's output types, as the service's embedding_types: numpy dtype and values per byte.
+OUTPUT_TYPES = {"float": ("<f4", 1), "int8": ("i1", 1), "uint8": ("u1", 1), "binary": ("i1", 8), "ubinary": ("u1", 8)}
+INPUT_TYPES = ("query", "document")
+RETRYABLE_STATUSES = (408, 425, 429, 500, 502, 503)
+SPLIT_STATUSES = (413, 504)  # the request was too big for one call: halves may pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The service's request limits (its /health says them; these are its defaults)."""
+
+    max_items: int = 2048
+    max_item_chars: int = 100_000
+    max_body_bytes: int = 6 * 1024 * 1024
+
+    @classmethod
+    def from_health(cls, health: dict) -> "Limits":
+        limits = health.get("limits") if isinstance(health, dict) else None
+        if not isinstance(limits, dict):
+            return cls()
+        return cls(**{name: int(limits[name]) for name in ("max_items", "max_item_chars", "max_body_bytes")
+                      if isinstance(limits.get(name), int)})
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What the user asked for, per text: a prompt and an output type."""
+
+    input_type: str | None = None
+    embedding_type: str = "float"
+    model: str | None = None  # the model name to send; None: the one the target serves
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    kind: str  # local | http | lambda
+    model_id: str
+    dimension: int
+    limits: Limits = Limits()
+    max_seq_length: int = 512
+    ours: bool = True  # this project's service: it counts tokens per text and knows input_type
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One call as the target billed it: Lambda's REPORT line where AWS returned it."""
+
+    seconds: float  # measured by the client
+    billed_ms: float | None = None
+    memory_mb: int | None = None
+
+
+@dataclass
+class Embedded:
+    vectors: np.ndarray  # (n, width) in the output type's dtype, in request order
+    tokens: list[int] | None  # per text, where the target says
+    truncated: int | None = None  # texts cut at the model's maximum, where the target says
+    invocations: list[Invocation] = field(default_factory=list)
+
+
+def merge(parts: list[Embedded]) -> Embedded:
+    """Halves of a split request back into one result, in order."""
+    tokens = None if any(p.tokens is None for p in parts) else [t for p in parts for t in p.tokens]
+    truncated = None if any(p.truncated is None for p in parts) else sum(p.truncated for p in parts)
+    return Embedded(
+        np.concatenate([p.vectors for p in parts]), tokens, truncated,
+        [call for p in parts for call in p.invocations],
+    )
+
+
+class Target(Protocol):
+    info: TargetInfo
+    default_batch_size: int
+    default_concurrency: int
+
+    def budget(self, batch_size: int) -> RequestBudget: ...
+
+    def embed(self, texts: list[str]) -> Embedded: ...
+
+    def close(self) -> None: ...
+
+
+def output_width(embedding_type: str, dimension: int) -> int:
+    return math.ceil(dimension / OUTPUT_TYPES[embedding_type][1])
+
+
+def output_dtype(embedding_type: str) -> np.dtype:
+    return np.dtype(OUTPUT_TYPES[embedding_type][0])
+
+
+def openai_request(texts: list[str], info: TargetInfo, options: EmbedOptions) -> dict:
+    """A /v1/embeddings body: base64 vectors; our extensions only where the server is ours."""
+    body: dict[str, Any] = {"input": texts, "model": options.model or info.model_id, "encoding_format": "base64"}
+    if info.ours:
+        body["token_counts"] = True
+    if options.input_type:
+        body["input_type"] = options.input_type
+    if options.embedding_type != "float":
+        body["embedding_types"] = [options.embedding_type]
+    return body
+
+
+def parse_openai_response(payload: Any, count: int, info: TargetInfo, options: EmbedOptions) -> Embedded:
+    """Vectors (base64 or JSON numbers) in index order; a response that doesn't fit is refused."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list) or len(data) != count:
+        got = len(data) if isinstance(data, list) else "no"
+        raise PermanentError(f"the target answered {got} vectors for {count} texts")
+    kind, dtype = options.embedding_type, output_dtype(options.embedding_type)
+    width = output_width(kind, info.dimension)
+    vectors = np.empty((count, width), dtype=dtype)
+    tokens: list[Any] = [None] * count
+    seen = set()
+    for item in data:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or index in seen:
+            raise PermanentError(f"the target's response has a bad or repeated index: {index!r}")
+        seen.add(index)
+        value = item.get("embedding") if kind == "float" else (item.get("embeddings") or {}).get(kind)
+        vector = decode_vector(value, dtype)
+        if vector.shape != (width,):
+            raise PermanentError(f"the target answered a vector of {vector.size} values; expected {width}")
+        vectors[index] = vector
+        tokens[index] = item.get("tokens")
+    known = info.ours and all(isinstance(t, int) for t in tokens)
+    return Embedded(vectors, tokens if known else None)
+
+
+def decode_vector(value: Any, dtype: np.dtype) -> np.ndarray:
+    """A base64 string of little-endian values, or a JSON list of numbers."""
+    if isinstance(value, str):
+        try:
+            return np.frombuffer(base64.b64decode(value, validate=True), dtype=dtype)
+        except (binascii.Error, ValueError):
+            raise PermanentError("the target's response holds a vector that is not valid base64") from None
+    if isinstance(value, list):
+        return np.asarray(value, dtype=dtype)
+    raise PermanentError("the target's response has no vector where one was expected")
+
+
+def status_error(status: int, message: str, retry_after: float | None = None) -> Exception:
+    """An HTTP-equivalent status -> what the retry layer should do with it."""
+    if status in SPLIT_STATUSES:
+        return SplitRequest(f"{status}: {message}")
+    if status in RETRYABLE_STATUSES or status >= 500:
+        return TransientError(f"{status}: {message}", retry_after)
+    return PermanentError(f"{status}: {message}")
+
+
+def error_message(payload: Any) -> str:
+    """The message of an OpenAI-shaped error body, or a short rendering of whatever came back."""
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return str(payload["error"].get("message", payload["error"]))
+    return str(payload)[:300]
+
+
+def open_target(spec: str, options: EmbedOptions, *, endpoint_urls: list[str], region: str | None,
+                api_key: str | None, concurrency: int | None, timeout: float | None = None) -> Target:
+    """`local`, `http(s)://HOST[:PORT]` or `lambda://FUNCTION_NAME`; probes it before returning."""
+    if options.embedding_type not in OUTPUT_TYPES:
+        raise InputError(f"--embedding-type must be one of {', '.join(OUTPUT_TYPES)}")
+    if endpoint_urls and not spec.startswith("lambda://"):
+        raise InputError("--endpoint-url points boto3 at Lambda endpoints: it needs --target lambda://NAME")
+    if spec == "local":
+        from embedding_client.corpus.target_local import LocalTarget
+
+        return LocalTarget(options)
+    if spec.startswith(("http://", "https://")):
+        from embedding_client.corpus.target_http import HttpTarget
+
+        return HttpTarget(spec, options, api_key=api_key, concurrency=concurrency, timeout=timeout)
+    if spec.startswith("lambda://"):
+        from embedding_client.corpus.target_lambda import LambdaTarget
+
+        return LambdaTarget(spec[len("lambda://"):], options, endpoint_urls=endpoint_urls, region=region,
+                            api_key=api_key, concurrency=concurrency, timeout=timeout)
+    raise InputError(f"--target {spec!r}: use local, http(s)://HOST[:PORT] or lambda://FUNCTION_NAME")

@@ -1,0 +1,50 @@
+"""Dated list prices: the one table `embed-corpus`'s report and `make cost` price with.
+
+Not fetched live (the tools run offline): check AWS's and OpenAI's pricing pages before quoting
+a figure to anyone. Lambda bills duration per millisecond times memory in GB (MB / 1024), plus a
+fee per request.
+"""
+
+from __future__ import annotations
+
+AS_OF = (
+    "2025-08 (us-east-1 list prices, from AWS's public pricing pages as known to the author; not "
+    "fetched live)"
+)
+REGION = "us-east-1"
+LAMBDA_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}  # first 6 bn GB-s/month tier
+LAMBDA_REQUESTS_PER_MILLION = 0.20
+# Always-free monthly allowance (not the 12-month kind), per account, shared by all functions.
+LAMBDA_FREE_TIER = {"gb_seconds": 400_000, "requests": 1_000_000, "logs_gb": 5.0}
+ECR_STORAGE_GB_MONTH = 0.10
+CLOUDWATCH_LOGS_INGEST_PER_GB = 0.50
+HOSTED_API = {
+    "name": "OpenAI text-embedding-3-small",
+    "usd_per_million_tokens": 0.02,  # standard
+    "batch_usd_per_million_tokens": 0.01,  # Batch API: half price, results within 24 hours
+    "as_of": "2024-01 list price (unchanged through mid-2025)",
+}
+# Graviton2's Neoverse N1 has two 128-bit FMA pipes; an AVX-512 x86 core has 512-bit ones (AVX2:
+# 256-bit). fp32 GEMM is FMA-bound, so arm64 may need more time per text than x86_64.
+ARM64_CAVEAT = (
+    "arm64 assumes the x86_64 durations (nothing here runs arm64); Graviton2 has half the fp32 SIMD "
+    "width of an AVX2 core (2x128-bit vs 2x256-bit FMA), so its durations may be longer"
+)
+
+
+def lambda_usd(gb_seconds: float, requests: int, arch: str) -> float:
+    """Compute plus request charges, no free tier (a bulk run usually exceeds it)."""
+    return gb_seconds * LAMBDA_GB_SECOND[arch] + requests * LAMBDA_REQUESTS_PER_MILLION / 1e6
+
+
+def gb_seconds(billed_ms: float, memory_mb: int) -> float:
+    """One invocation's GB-seconds, as AWS computes them."""
+    return billed_ms / 1000 * memory_mb / 1024
+
+
+def hosted_usd_per_million_texts(tokens_per_text: float) -> dict[str, float]:
+    """The hosted API's standard and batch prices for a million texts of this length."""
+    return {
+        "standard": tokens_per_text * HOSTED_API["usd_per_million_tokens"],
+        "batch": tokens_per_text * HOSTED_API["batch_usd_per_million_tokens"],
+    }
