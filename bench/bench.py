@@ -1,13 +1,13 @@
 """Side-by-side benchmarks: one run, same machine, same texts (`make bench`).
 
-Our ONNX backend, our torch backend, fastembed on the same ONNX file and plain
-sentence-transformers (the seed's stack), each in its own fresh process per thread count:
-single-text latency, throughput at batch 1/8/32/128 for short (~15 tokens) and long
-(256 tokens) texts with 1 and 2 threads, peak RSS, fidelity against sentence-transformers,
-cold start (fresh process to first embedding, on one CPU), the Lambda handler's init under
-the real RIE, dynamic batching in the FastAPI app, the machine's fp32 matmul peak and the
-installed size of each target's dependencies. Writes docs/benchmarks/{results.json,
-README.md,*.png}.
+Our ONNX backend (fp32, and int8 where `make setup` wrote onnx/model_int8.onnx), our torch
+backend, fastembed on the same ONNX file and plain sentence-transformers (the seed's stack),
+each in its own fresh process per thread count: single-text latency, throughput at batch
+1/8/32/128 for short (~15 tokens) and long (256 tokens) texts with 1 and 2 threads, peak RSS,
+fidelity against sentence-transformers, cold start (fresh process to first embedding, on one
+CPU), the Lambda handler's init under the real RIE, dynamic batching in the FastAPI app, the
+machine's fp32 peak (bench/peak.py) and the installed size of each target's dependencies.
+Writes docs/benchmarks/{results.json,README.md,*.png}.
 
     .venv/bin/python bench/bench.py                 # full run (~10 min on 2 cores)
     .venv/bin/python bench/bench.py --quick --skip-sizes --stacks onnx --out /tmp/b
@@ -33,14 +33,16 @@ import analysis  # noqa: E402
 import bench_env  # noqa: E402
 import bench_services  # noqa: E402
 import charts  # noqa: E402
+import peak  # noqa: E402
 import report  # noqa: E402
-from bench_worker import STACKS, cold_start_code  # noqa: E402
+from bench_worker import ONNX_FILES, PRECISION, STACKS, cold_start_code  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "bench_worker.py"
 THREADS = (1, 2)
 SEED = 0
+CORPUS_FUNCTION = {"short": "sentences", "long": "passages"}
 FULL = {
     "n_texts": {"short": 128, "long": 128},
     "batches": [1, 8, 32, 128],
@@ -95,8 +97,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def missing_files(stacks: list[str], model_dir: Path) -> dict[str, str]:
+    """Stacks whose precision's ONNX file the model folder lacks -> why they are skipped."""
+    return {
+        s: f"{PRECISION[s]} file missing: run make setup ({ONNX_FILES[PRECISION[s]]} not in {model_dir})"
+        for s in stacks
+        if PRECISION.get(s, "fp32") != "fp32" and not (model_dir / ONNX_FILES[PRECISION[s]]).is_file()
+    }
+
+
 def child_env(threads: int | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY", "BATCH_", "QUEUE_"))}
+    prefixes = ("EMBED", "API_KEY", "BATCH_", "QUEUE_", "ONNX_FILE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TRANSFORMERS_VERBOSITY": "error"})
     if threads:
         env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
@@ -110,6 +122,20 @@ def token_counts(model_dir: Path, texts: list[str]) -> list[int]:
     tokenizer.enable_truncation(max_length=256)
     tokenizer.no_padding()
     return [len(e.ids) for e in tokenizer.encode_batch(texts)]
+
+
+def _progress(record: dict, stack: str, threads: int, device: str, step: list[int], total: int) -> None:
+    step[0] += 1
+    lat = (
+        f", p50 {record['p50_ms']:.1f} ms p99 {record['p99_ms']:.1f} ms"
+        if record["batch"] == 1
+        else f" ({record['reps']} reps)"
+    )
+    say(
+        f"[{step[0]}/{total}] {stack}{'' if device == 'cpu' else '/' + device} {record['length']} "
+        f"b={record['batch']} t={threads} ... {record['texts_per_s']:.1f} texts/s, "
+        f"{record['tokens_per_s']:.0f} tokens/s{lat}"
+    )
 
 
 def run_worker(
@@ -133,27 +159,33 @@ def run_worker(
                 summary = record
                 continue
             results.append(record)
-            step[0] += 1
-            lat = (
-                f", p50 {record['p50_ms']:.1f} ms p99 {record['p99_ms']:.1f} ms"
-                if record["batch"] == 1
-                else f" ({record['reps']} reps)"
-            )
-            say(
-                f"[{step[0]}/{total}] {stack}{'' if device == 'cpu' else '/' + device} {record['length']} "
-                f"b={record['batch']} t={threads} ... {record['texts_per_s']:.1f} texts/s, "
-                f"{record['tokens_per_s']:.0f} tokens/s{lat}"
-            )
+            _progress(record, stack, threads, device, step, total)
         if proc.wait() != 0 or not summary:
             err.seek(0)
             raise RuntimeError(f"worker {stack} t={threads} failed:\n{err.read().decode()[-3000:]}")
     return results, summary
 
 
+def _cold_sample(t: dict, started: float) -> dict:
+    return {
+        "total_s": t["first"] - started,
+        "interpreter_s": t["t0"] - started,
+        "import_s": t["imported"] - t["t0"],
+        "load_s": t["loaded"] - t["imported"],
+        "first_embed_s": t["first"] - t["loaded"],
+    }
+
+
 def cold_starts(stack: str, model_dir: Path, runs: int) -> dict:
     code = cold_start_code(stack, str(model_dir))
     env = child_env()
-    env.update({"MODEL_DIR": str(model_dir), "EMBEDDING_BACKEND": "torch" if stack == "torch" else "onnx"})
+    env.update(
+        {
+            "MODEL_DIR": str(model_dir),
+            "EMBEDDING_BACKEND": "torch" if stack == "torch" else "onnx",
+            "EMBEDDING_PRECISION": PRECISION.get(stack, "fp32"),
+        }
+    )
     samples = []
     for _ in range(runs):
         started = time.time()
@@ -166,16 +198,7 @@ def cold_starts(stack: str, model_dir: Path, runs: int) -> dict:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"cold start {stack} failed:\n{proc.stderr[-3000:]}")
-        t = json.loads(proc.stdout.strip().splitlines()[-1])
-        samples.append(
-            {
-                "total_s": t["first"] - started,
-                "interpreter_s": t["t0"] - started,
-                "import_s": t["imported"] - t["t0"],
-                "load_s": t["loaded"] - t["imported"],
-                "first_embed_s": t["first"] - t["loaded"],
-            }
-        )
+        samples.append(_cold_sample(json.loads(proc.stdout.strip().splitlines()[-1]), started))
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
     return {
         **med,
@@ -190,11 +213,8 @@ def cold_starts(stack: str, model_dir: Path, runs: int) -> dict:
 def fidelity(vec_dir: Path, stack_key: str) -> dict:
     out = {}
     for length in ("short", "long"):
-        ref = (
-            np.load(vec_dir / f"st-cpu-t2-{length}.npy")
-            if (vec_dir / f"st-cpu-t2-{length}.npy").exists()
-            else np.load(vec_dir / f"st-cpu-t1-{length}.npy")
-        )
+        ref_file = vec_dir / f"st-cpu-t2-{length}.npy"
+        ref = np.load(ref_file if ref_file.exists() else vec_dir / f"st-cpu-t1-{length}.npy")
         vec = np.load(vec_dir / f"{stack_key}-{length}.npy")
         cos = np.sum(ref * vec, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(vec, axis=1))
         out[length] = float(cos.min())
@@ -202,151 +222,134 @@ def fidelity(vec_dir: Path, stack_key: str) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    cfg = QUICK if args.quick else FULL
-    args.out.mkdir(parents=True, exist_ok=True)
-    model_dir = args.model_dir.resolve()
-    command = (
-        "make bench"
-        if argv is None and not sys.argv[1:]
-        else ".venv/bin/python bench/bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    )
-    say(
-        f"benchmark ({'quick' if args.quick else 'full'}): stacks {', '.join(args.stacks)}; output {args.out}"
-    )
-    texts = {
-        "short": sentences(cfg["n_texts"]["short"], SEED),
-        "long": passages(cfg["n_texts"]["long"], SEED),
+def start_results(args: argparse.Namespace, cfg: dict, command: str, texts: dict, tokens: dict) -> dict:
+    """Everything known before the first worker starts."""
+    corpus = {
+        k: {
+            "source": f"bench/corpus.py {CORPUS_FUNCTION[k]}({len(texts[k])}, seed={SEED})",
+            "count": len(texts[k]),
+            "mean_tokens": statistics.mean(tokens[k]),
+            "min_tokens": min(tokens[k]),
+            "max_tokens": max(tokens[k]),
+            "padded_per_real_token": analysis.padding(tokens[k], cfg["batches"]),
+        }
+        for k in texts
     }
-    tokens = {k: token_counts(model_dir, v) for k, v in texts.items()}
-    results: dict = {
-        "schema": 1,
+    return {
+        "schema": 2,
         "quick": args.quick,
         "command": command,
         "machine": bench_env.machine(),
-        "config": {k: v for k, v in cfg.items()},
+        "config": dict(cfg),
         "threads": list(THREADS),
-        "corpus": {
-            k: {
-                "source": f"bench/corpus.py {'sentences' if k == 'short' else 'passages'}"
-                f"({len(texts[k])}, seed={SEED})",
-                "count": len(texts[k]),
-                "mean_tokens": statistics.mean(tokens[k]),
-                "min_tokens": min(tokens[k]),
-                "max_tokens": max(tokens[k]),
-                "padded_per_real_token": analysis.padding(tokens[k], cfg["batches"]),
-            }
-            for k in texts
-        },
-        "model_flops": bench_env.model_flops(model_dir),
+        "corpus": corpus,
+        "model_flops": bench_env.model_flops(args.model_dir),
+        "skipped_stacks": missing_files(args.stacks, args.model_dir),
         "stacks": {},
     }
-    snapshot = bench_env.cpu_snapshot()
-    say("fp32 matmul peak (numpy)")
-    results["matmul_peak"] = bench_env.matmul_peak(args.quick, list(THREADS))
-    say(f"matmul peak: {results['matmul_peak']['gflops']} GFLOP/s by threads")
-    results["gpu"] = (
-        bench_env.gpu()
-        if "torch" in args.stacks or "st" in args.stacks
-        else {"available": False, "note": "not probed (no torch stack selected)"}
-    )
-    say(f"GPU: {results['gpu'].get('name') or results['gpu'].get('note')}")
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        tmp = Path(tmp)
-        spec_path = tmp / "spec.json"
-        spec_path.write_text(
-            json.dumps(
-                {
-                    "model_dir": str(model_dir),
-                    "texts": texts,
-                    "tokens": tokens,
-                    "batches": cfg["batches"],
-                    "latency_calls": cfg["latency_calls"],
-                    "reps": cfg["reps"],
-                }
-            )
+
+def write_spec(path: Path, model_dir: Path, cfg: dict, texts: dict, tokens: dict) -> None:
+    keys = ("batches", "latency_calls", "reps")
+    spec = {"model_dir": str(model_dir), "texts": texts, "tokens": tokens, **{k: cfg[k] for k in keys}}
+    path.write_text(json.dumps(spec))
+
+
+def measure_stacks(results: dict, stacks: list[str], spec_path: Path, tokens: dict) -> list[tuple]:
+    """Each stack at each thread count in a fresh worker; returns the (stack, threads, device) runs."""
+    runs = [(s, t, "cpu") for s in stacks for t in THREADS]
+    if results["gpu"].get("available") and "torch" in stacks:
+        runs.append(("torch", 1, "cuda"))
+    cfg, n = results["config"], results["corpus"]
+    per_run = sum(1 for k in n for b in cfg["batches"] if b <= n[k]["count"])
+    step, total = [0], per_run * len(runs)
+    for stack, threads, device in runs:
+        say(f"{stack} t={threads} {device}: fresh process")
+        before = bench_env.cpu_snapshot()
+        records, summary = run_worker(spec_path, stack, threads, device, spec_path.parent, step, total)
+        noise = bench_env.other_load(before, bench_env.cpu_snapshot())
+        entry = results["stacks"].setdefault(stack, {"description": STACKS[stack], "threads": {}})
+        entry["threads"][str(threads) if device == "cpu" else device] = {
+            **summary,
+            "interference": noise,
+            "runs": analysis.index_runs(records, tokens, results["model_flops"]),
+        }
+        say(
+            f"{stack} t={threads}: load {summary['load_s']:.2f} s, peak RSS {summary['peak_rss_mb']:.0f} MB; "
+            f"other processes used {100 * (noise['other_share'] or 0):.0f}% of the machine meanwhile"
         )
-        runs = [(s, t, "cpu") for s in args.stacks for t in THREADS]
-        if results["gpu"].get("available") and "torch" in args.stacks:
-            runs.append(("torch", 1, "cuda"))
-        per_run = sum(1 for k in texts for b in cfg["batches"] if b <= len(texts[k]))
-        step, total = [0], per_run * len(runs)
-        for stack, threads, device in runs:
-            say(f"{stack} t={threads} {device}: fresh process")
-            before = bench_env.cpu_snapshot()
-            records, summary = run_worker(spec_path, stack, threads, device, tmp, step, total)
-            noise = bench_env.other_load(before, bench_env.cpu_snapshot())
-            entry = results["stacks"].setdefault(stack, {"description": STACKS[stack], "threads": {}})
-            key = str(threads) if device == "cpu" else device
-            entry["threads"][key] = {
-                **summary,
-                "interference": noise,
-                "runs": analysis.index_runs(records, tokens, results["model_flops"]),
-            }
-            say(
-                f"{stack} t={threads}: load {summary['load_s']:.2f} s, peak RSS "
-                f"{summary['peak_rss_mb']:.0f} MB; other processes used "
-                f"{100 * (noise['other_share'] or 0):.0f}% of the machine meanwhile"
-            )
-        if "st" not in args.stacks:
-            say("sentence-transformers reference vectors (for fidelity)")
-            proc = subprocess.run(
-                [sys.executable, str(WORKER), str(spec_path), "reference", "2", "cpu", str(tmp)],
-                env=child_env(2),
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"reference worker failed:\n{proc.stderr[-3000:]}")
-        for stack, threads, device in runs:
-            key = str(threads) if device == "cpu" else device
-            results["stacks"][stack]["threads"][key]["fidelity"] = fidelity(
-                tmp, f"{stack}-{device}-t{threads}"
-            )
-        for stack in args.stacks:
-            entry = results["stacks"][stack]
-            entry["fidelity_min_cosine"] = min(v["fidelity"]["min_cosine"] for v in entry["threads"].values())
-            say(f"fidelity {stack}: min cosine vs sentence-transformers {entry['fidelity_min_cosine']:.8f}")
+    return runs
 
-    for stack in args.stacks:
-        say(f"cold start {stack}: {cfg['cold_runs']} fresh processes on one CPU")
-        cold = results["stacks"][stack]["cold_start"] = cold_starts(stack, model_dir, cfg["cold_runs"])
+
+def reference_vectors(spec_path: Path, tmp: Path) -> None:
+    """sentence-transformers' vectors for the fidelity check, when `st` was not timed."""
+    say("sentence-transformers reference vectors (for fidelity)")
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(spec_path), "reference", "2", "cpu", str(tmp)],
+        env=child_env(2),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference worker failed:\n{proc.stderr[-3000:]}")
+
+
+def set_fidelity(results: dict, runs: list[tuple], tmp: Path) -> None:
+    for stack, threads, device in runs:
+        key = str(threads) if device == "cpu" else device
+        results["stacks"][stack]["threads"][key]["fidelity"] = fidelity(tmp, f"{stack}-{device}-t{threads}")
+    for stack, entry in results["stacks"].items():
+        entry["fidelity_min_cosine"] = min(v["fidelity"]["min_cosine"] for v in entry["threads"].values())
+        say(f"fidelity {stack}: min cosine vs sentence-transformers {entry['fidelity_min_cosine']:.8f}")
+
+
+def measure_cold_starts(results: dict, stacks: list[str], model_dir: Path) -> None:
+    runs = results["config"]["cold_runs"]
+    for stack in stacks:
+        say(f"cold start {stack}: {runs} fresh processes on one CPU")
+        cold = results["stacks"][stack]["cold_start"] = cold_starts(stack, model_dir, runs)
         say(
             f"cold start {stack}: median {cold['total_s']:.2f} s (import {cold['import_s']:.2f}, "
             f"load {cold['load_s']:.2f}, first embed {cold['first_embed_s'] * 1000:.0f} ms)"
         )
+
+
+def measure_services(results: dict, stacks: list[str], model_dir: Path, texts: dict) -> None:
+    """The two deployment targets as they start: the Lambda handler under the RIE, the
+    FastAPI app with and without dynamic batching (fp32 only)."""
+    cfg = results["config"]
     results["lambda_rie"] = {}
-    for backend in [b for b in ("onnx", "torch") if b in args.stacks]:
-        runs_ = cfg["rie_runs"] if backend == "onnx" else 1  # torch's init is ~10 s a go: once is plenty
+    for backend in [b for b in ("onnx", "torch") if b in stacks]:
+        runs = cfg["rie_runs"] if backend == "onnx" else 1  # torch's init is ~10 s a go: once is plenty
         results["lambda_rie"][backend] = bench_services.rie(
-            backend, str(model_dir), runs_, cfg["rie_warm"], texts, say
+            backend, str(model_dir), runs, cfg["rie_warm"], texts, say
         )
-    if "onnx" in args.stacks:
+    if "onnx" in stacks:
         results["dynamic_batching"] = bench_services.dynamic_batching(
             str(model_dir), texts["short"], cfg["clients"], cfg["batching_s"], say
         )
-    if args.skip_sizes:
-        results["installed_sizes"] = {"skipped": True}
-    else:
-        results["installed_sizes"] = bench_env.installed_sizes(REPO / ".tools" / "bench-sizes", say)
-        for stack in args.stacks:
-            size = results["installed_sizes"].get(bench_env.STACK_SIZE_TARGET[stack], {})
-            results["stacks"][stack]["installed_mb"] = size.get("mb")
 
-    say("fp32 matmul peak again (the higher of the two is kept)")
-    results["matmul_peak"] = bench_env.merge_peaks(
-        results["matmul_peak"], bench_env.matmul_peak(args.quick, list(THREADS))
-    )
+
+def measure_sizes(results: dict, stacks: list[str], skip: bool) -> None:
+    if skip:
+        results["installed_sizes"] = {"skipped": True}
+        return
+    results["installed_sizes"] = bench_env.installed_sizes(REPO / ".tools" / "bench-sizes", say)
+    for stack in stacks:
+        size = results["installed_sizes"].get(bench_env.STACK_SIZE_TARGET[stack], {})
+        results["stacks"][stack]["installed_mb"] = size.get("mb")
+
+
+def finish(results: dict, args: argparse.Namespace, snapshot: dict) -> None:
+    """The second peak measurement, the derived figures, and the files."""
+    say("fp32 peak again (the higher of the two is kept)")
+    nominal = results["machine"]["nominal_fp32_gflops_per_core"]
+    results["fp32_peak"] = peak.merge(results["fp32_peak"], peak.measure(args.quick, list(THREADS), nominal))
     analysis.set_peak_fractions(results)
     results["interference"] = bench_env.other_load(snapshot, bench_env.cpu_snapshot())
-    say(
-        f"other processes used {100 * (results['interference']['other_share'] or 0):.0f}% of the machine's "
-        f"CPU "
-        "during the run"
-    )
+    other = results["interference"]["other_share"] or 0
+    say(f"other processes used {100 * other:.0f}% of the machine's CPU during the run")
     results["targets"] = analysis.targets(results)
     results["memory_sizing"] = analysis.memory_sizing(results)
     results["duration_s"] = round(time.monotonic() - STARTED, 1)
@@ -356,6 +359,50 @@ def main(argv: list[str] | None = None) -> int:
     say(f"wrote {args.out}/results.json, README.md and {len(drawn)} charts in {results['duration_s']:.0f} s")
     for line in report.headline(results):
         print("  " + line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.model_dir = model_dir = args.model_dir.resolve()
+    flags = argv if argv is not None else sys.argv[1:]
+    command = "make bench" if not flags else ".venv/bin/python bench/bench.py " + shlex.join(flags)
+    say(
+        f"benchmark ({'quick' if args.quick else 'full'}): stacks {', '.join(args.stacks)}; output {args.out}"
+    )
+    texts = {
+        "short": sentences(cfg["n_texts"]["short"], SEED),
+        "long": passages(cfg["n_texts"]["long"], SEED),
+    }
+    tokens = {k: token_counts(model_dir, v) for k, v in texts.items()}
+    results = start_results(args, cfg, command, texts, tokens)
+    for stack, why in results["skipped_stacks"].items():
+        say(f"{stack}: skipped, {why}")
+    stacks = [s for s in args.stacks if s not in results["skipped_stacks"]]
+    snapshot = bench_env.cpu_snapshot()
+    say("fp32 peak: OpenBLAS's best kernel, onnxruntime's MatMul, nominal FMA width x clock")
+    results["fp32_peak"] = peak.measure(
+        args.quick, list(THREADS), results["machine"]["nominal_fp32_gflops_per_core"]
+    )
+    say(f"fp32 peak: {results['fp32_peak']['gflops']} GFLOP/s by threads ({results['fp32_peak']['chosen']})")
+    results["gpu"] = (
+        bench_env.gpu()
+        if "torch" in stacks or "st" in stacks
+        else {"available": False, "note": "not probed (no torch stack selected)"}
+    )
+    say(f"GPU: {results['gpu'].get('name') or results['gpu'].get('note')}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        write_spec(spec_path, model_dir, cfg, texts, tokens)
+        runs = measure_stacks(results, stacks, spec_path, tokens)
+        if "st" not in stacks:
+            reference_vectors(spec_path, Path(tmp))
+        set_fidelity(results, runs, Path(tmp))
+    measure_cold_starts(results, stacks, model_dir)
+    measure_services(results, stacks, model_dir, texts)
+    measure_sizes(results, stacks, args.skip_sizes)
+    finish(results, args, snapshot)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The machine, its fp32 matmul peak, the model's FLOPs, and installed dependency sizes.
+"""The machine, the model's FLOPs, other processes' load, and installed dependency sizes.
 
 Helpers for bench/bench.py; each function returns plain JSON-able dicts.
 """
@@ -40,7 +40,8 @@ AMD_MODELS = {
     (23, range(0x30, 0x40)): "Zen 2 (Rome)",
     (26, range(0x00, 0x20)): "Zen 5 (Turin)",
 }
-# fp32 FLOPs per cycle per core: two FMA pipes x 8 lanes (256-bit) x 2 on Zen 2-4, 512-bit on Zen 5
+# fp32 FLOPs per cycle per core: two FMA pipes x 8 lanes (256-bit) x 2 on Zen 2-4 (Zen 4 runs AVX-512
+# on those 256-bit pipes), 16 lanes (512-bit) on Zen 5
 FLOPS_PER_CYCLE = {
     "Zen 2 (Rome)": 32,
     "Zen 3 (Milan)": 32,
@@ -125,57 +126,6 @@ def machine() -> dict:
         "load_average_at_start": list(os.getloadavg()),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-_PEAK = r"""
-import json, sys, time
-import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
-n, reps, counts = int(sys.argv[1]), int(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")]
-rng = np.random.default_rng(0)
-a = rng.random((n, n), dtype=np.float32); b = rng.random((n, n), dtype=np.float32)
-out = {"n": n, "blas": [{k: i.get(k) for k in ("internal_api", "version", "architecture")}
-                         for i in threadpool_info() if i.get("user_api") == "blas"]}
-for t in counts:
-    with threadpool_limits(limits=t, user_api="blas"):
-        a @ b
-        times = []
-        for _ in range(reps):
-            started = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - started)
-    out[str(t)] = 2 * n**3 / min(times)
-print(json.dumps(out))
-"""
-
-
-def matmul_peak(quick: bool, thread_counts: list[int]) -> dict:
-    """Best-of-N fp32 square matmul (numpy's BLAS) per thread count, in FLOP/s."""
-    n, reps = (1024, 3) if quick else (2048, 8)
-    env = {**os.environ}
-    proc = subprocess.run(
-        [sys.executable, "-c", _PEAK, str(n), str(reps), ",".join(map(str, thread_counts))],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    data = json.loads(proc.stdout)
-    return {
-        "method": f"numpy float32 {n}x{n} @ {n}x{n}, best of {reps}, threadpoolctl limits",
-        "blas": data["blas"],
-        "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
-        "gflops": {str(t): round(data[str(t)] / 1e9, 1) for t in thread_counts},
-    }
-
-
-def merge_peaks(first: dict, second: dict) -> dict:
-    """The machine's peak is the best of the measurements (a busy neighbour only lowers one)."""
-    merged = dict(first)
-    merged["gflops"] = {t: max(v, second["gflops"].get(t, 0)) for t, v in first["gflops"].items()}
-    merged["samples"] = [first["gflops"], second["gflops"]]
-    merged["method"] += "; measured at the start and the end of the run, the higher kept"
-    return merged
 
 
 def cpu_snapshot() -> dict:

@@ -24,17 +24,30 @@ SRC = REPO / "package" / "src"
 # What each stack is, in the words of the report (the key is the --stacks name).
 STACKS = {
     "onnx": "this service, ONNX Runtime backend (default; both images)",
+    "int8": "this service, ONNX Runtime backend on onnx/model_int8.onnx (EMBEDDING_PRECISION=int8: the "
+    "economy path)",
     "torch": "this service, torch backend (EMBEDDING_BACKEND=torch; the seed's runtime)",
     "fastembed": "fastembed 0.9.1 on the same onnx/model.onnx (max length set to 256)",
     "st": "plain sentence-transformers on torch (the seed's stack)",
 }
 LABELS = {
     "onnx": "ours (ONNX)",
+    "int8": "ours (ONNX int8)",
     "torch": "ours (torch)",
     "fastembed": "fastembed",
     "st": "sentence-transformers",
 }
-COLORS = {"onnx": "tab:blue", "torch": "tab:orange", "fastembed": "tab:green", "st": "tab:red"}
+COLORS = {
+    "onnx": "tab:blue",
+    "int8": "tab:purple",
+    "torch": "tab:orange",
+    "fastembed": "tab:green",
+    "st": "tab:red",
+}
+# Stacks that run another precision than fp32, and the file each precision loads from the
+# model folder (the service's contract: settings.py maps EMBEDDING_PRECISION to the file).
+PRECISION = {"int8": "int8"}
+ONNX_FILES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 
 # A fresh `python -c` per run: exec -> first embedding of the seed's text. {model_dir} and
 # {src} are filled in by the parent; `T0` marks the first line of Python that runs.
@@ -49,6 +62,7 @@ T2 = time.time()
 v = model_infer("hello, world!", m)
 """,
     "torch": None,  # same code as onnx; EMBEDDING_BACKEND=torch in the environment
+    "int8": None,  # same code as onnx; EMBEDDING_PRECISION=int8 in the environment
     "st": """
 from sentence_transformers import SentenceTransformer
 T1 = time.time()
@@ -70,7 +84,7 @@ T2 = time.time()
 v = list(m.embed(["hello, world!"]))[0]
 """,
 }
-COLD_START["torch"] = COLD_START["onnx"]
+COLD_START["torch"] = COLD_START["int8"] = COLD_START["onnx"]
 
 
 def cold_start_code(stack: str, model_dir: str) -> str:
@@ -83,26 +97,36 @@ def cold_start_code(stack: str, model_dir: str) -> str:
     )
 
 
+def load_ours(stack: str, threads: int, device: str, model_dir: str):
+    """This service's model.py, as the services load it."""
+    sys.path.insert(0, str(SRC))
+    from model import model_load
+    from settings import load_settings
+
+    precision = PRECISION.get(stack, "fp32")
+    settings = load_settings(
+        {
+            "MODEL_DIR": model_dir,
+            "EMBEDDING_BACKEND": "torch" if stack == "torch" else "onnx",
+            "EMBEDDING_PRECISION": precision,
+            "EMBEDDING_THREADS": str(threads),
+            "EMBEDDING_DEVICE": device,
+        }
+    )
+    if stack != "torch" and settings.onnx_file != ONNX_FILES[precision]:
+        raise SystemExit(
+            f"EMBEDDING_PRECISION={precision} loads {settings.onnx_file}, not {ONNX_FILES[precision]}"
+        )
+    model = model_load(settings)
+    return lambda texts: model.embed(texts).vectors
+
+
 def load_stack(stack: str, threads: int, device: str, model_dir: str):
     """Returns embed(texts) -> (n, 384) float32 array, with each stack's own defaults."""
     import numpy as np
 
-    if stack in ("onnx", "torch"):
-        sys.path.insert(0, str(SRC))
-        from model import model_load
-        from settings import load_settings
-
-        model = model_load(
-            load_settings(
-                {
-                    "MODEL_DIR": model_dir,
-                    "EMBEDDING_BACKEND": stack,
-                    "EMBEDDING_THREADS": str(threads),
-                    "EMBEDDING_DEVICE": device,
-                }
-            )
-        )
-        return lambda texts: model.embed(texts).vectors
+    if stack in ("onnx", "int8", "torch"):
+        return load_ours(stack, threads, device, model_dir)
     if stack == "st":
         import torch
         from sentence_transformers import SentenceTransformer

@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 from string import Template
 
+import bench_env
 import cost
+import peak
 from analysis import run_of
-from bench_worker import LABELS, STACKS
+from bench_worker import LABELS, PRECISION, STACKS
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.md"
 SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
@@ -25,10 +27,7 @@ COLD_HEADER = (
     "peak RSS 2 threads (MB)|RSS after load (MB)|min cosine vs sentence-transformers|"
     "installed deps (MB)"
 ).split("|")
-FLOPS_HEADER = (
-    "threads|best batch|tokens/s|useful GFLOP/s|numpy matmul peak GFLOP/s|"
-    "fraction of matmul peak|fraction of nominal peak"
-).split("|")
+FLOPS_HEADER = "threads|best batch|tokens/s|useful GFLOP/s|fp32 peak GFLOP/s|fraction of peak".split("|")
 RIE_HEADER = (
     "backend|init (INIT REPORT)|first invoke|first REPORT Duration|warm invoke (median)|"
     "32 short texts|1 passage|32 passages|runtime RSS"
@@ -104,12 +103,8 @@ def _interference(results: dict) -> str:
 
 
 def _peak_line(mp: dict) -> str:
-    blas = mp["blas"][0] if mp["blas"] else {}
-    return (
-        f"{', '.join(f'{v} GFLOP/s with {k} thread(s)' for k, v in mp['gflops'].items())} "
-        f"({mp['method']}; BLAS {blas.get('internal_api', '?')} {blas.get('version', '')}, kernel "
-        f"{blas.get('architecture', '?')}; OPENBLAS_CORETYPE={mp['openblas_coretype_env'] or 'unset'})"
-    )
+    by_threads = ", ".join(f"{peak.describe(mp, t)} with {t} thread(s)" for t in mp["gflops"])
+    return f"{by_threads}; the method is under [How close to the FLOP limit](#how-close-to-the-flop-limit)"
 
 
 def machine(s: Sections, results: dict) -> str:
@@ -130,7 +125,7 @@ def machine(s: Sections, results: dict) -> str:
         load=", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
         interference=_interference(results),
         packages=", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        peak=_peak_line(results["matmul_peak"]),
+        peak=_peak_line(results["fp32_peak"]),
         gpu=g["name"] if g.get("available") else g.get("note", "none"),
         stack_names=",".join(STACKS),
     )
@@ -142,6 +137,10 @@ def stacks(s: Sections, results: dict) -> str:
         "stacks",
         stack_list="\n".join(
             f"- **{LABELS[k]}** (`{k}`): {e['description']}" for k, e in results["stacks"].items()
+        ),
+        skipped="\n".join(
+            s("skipped", label=LABELS[k], stack=k, why=why)
+            for k, why in results.get("skipped_stacks", {}).items()
         ),
         short_count=c["short"]["count"],
         short_source=c["short"]["source"],
@@ -221,6 +220,40 @@ def _long_target_row(b: str, th: str, row: dict) -> list[list]:
     ]
 
 
+def _int8_target_rows(int8: dict, skipped: dict) -> list[list]:
+    if "int8" in skipped:
+        return [["passages: int8 / fp32", f"not measured: {skipped['int8']}", ">= 1.6x", ""]]
+    rows = []
+    for length, what in (("long", "passages"), ("short", "short texts")):
+        for th, row in int8.get(length, {}).items():
+            ratio = f"{row['ratio']:.2f}x"
+            rows.append(
+                [
+                    f"{what}, batch {row['batch']}, {th} thread(s): int8 / fp32",
+                    f"{row['int8_texts_per_s']:.1f} / {row['fp32_texts_per_s']:.1f} texts/s = "
+                    + (f"**{ratio}**" if "met" in row else ratio),
+                    f"{row['target']}x" if "target" in row else "",
+                    _met(row["met"]) if "met" in row else "",
+                ]
+            )
+    return rows
+
+
+def _fidelity_target_rows(t: dict) -> list[list]:
+    x = t.get("fp32_fidelity")
+    if not x:
+        return []
+    measured = f"{x['min_cosine']:.7f}"
+    return [
+        [
+            "fp32 (ours, ONNX) unchanged: min cosine vs sentence-transformers, every text",
+            measured,
+            "> 0.9999",
+            _met(x["met"]),
+        ]
+    ]
+
+
 def targets(s: Sections, results: dict) -> str:
     t, b = results["targets"], results["targets"]["compare_batch"]
     rows = _cold_target_rows(t)
@@ -228,6 +261,8 @@ def targets(s: Sections, results: dict) -> str:
         rows += _short_target_rows(b, th, row)
     for th, row in t.get(f"long_throughput_b{b}", {}).items():
         rows += _long_target_row(b, th, row)
+    rows += _int8_target_rows(t.get("int8_vs_fp32", {}), results.get("skipped_stacks", {}))
+    rows += _fidelity_target_rows(t)
     if not rows:
         return ""
     return s("targets", table=table(["target", "measured", "goal", ""], "lrrl", rows))
@@ -289,6 +324,11 @@ def latency(s: Sections, results: dict, charts: list[str]) -> str:
     )
 
 
+def _fidelity_cell(k: str, e: dict) -> str:
+    cosine = f"{e.get('fidelity_min_cosine', float('nan')):.7f}"
+    return f"{cosine} (economy path: ranking quality by `make bench-quality`)" if k in PRECISION else cosine
+
+
 def _cold_row(k: str, e: dict) -> list:
     c = e.get("cold_start", {})
     t1, t2 = e["threads"].get("1", {}), e["threads"].get("2", {})
@@ -301,7 +341,7 @@ def _cold_row(k: str, e: dict) -> list:
         num(t1.get("peak_rss_mb"), 0),
         num(t2.get("peak_rss_mb"), 0),
         num(t1.get("rss_after_load_mb"), 0),
-        f"{e.get('fidelity_min_cosine', float('nan')):.7f}",
+        _fidelity_cell(k, e),
         num(e.get("installed_mb")),
     ]
 
@@ -334,22 +374,51 @@ def cold(s: Sections, results: dict, charts: list[str]) -> str:
     )
 
 
+def _util_row(th: str, u: dict) -> list:
+    share = "reference wrong" if "reference_wrong" in u else f"**{100 * (u['fraction_of_peak'] or 0):.0f}%**"
+    reference = f"{u['peak_gflops']} ({peak.NAMES[u['peak_reference']]})" if u["peak_gflops"] else "–"
+    return [th, u["batch"], f"{u['tokens_per_s']:,.0f}", f"{u['gflops']:.1f}", reference, share]
+
+
+def _references_table(mp: dict) -> str:
+    counts = list(mp["gflops"])
+
+    def cell(name: str, t: str) -> str:
+        value = mp["references"][name].get(t, "–")
+        return f"**{value}**" if mp["chosen"][t] == name else str(value)
+
+    rows = [[peak.NAMES[name], *(cell(name, t) for t in counts)] for name in mp["references"]]
+    return table(["reference", *(f"GFLOP/s, {t} thread(s)" for t in counts)], "l" + "r" * len(counts), rows)
+
+
+def _peak_values(results: dict) -> dict:
+    """The placeholders that state how the peak was measured."""
+    mp, m = results["fp32_peak"], results["machine"]
+    blas = mp["blas"][0] if mp["blas"] else {}
+    removed = ", ".join(f"{k}={v}" for k, v in mp["env_removed"].items()) or "neither was set"
+    seen = ", ".join(f"{k}={v or 'unset'}" for k, v in mp["env_seen_by_probe"].items())
+    return {
+        "method": mp["method"],
+        "references": _references_table(mp),
+        "removed": f"here: {removed}; the child saw {seen}",
+        "kernel": blas.get("architecture", "?"),
+        "blas": f"{blas.get('internal_api', '?')} {blas.get('version', '')}".strip(),
+        "per_cycle": bench_env.FLOPS_PER_CYCLE.get(m["cpu_generation"] or "", "unknown"),
+        "generation": m["cpu_generation"] or "generation unknown: no nominal reference",
+        "mhz": m["cpu_mhz_reported"],
+        **{k: peak.NAMES[k] for k in ("openblas", "onnxruntime", "nominal")},
+    }
+
+
 def flops(s: Sections, results: dict) -> str:
     util = results["targets"].get("flop_utilisation_long")
     if not util:
         return ""
-    f, nominal = results["model_flops"], results["machine"].get("nominal_fp32_gflops_per_core")
-    rows = [
-        [
-            th,
-            u["batch"],
-            f"{u['tokens_per_s']:,.0f}",
-            f"{u['gflops']:.1f}",
-            u["peak_gflops"],
-            f"**{100 * (u['fraction_of_peak'] or 0):.0f}%**",
-            f"{100 * u['gflops'] / (nominal * int(th)):.0f}%" if nominal else "–",
-        ]
-        for th, u in util.items()
+    f = results["model_flops"]
+    wrong = [
+        s("reference_wrong", threads=t, note=u["reference_wrong"])
+        for t, u in util.items()
+        if "reference_wrong" in u
     ]
     return s(
         "flops",
@@ -359,7 +428,9 @@ def flops(s: Sections, results: dict) -> str:
         intermediate=f["intermediate"],
         attention=f"{f['attention_flops_per_token_per_position']:,}",
         at_256=f"{f['flops_per_token_at_256'] / 1e6:.1f}",
-        table=table(FLOPS_HEADER, "r" * 7, rows),
+        table=table(FLOPS_HEADER, "rrrrlr", [_util_row(th, u) for th, u in util.items()]),
+        wrong="\n\n".join(wrong),
+        **_peak_values(results),
     )
 
 
@@ -514,10 +585,16 @@ def headline(results: dict) -> list[str]:
             + met
         )
     for th, u in t.get("flop_utilisation_long", {}).items():
-        lines.append(
-            f"long texts t={th}: {u['gflops']:.1f} GFLOP/s useful = {100 * (u['fraction_of_peak'] or 0):.0f}% "
-            f"of the {u['peak_gflops']} GFLOP/s matmul peak"
+        share = (
+            f"exceeds the {u['peak_gflops']} GFLOP/s reference: the reference is wrong"
+            if "reference_wrong" in u
+            else f"= {100 * (u['fraction_of_peak'] or 0):.0f}% of the {u['peak_gflops']} GFLOP/s fp32 peak"
         )
+        lines.append(f"long texts t={th}: {u['gflops']:.1f} GFLOP/s useful {share} ({u['peak_reference']})")
+    for length, rows in t.get("int8_vs_fp32", {}).items():
+        for th, row in rows.items():
+            met = f" (target >= 1.6x: {'met' if row['met'] else 'NOT met'})" if "met" in row else ""
+            lines.append(f"int8 / fp32, {length} b={row['batch']} t={th}: {row['ratio']:.2f}x{met}")
     ms = results.get("memory_sizing", {})
     if ms.get("recommended_mb"):
         lines.append(

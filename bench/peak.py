@@ -1,0 +1,178 @@
+"""The machine's fp32 peak: the reference for "how close to the FLOP limit" in `make bench`.
+
+Three references per thread count, the highest one taken:
+- openblas: numpy's float32 square matmul, in a child process whose environment has
+  OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (for that measurement only), so OpenBLAS
+  picks the best kernel for this CPU; threadpoolctl reports which kernel ran ('architecture').
+- onnxruntime: onnxruntime's own MatMul (MLAS, the kernels our model runs on), same matmul.
+- nominal: fp32 FLOPs per cycle of the CPU generation (FMA width x pipes x 2) x the clock
+  /proc/cpuinfo reports x threads; boost clocks can exceed it.
+A measured throughput above the reference means the reference is wrong: `fraction` then
+returns no fraction and says so (no fraction above 100% is ever printed).
+
+    python bench/peak.py                     # measure and print JSON (1 and 2 threads)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HIDDEN_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # pins that can hide the CPU's best kernel
+SIZES = {True: (1024, 3), False: (2048, 8)}  # quick -> (n, repetitions)
+NAMES = {
+    "openblas": "numpy/OpenBLAS fp32 matmul, best kernel",
+    "onnxruntime": "onnxruntime fp32 MatMul",
+    "nominal": "nominal: FMA width x reported clock",
+}
+
+
+def probe_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: ours without the OpenBLAS kernel pins."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k not in HIDDEN_ENV}
+
+
+def _best_of(call, reps: int) -> float:
+    call()  # warm-up
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _matmul_model(n: int) -> bytes:
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ABC"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["C"])], "matmul", io[:2], io[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _onnxruntime(a, b, counts: list[int], reps: int) -> dict:
+    import onnxruntime as ort
+
+    out, model = {}, _matmul_model(a.shape[0])
+    for t in counts:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = t, 1
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        out[str(t)] = 2 * a.shape[0] ** 3 / _best_of(lambda: session.run(None, {"A": a, "B": b}), reps)
+    return out
+
+
+def probe(n: int, reps: int, counts: list[int]) -> dict:
+    """In the child: FLOP/s of both measured references per thread count, and what ran."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((n, n), dtype=np.float32) for _ in range(2))
+    blas = [
+        {k: i.get(k) for k in ("internal_api", "version", "architecture")}
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+    openblas = {}
+    for t in counts:
+        with threadpool_limits(limits=t, user_api="blas"):
+            openblas[str(t)] = 2 * n**3 / _best_of(lambda: a @ b, reps)
+    return {
+        "n": n,
+        "blas": blas,
+        "env_seen": {k: os.environ.get(k) for k in HIDDEN_ENV},
+        "openblas": openblas,
+        "onnxruntime": _onnxruntime(a, b, counts, reps),
+    }
+
+
+def _child(n: int, reps: int, counts: list[int]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--probe", str(n), str(reps), ",".join(map(str, counts))],
+        capture_output=True,
+        text=True,
+        env=probe_env(),
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def _gflops(flops: dict) -> dict:
+    return {t: round(v / 1e9, 1) for t, v in flops.items()}
+
+
+def measure(quick: bool, counts: list[int], nominal_per_core: float | None, size: int | None = None) -> dict:
+    """Every reference in GFLOP/s per thread count, and the highest as the machine's peak."""
+    n, reps = SIZES[quick]
+    data = _child(size or n, reps, counts)
+    refs = {"openblas": _gflops(data["openblas"]), "onnxruntime": _gflops(data["onnxruntime"])}
+    if nominal_per_core:
+        refs["nominal"] = {str(t): round(nominal_per_core * t, 1) for t in counts}
+    return choose(
+        {
+            "method": f"float32 {data['n']}x{data['n']} @ {data['n']}x{data['n']}, best of {reps}",
+            "blas": data["blas"],
+            "env_removed": {k: v for k, v in os.environ.items() if k in HIDDEN_ENV},
+            "env_seen_by_probe": data["env_seen"],
+            "references": refs,
+        }
+    )
+
+
+def choose(peak: dict) -> dict:
+    """The highest reference per thread count is the peak (measured ones are lower bounds)."""
+    counts = sorted({t for ref in peak["references"].values() for t in ref}, key=int)
+    best = {t: max(peak["references"], key=lambda r: peak["references"][r].get(t, 0)) for t in counts}
+    return {**peak, "chosen": best, "gflops": {t: peak["references"][best[t]][t] for t in counts}}
+
+
+def merge(first: dict, second: dict) -> dict:
+    """Measured at the start and the end of a run: the higher of the two per reference (a busy
+    neighbour only lowers a measurement)."""
+    refs = {
+        name: {t: max(v, second["references"].get(name, {}).get(t, 0)) for t, v in ref.items()}
+        for name, ref in first["references"].items()
+    }
+    samples = [{"gflops": x["gflops"], "references": x["references"]} for x in (first, second)]
+    method = first["method"] + "; measured at the start and the end of the run, the higher kept"
+    return choose({**first, "method": method, "references": refs, "samples": samples})
+
+
+def fraction(useful: float, reference: float | None) -> dict:
+    """useful / reference, never above 1: above it, no fraction and a note that the reference
+    is wrong (a reference is a ceiling; a measurement cannot beat a true one)."""
+    if not reference:
+        return {"fraction_of_peak": None}
+    if useful > reference:
+        return {
+            "fraction_of_peak": None,
+            "reference_wrong": f"{useful:.1f} GFLOP/s measured exceeds the {reference:.1f} GFLOP/s "
+            "reference: the reference is wrong, not the measurement over 100%",
+        }
+    return {"fraction_of_peak": useful / reference}
+
+
+def describe(peak: dict, threads: str) -> str:
+    """'123.4 GFLOP/s (onnxruntime fp32 MatMul)' for one thread count."""
+    return f"{peak['gflops'][threads]} GFLOP/s ({NAMES[peak['chosen'][threads]]})"
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--probe"]:
+        print(json.dumps(probe(int(argv[1]), int(argv[2]), [int(x) for x in argv[3].split(",")])))
+        return 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_env import machine
+
+    print(json.dumps(measure(False, [1, 2], machine()["nominal_fp32_gflops_per_core"]), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
