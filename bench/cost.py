@@ -48,9 +48,17 @@ PRICES = {
     "hosted_api": {
         "name": "OpenAI text-embedding-3-small",
         "usd_per_million_tokens": 0.02,
+        "batch_usd_per_million_tokens": 0.01,  # the Batch API: half price, results within 24 h
         "as_of": "2024-01 list price (unchanged through mid-2025)",
     },
 }
+# Which benchmark stack measures each precision (docs/benchmarks/results.json, bench/bench.py).
+PRECISION_STACKS = {"fp32": "onnx", "int8": "int8"}
+MISSING = "not measured: {results} has no such stack; run `make bench` (int8: after `make setup`)"
+ARM_NOTE = (
+    "arm64 durations = x86_64's x {factor}: an ASSUMPTION, not measured. Lambda's arm64 is Graviton2, "
+    "whose 128-bit NEON has half the fp32 SIMD width of x86 AVX-512, so it may well be slower per text"
+)
 DAYS_PER_MONTH = 30.4
 ONE_VCPU_MB = 1769  # Lambda allocates CPU in proportion to memory: 1,769 MB = one vCPU
 KEEP_WARM_S = 300  # an idle sandbox lives ~5-15 minutes; we take the short end
@@ -200,6 +208,11 @@ def parse_rie_log(text: str) -> dict:
     }
 
 
+def shown(path: Path) -> Path:
+    """A path as the output shows it: relative to the repository where it is inside."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
 def image_gb_from_docs(path: Path = IMAGES_DOC) -> tuple[float, str] | None:
     """The Lambda image's size from docs/images.md (uncompressed; ECR stores it compressed)."""
     try:
@@ -209,8 +222,21 @@ def image_gb_from_docs(path: Path = IMAGES_DOC) -> tuple[float, str] | None:
     match = re.search(r"\|\s*`[^`]*embedding-lambda`\s*\|\s*([0-9.]+)\s*MB", text)
     if not match:
         return None
-    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    where = shown(path)
     return float(match.group(1)) / 1000, f"{where}: uncompressed; ECR stores compressed layers"
+
+
+def ms_per_text(data: dict, stack: str) -> dict:
+    """Per-text ms of one benchmark stack at 1 thread (= one vCPU, 1,769 MB), batch 32 or the
+    largest measured: {length: ms} for the lengths it measured."""
+    runs = data.get("stacks", {}).get(stack, {}).get("threads", {}).get("1", {}).get("runs", {})
+    out = {}
+    for length in ("short", "long"):
+        by_batch = runs.get(length, {})
+        if by_batch:
+            batch = "32" if "32" in by_batch else max(by_batch, key=int)
+            out[length] = by_batch[batch]["median_s"] / int(batch) * 1000
+    return out
 
 
 def from_results(path: Path = RESULTS) -> dict:
@@ -222,15 +248,15 @@ def from_results(path: Path = RESULTS) -> dict:
     rie = data.get("lambda_rie", {}).get("onnx")
     if rie:
         out.update(init_ms=rie["init_ms"], invoke_ms=rie["warm_invoke_ms"])
-    runs = data.get("stacks", {}).get("onnx", {}).get("threads", {}).get("1", {}).get("runs", {})
-    for length in ("short", "long"):
-        by_batch = runs.get(length, {})
-        if by_batch:
-            batch = "32" if "32" in by_batch else max(by_batch, key=int)
-            out[f"{length}_ms_per_text"] = by_batch[batch]["median_s"] / int(batch) * 1000
-            out[f"{length}_tokens"] = data["corpus"][length]["mean_tokens"]
+    precisions = {p: ms_per_text(data, stack) for p, stack in PRECISION_STACKS.items()}
+    for length, ms in precisions["fp32"].items():
+        out[f"{length}_ms_per_text"] = ms
+        out[f"{length}_tokens"] = data["corpus"][length]["mean_tokens"]
+    out["precisions"] = {p: ms for p, ms in precisions.items() if ms}
+    if not out["precisions"]:
+        del out["precisions"]
     if out:
-        out["source"] = str(path.relative_to(REPO) if path.is_relative_to(REPO) else path)
+        out["source"] = str(shown(path))
     return out
 
 
@@ -348,6 +374,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None and key in measured:
             setattr(args, key, measured[key])
             args.source[key] = measured["source"]
+    args.precisions = {
+        "fp32": {
+            k: getattr(args, f"{k}_ms_per_text")
+            for k in ("short", "long")
+            if getattr(args, f"{k}_ms_per_text")
+        },
+        **{p: ms for p, ms in measured.get("precisions", {}).items() if p != "fp32"},
+    }
+    if "precisions" in measured:
+        args.source["precisions"] = measured["source"]
     missing = [f"--{k.replace('_', '-')}" for k in ("init_ms", "invoke_ms") if getattr(args, k) is None]
     if missing:
         parser.error(
@@ -370,6 +406,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def hosted_usd(tokens_per_text: float, key: str = "usd_per_million_tokens") -> float:
+    """The hosted API's price for a million texts of this many tokens."""
+    return tokens_per_text * PRICES["hosted_api"][key]
+
+
+def per_precision(args: argparse.Namespace) -> list[dict]:
+    """$ per million texts for each precision at 1,769 MB (one vCPU), warm, no free tier, next to
+    the hosted API's standard and batch prices; a row saying so where a precision was not measured."""
+    rows = []
+    for precision in PRECISION_STACKS:
+        measured = args.precisions.get(precision, {})
+        if not measured:
+            rows.append({"precision": precision, "missing": MISSING.format(results=shown(args.results))})
+        for length, ms in measured.items():
+            tokens = args.tokens[length]
+            usd = {
+                arch: per_million_embeddings(
+                    arch, ONE_VCPU_MB, ms, args.texts_per_request, args.arm_speed_factor
+                )
+                for arch in args.arch
+            }
+            rows.append(
+                {
+                    "precision": precision,
+                    "length": length,
+                    "tokens_per_text": tokens,
+                    "ms_per_text_at_1769": ms,
+                    "usd": usd,
+                    "hosted_api_usd": hosted_usd(tokens),
+                    "hosted_api_batch_usd": hosted_usd(tokens, "batch_usd_per_million_tokens"),
+                }
+            )
+    return rows
+
+
 def compute(args: argparse.Namespace) -> dict:
     fractions = sorted({round(args.cold_fraction, 4), 0.1, 1.0})
     lines = [
@@ -389,27 +460,20 @@ def compute(args: argparse.Namespace) -> dict:
         for m in args.memory
         for cf in fractions
     ]
-    per_million = []
-    for length in ("short", "long"):
-        ms = getattr(args, f"{length}_ms_per_text")
-        if ms is None:
-            continue
-        hosted = args.tokens[length] * PRICES["hosted_api"]["usd_per_million_tokens"]
-        for arch in args.arch:
-            for m in args.memory:
-                per_million.append(
-                    {
-                        "length": length,
-                        "tokens_per_text": args.tokens[length],
-                        "arch": arch,
-                        "memory_mb": m,
-                        "ms_per_text_at_1769": ms,
-                        "usd": per_million_embeddings(
-                            arch, m, ms, args.texts_per_request, args.arm_speed_factor
-                        ),
-                        "hosted_api_usd": hosted,
-                    }
-                )
+    per_million = [
+        {
+            "length": length,
+            "tokens_per_text": args.tokens[length],
+            "arch": arch,
+            "memory_mb": m,
+            "ms_per_text_at_1769": ms,
+            "usd": per_million_embeddings(arch, m, ms, args.texts_per_request, args.arm_speed_factor),
+            "hosted_api_usd": hosted_usd(args.tokens[length]),
+        }
+        for length, ms in args.precisions.get("fp32", {}).items()
+        for arch in args.arch
+        for m in args.memory
+    ]
     return {
         "prices": PRICES,
         "inputs": {
@@ -423,10 +487,12 @@ def compute(args: argparse.Namespace) -> dict:
             "arm_speed_factor": args.arm_speed_factor,
             "log_bytes": args.log_bytes,
             "texts_per_request": args.texts_per_request,
+            "arch": args.arch,
             "sources": args.source,
         },
         "lines": [asdict(x) for x in lines],
         "per_million_embeddings": per_million,
+        "per_precision": per_precision(args),
     }
 
 
@@ -436,6 +502,78 @@ def _sentence(text: str) -> str:
 
 def _money(x: float) -> str:
     return f"${x:,.2f}" if x >= 1 else f"${x:.4f}"
+
+
+def _monthly_table(result: dict) -> list[str]:
+    out = [
+        "| arch | memory MB | billed ms warm / cold | GB-s/month | compute | requests | ECR | logs | "
+        "total/month | cold 10% | cold 100% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_key = {(x["arch"], x["memory_mb"], x["cold_fraction"]): x for x in result["lines"]}
+    default_cf = round(result["inputs"]["cold_fraction"], 4)
+    for (arch, memory, cf), x in by_key.items():
+        if cf != default_cf:
+            continue
+        other = [by_key[(arch, memory, f)]["total_usd"] for f in (0.1, 1.0)]
+        out.append(
+            f"| {arch} | {memory} | {x['billed_ms_warm']} / {x['billed_ms_cold']} | {x['gb_seconds']:,.0f} | "
+            f"{_money(x['compute_usd'])} | {_money(x['requests_usd'])} | {_money(x['ecr_usd'])} | "
+            f"{_money(x['logs_usd'])} | **{_money(x['total_usd'])}** | {_money(other[0])} | "
+            f"{_money(other[1])} |"
+        )
+    return out
+
+
+def _per_million_table(result: dict) -> list[str]:
+    if not result["per_million_embeddings"]:
+        return []
+    hosted = PRICES["hosted_api"]
+    out = [
+        "",
+        f"Cost per million embeddings (warm, no free tier, {result['inputs']['texts_per_request']} texts per "
+        f"request) vs {hosted['name']} at ${hosted['usd_per_million_tokens']}/1M tokens ({hosted['as_of']}):",
+        "",
+        "| texts | arch | memory MB | ms/text at 1,769 MB | Lambda $/1M texts | hosted API $/1M texts |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for x in result["per_million_embeddings"]:
+        out.append(
+            f"| {x['length']} (~{x['tokens_per_text']:.0f} tokens) | {x['arch']} | {x['memory_mb']} | "
+            f"{x['ms_per_text_at_1769']:.2f} | {_money(x['usd'])} | {_money(x['hosted_api_usd'])} |"
+        )
+    return out
+
+
+def _precision_row(x: dict, archs: list[str]) -> str:
+    if "missing" in x:
+        return f"| {x['precision']} | {x['missing']} |" + " |" * (len(archs) + 3)
+    usd = " | ".join(_money(x["usd"][a]) for a in archs)
+    return (
+        f"| {x['precision']} | {x['length']} (~{x['tokens_per_text']:.0f} tokens) | "
+        f"{x['ms_per_text_at_1769']:.2f} | {usd} | {_money(x['hosted_api_usd'])} | "
+        f"{_money(x['hosted_api_batch_usd'])} |"
+    )
+
+
+def _precision_table(result: dict) -> list[str]:
+    rows, inp, hosted = result["per_precision"], result["inputs"], PRICES["hosted_api"]
+    archs = inp["arch"]
+    if not rows:
+        return []
+    head = " | ".join(f"Lambda {a} $/1M{' (assumed)' if a == 'arm64' else ''}" for a in archs)
+    return [
+        "",
+        f"Cost per million texts by precision (warm, no free tier, 1,769 MB = one vCPU, "
+        f"{inp['texts_per_request']} texts per request; ms/text measured at 1 thread "
+        f"[{inp['sources'].get('precisions', 'flags')}]) vs {hosted['name']}: standard "
+        f"${hosted['usd_per_million_tokens']}/1M tokens, Batch API "
+        f"${hosted['batch_usd_per_million_tokens']}/1M tokens ({hosted['as_of']}):",
+        "",
+        f"| precision | texts | ms/text at 1,769 MB | {head} | hosted API $/1M | hosted batch $/1M |",
+        "|---|---|---:|" + "---:|" * (len(archs) + 2),
+        *(_precision_row(x, archs) for x in rows),
+    ]
 
 
 def render(result: dict) -> str:
@@ -448,46 +586,19 @@ def render(result: dict) -> str:
         f"Durations at 1,769 MB (one vCPU): init {inp['init_ms']:.0f} ms, warm invoke "
         f"{inp['invoke_ms']:.1f} ms "
         f"[{inp['sources']['init_ms']}]; scaled by 1769/M below 1,769 MB, unchanged above.",
-        f"arm64: durations x {inp['arm_speed_factor']} (an ASSUMPTION: arm64 was not measured here).",
+        ARM_NOTE.format(factor=inp["arm_speed_factor"]) + ".",
         f"Image {inp['image_gb']:.3f} GB in ECR [{inp['sources']['image_gb']}]; "
         f"cold fraction default {inp['cold_fraction']:.3f} [{inp['sources']['cold_fraction']}].",
         "",
         f"Columns up to `total` are at the default cold fraction {inp['cold_fraction']:.3f}; the last two "
         "show the total if 10% or 100% of calls were cold.",
         "",
-        "| arch | memory MB | billed ms warm / cold | GB-s/month | compute | requests | ECR | logs | "
-        "total/month | cold 10% | cold 100% |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *_monthly_table(result),
+        *_per_million_table(result),
+        *_precision_table(result),
+        "",
+        answer(result),
     ]
-    by_key = {(x["arch"], x["memory_mb"], x["cold_fraction"]): x for x in result["lines"]}
-    default_cf = round(inp["cold_fraction"], 4)
-    for (arch, memory, cf), x in by_key.items():
-        if cf != default_cf:
-            continue
-        other = [by_key[(arch, memory, f)]["total_usd"] for f in (0.1, 1.0)]
-        out.append(
-            f"| {arch} | {memory} | {x['billed_ms_warm']} / {x['billed_ms_cold']} | {x['gb_seconds']:,.0f} | "
-            f"{_money(x['compute_usd'])} | {_money(x['requests_usd'])} | {_money(x['ecr_usd'])} | "
-            f"{_money(x['logs_usd'])} | **{_money(x['total_usd'])}** | {_money(other[0])} | "
-            f"{_money(other[1])} |"
-        )
-    if result["per_million_embeddings"]:
-        out += [
-            "",
-            f"Cost per million embeddings (warm, no free tier, {inp['texts_per_request']} texts per request) "
-            f"vs {PRICES['hosted_api']['name']} at ${PRICES['hosted_api']['usd_per_million_tokens']}/1M "
-            f"tokens "
-            f"({PRICES['hosted_api']['as_of']}):",
-            "",
-            "| texts | arch | memory MB | ms/text at 1,769 MB | Lambda $/1M texts | hosted API $/1M texts |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        for x in result["per_million_embeddings"]:
-            out.append(
-                f"| {x['length']} (~{x['tokens_per_text']:.0f} tokens) | {x['arch']} | {x['memory_mb']} | "
-                f"{x['ms_per_text_at_1769']:.2f} | {_money(x['usd'])} | {_money(x['hosted_api_usd'])} |"
-            )
-    out += ["", answer(result)]
     return "\n".join(out) + "\n"
 
 

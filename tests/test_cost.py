@@ -283,3 +283,59 @@ def test_missing_rie_log_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cost.main(["--from-rie", str(tmp_path / "absent.log"), "--results", str(tmp_path / "none.json")])
     assert "--from-rie" in capsys.readouterr().err
+
+
+def _results_with(stacks: dict) -> dict:
+    """A results.json with these stacks' 1-thread batch-32 medians ({stack: (short_s, long_s)})."""
+    return {
+        "lambda_rie": {"onnx": {"init_ms": 650.0, "warm_invoke_ms": 9.5}},
+        "corpus": {"short": {"mean_tokens": 15.7}, "long": {"mean_tokens": 255.0}},
+        "stacks": {
+            name: {
+                "threads": {
+                    "1": {"runs": {"short": {"32": {"median_s": short}}, "long": {"32": {"median_s": long}}}}
+                }
+            }
+            for name, (short, long) in stacks.items()
+        },
+    }
+
+
+def test_prices_carry_the_hosted_batch_price():
+    assert cost.PRICES["hosted_api"]["usd_per_million_tokens"] == 0.02
+    assert cost.PRICES["hosted_api"]["batch_usd_per_million_tokens"] == 0.01
+
+
+def test_each_precision_is_priced_from_its_measured_cpu_time(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results_with({"onnx": (0.32, 3.2), "int8": (0.16, 1.6)})))
+    assert cost.main(["--results", str(results), "--image-gb", "0.44", "--json"]) == 0
+    rows = {(x["precision"], x["length"]): x for x in json.loads(capsys.readouterr().out)["per_precision"]}
+    assert set(rows) == {("fp32", "short"), ("fp32", "long"), ("int8", "short"), ("int8", "long")}
+    int8 = rows[("int8", "long")]
+    assert int8["ms_per_text_at_1769"] == pytest.approx(50.0)  # 1.6 s / 32 passages
+    # 1M passages x 50 ms at 1,769 MB, plus 1M / 32 requests
+    compute_s = 1e6 * 0.050 * 1769 / 1024
+    assert int8["usd"]["x86_64"] == pytest.approx(compute_s * X86 + 1e6 / 32 * REQ)
+    assert int8["usd"]["arm64"] == pytest.approx(compute_s * ARM + 1e6 / 32 * REQ)  # factor 1: assumed
+    assert int8["hosted_api_usd"] == pytest.approx(255.0 * 0.02)
+    assert int8["hosted_api_batch_usd"] == pytest.approx(255.0 * 0.01)
+    assert rows[("fp32", "short")]["ms_per_text_at_1769"] == pytest.approx(10.0)
+    assert int8["usd"]["x86_64"] < rows[("fp32", "long")]["usd"]["x86_64"]
+
+    assert cost.main(["--results", str(results), "--image-gb", "0.44"]) == 0
+    out = capsys.readouterr().out
+    assert "| int8 | long (~255 tokens) | 50.00 | $1.45 | $1.16 | $5.10 | $2.55 |" in out
+    assert "| fp32 | long (~255 tokens) | 100.00 | $2.89 | $2.31 | $5.10 | $2.55 |" in out
+    assert "Batch API $0.01/1M tokens" in out and "Graviton2" in out and "ASSUMPTION" in out
+
+
+def test_a_precision_without_measurements_says_so(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results_with({"onnx": (0.32, 3.2)})))
+    assert cost.main(["--results", str(results), "--image-gb", "0.44", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["per_precision"]
+    assert [x["precision"] for x in rows] == ["fp32", "fp32", "int8"]
+    assert "not measured" in rows[-1]["missing"] and "make setup" in rows[-1]["missing"]
+    assert cost.main(["--results", str(results), "--image-gb", "0.44"]) == 0
+    assert "| int8 | not measured:" in capsys.readouterr().out
