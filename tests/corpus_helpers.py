@@ -19,9 +19,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from corpus import mixed  # noqa: E402
 
 EMBED_CORPUS = Path(sys.executable).parent / "embed-corpus"  # what `make setup` installs
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
-                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                "AWS_EC2_METADATA_DISABLED": "true"}
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 EDGE_TEXTS = [
     "hello, world!",
     "Ünïcödé — naïve café, 日本語のテキスト, emoji 🚀🔥",
@@ -59,10 +64,17 @@ def write_text(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """The installed command, in a fresh process, as a user runs it."""
-    return subprocess.run([str(EMBED_CORPUS), *map(str, args)], env=service_env(**(env or {})),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(EMBED_CORPUS), *map(str, args)],
+        env=service_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clear_error(result: subprocess.CompletedProcess, status: int, *fragments: str) -> str:
@@ -88,7 +100,7 @@ def seed_vectors(http_url: str, texts: list[str]) -> np.ndarray:
     """What the service's `POST /` returns for these texts (float32, exactly as sent)."""
     vectors = []
     for start in range(0, len(texts), 64):
-        response = httpx.post(f"{http_url}/", json={"input": texts[start:start + 64]}, timeout=120)
+        response = httpx.post(f"{http_url}/", json={"input": texts[start : start + 64]}, timeout=120)
         response.raise_for_status()
         vectors.extend(response.json()["embedding"])
     return np.asarray(vectors, dtype=np.float32)
@@ -96,6 +108,8 @@ def seed_vectors(http_url: str, texts: list[str]) -> np.ndarray:
 
 def token_counts(http_url: str, texts: list[str]) -> tuple[list[int], int]:
     """Tokens the service reads per text, and how many texts it truncates."""
-    response = httpx.post(f"{http_url}/v1/embeddings", json={"input": texts, "token_counts": True}, timeout=120)
+    response = httpx.post(
+        f"{http_url}/v1/embeddings", json={"input": texts, "token_counts": True}, timeout=120
+    )
     response.raise_for_status()
     return [item["tokens"] for item in response.json()["data"]], int(response.headers["x-truncated-inputs"])

@@ -28,18 +28,30 @@ import httpx
 from conftest import free_port
 
 _LAMBDA_ERRORS = {
-    429: ("TooManyRequestsException", b'{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded",'
-                                      b'"Type":"User","message":"Rate Exceeded."}'),
+    429: (
+        "TooManyRequestsException",
+        b'{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded",'
+        b'"Type":"User","message":"Rate Exceeded."}',
+    ),
     500: ("ServiceException", b'{"Type":"Service","message":"injected service error"}'),
     503: ("ServiceException", b'{"Type":"Service","message":"injected service unavailable"}'),
-    403: ("UnrecognizedClientException", b'{"message":"The security token included in the request is invalid."}'),
+    403: (
+        "UnrecognizedClientException",
+        b'{"message":"The security token included in the request is invalid."}',
+    ),
 }
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, faults: list[str] | None = None, flavour: str = "http",
-                 matches: Callable[[str, str, bytes], bool] = lambda method, path, body: method == "POST",
-                 stall_s: float = 3.0, deny_all: bool = False):
+    def __init__(
+        self,
+        upstream: str,
+        faults: list[str] | None = None,
+        flavour: str = "http",
+        matches: Callable[[str, str, bytes], bool] = lambda method, path, body: method == "POST",
+        stall_s: float = 3.0,
+        deny_all: bool = False,
+    ):
         self.upstream = upstream.rstrip("/")
         self.faults = list(faults or [])
         self.flavour = flavour
@@ -110,8 +122,10 @@ class FaultProxy:
                     kind, content = _LAMBDA_ERRORS[status]
                     headers = {"content-type": "application/json", "x-amzn-errortype": kind}
                 else:
-                    content = (b'{"error":{"message":"injected %d","type":"server_error","param":null,'
-                               b'"code":"injected"}}' % status)
+                    content = (
+                        b'{"error":{"message":"injected %d","type":"server_error","param":null,'
+                        b'"code":"injected"}}' % status
+                    )
                     headers = {"content-type": "application/json", "retry-after": "0"}
                 self._send(status, headers, content)
 
@@ -124,11 +138,17 @@ class FaultProxy:
         return Handler
 
     def _forward(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        keep = {name: value for name, value in headers.items()
-                if name.lower() not in ("host", "content-length", "connection", "transfer-encoding")}
+        keep = {
+            name: value
+            for name, value in headers.items()
+            if name.lower() not in ("host", "content-length", "connection", "transfer-encoding")
+        }
         response = self._client.request(method, self.upstream + path, headers=keep, content=body)
-        passed = {name: value for name, value in response.headers.items()
-                  if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")}
+        passed = {
+            name: value
+            for name, value in response.headers.items()
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
+        }
         return response.status_code, passed, response.content
 
     def stop(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -55,17 +54,38 @@ def test_the_command_is_installed_with_the_contracted_flags():
     assert EMBED_CORPUS.is_file()
     result = run_cli("--help")
     assert result.returncode == 0
-    for flag in ("--output", "--target", "--endpoint-url", "--region", "--text-field", "--id-field",
-                 "--concurrency", "--batch-size", "--resume", "--api-key", "--on-error", "--input-type",
-                 "--embedding-type"):
+    for flag in (
+        "--output",
+        "--target",
+        "--endpoint-url",
+        "--region",
+        "--text-field",
+        "--id-field",
+        "--concurrency",
+        "--batch-size",
+        "--resume",
+        "--api-key",
+        "--on-error",
+        "--input-type",
+        "--embedding-type",
+    ):
         assert flag in result.stdout, flag
 
 
 def test_given_jsonl_when_local_then_post_root_vectors_bit_for_bit_in_input_order(tmp_path, texts, expected):
     source = write_jsonl(tmp_path / "corpus.jsonl", texts)
     output = tmp_path / "vectors.parquet"
-    result = run_cli(source, "--output", output, "--shard-size", "16", "--batch-size", "8",
-                     "--report-json", tmp_path / "report.json")
+    result = run_cli(
+        source,
+        "--output",
+        output,
+        "--shard-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--report-json",
+        tmp_path / "report.json",
+    )
     assert result.returncode == 0, result.stderr
     ids, vectors, tokens, metadata = read_output(output)
     assert ids == [f"doc-{i}" for i in range(len(texts))]
@@ -128,8 +148,19 @@ def test_given_integer_ids_then_an_int64_id_column(tmp_path, texts, expected):
 def test_given_the_http_target_then_the_same_vectors_and_tokens(tmp_path, http_url, texts, expected):
     source = write_jsonl(tmp_path / "corpus.jsonl", texts)
     output = tmp_path / "out.parquet"
-    result = run_cli(source, "--output", output, "--target", http_url, "--batch-size", "7", "--concurrency", "3",
-                     "--report-json", tmp_path / "report.json")
+    result = run_cli(
+        source,
+        "--output",
+        output,
+        "--target",
+        http_url,
+        "--batch-size",
+        "7",
+        "--concurrency",
+        "3",
+        "--report-json",
+        tmp_path / "report.json",
+    )
     assert result.returncode == 0, result.stderr
     ids, vectors, tokens, metadata = read_output(output)
     assert np.array_equal(vectors, expected[0]) and tokens == expected[1]
@@ -143,8 +174,20 @@ def test_given_a_fleet_of_two_ries_then_both_work_and_the_vectors_match(tmp_path
     source = write_jsonl(tmp_path / "corpus.jsonl", texts)
     output = tmp_path / "out.parquet"
     urls = ",".join(server.url for server in rie_fleet)
-    result = run_cli(source, "--output", output, "--target", "lambda://function", "--endpoint-url", urls,
-                     "--batch-size", "10", "--report-json", tmp_path / "report.json", env=AWS_TEST_ENV)
+    result = run_cli(
+        source,
+        "--output",
+        output,
+        "--target",
+        "lambda://function",
+        "--endpoint-url",
+        urls,
+        "--batch-size",
+        "10",
+        "--report-json",
+        tmp_path / "report.json",
+        env=AWS_TEST_ENV,
+    )
     assert result.returncode == 0, result.stderr
     ids, vectors, tokens, _ = read_output(output)
     assert np.array_equal(vectors, expected[0]) and tokens == expected[1]
@@ -165,8 +208,14 @@ def test_given_s3_input_and_output_then_the_same_file_as_local(tmp_path, moto, t
     source = write_jsonl(tmp_path / "corpus.jsonl", texts)
     s3.upload_file(str(source), "corpus", "in/corpus.jsonl")
     env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto.url}
-    result = run_cli("s3://corpus/in/corpus.jsonl", "--output", "s3://corpus/out/vectors.parquet",
-                     "--shard-size", "20", env=env)
+    result = run_cli(
+        "s3://corpus/in/corpus.jsonl",
+        "--output",
+        "s3://corpus/out/vectors.parquet",
+        "--shard-size",
+        "20",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket="corpus")["Contents"]}
     assert keys == {"in/corpus.jsonl", "out/vectors.parquet"}  # the committed shards are cleaned up
@@ -179,20 +228,37 @@ def test_given_s3_input_and_output_then_the_same_file_as_local(tmp_path, moto, t
     assert from_s3[3]["source"] == "s3://corpus/in/corpus.jsonl"
 
 
-def test_given_embedding_type_and_input_type_then_what_the_service_returns_for_them(tmp_path, http, http_url, texts):
+def test_given_embedding_type_and_input_type_then_what_the_service_returns_for_them(
+    tmp_path, http, http_url, texts
+):
     import base64
 
     source = write_jsonl(tmp_path / "corpus.jsonl", texts[:20])
     for target in ("local", http_url):
         output = tmp_path / f"binary-{'local' if target == 'local' else 'http'}.parquet"
-        result = run_cli(source, "--output", output, "--target", target, "--embedding-type", "binary",
-                         "--input-type", "query")
+        result = run_cli(
+            source,
+            "--output",
+            output,
+            "--target",
+            target,
+            "--embedding-type",
+            "binary",
+            "--input-type",
+            "query",
+        )
         assert result.returncode == 0, result.stderr
         schema = pq.read_schema(output)
         assert str(schema.field("embedding").type) == "fixed_size_list<element: int8>[48]"
-        body = {"input": texts[:20], "input_type": "query", "embedding_types": ["binary"], "encoding_format": "base64"}
+        body = {
+            "input": texts[:20],
+            "input_type": "query",
+            "embedding_types": ["binary"],
+            "encoding_format": "base64",
+        }
         data = http.post("/v1/embeddings", json=body).json()["data"]
-        service = np.stack([np.frombuffer(base64.b64decode(item["embeddings"]["binary"]), dtype=np.int8)
-                            for item in data])
+        service = np.stack(
+            [np.frombuffer(base64.b64decode(item["embeddings"]["binary"]), dtype=np.int8) for item in data]
+        )
         assert np.array_equal(read_output(output)[1], service)
         assert read_output(output)[3]["embedding_type"] == "binary"

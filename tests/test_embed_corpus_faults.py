@@ -62,13 +62,24 @@ def uninterrupted(tmp_path_factory):
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_given_an_interrupted_run_then_resume_redoes_only_missing_shards_and_the_file_is_identical(
-        tmp_path, uninterrupted, how):
+    tmp_path, uninterrupted, how
+):
     source, reference = uninterrupted
     output = tmp_path / "out.parquet"
     parts = tmp_path / "out.parquet.parts"
-    args = [str(EMBED_CORPUS), str(source), "--output", str(output), "--shard-size", str(KILL_SHARD),
-            "--batch-size", "15"]
-    process = subprocess.Popen(args, env=service_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        str(EMBED_CORPUS),
+        str(source),
+        "--output",
+        str(output),
+        "--shard-size",
+        str(KILL_SHARD),
+        "--batch-size",
+        "15",
+    ]
+    process = subprocess.Popen(
+        args, env=service_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while len(list(parts.glob("shard-*.parquet"))) < 2:
         assert process.poll() is None, process.communicate()
@@ -85,8 +96,18 @@ def test_given_an_interrupted_run_then_resume_redoes_only_missing_shards_and_the
     again = run_cli(source, "--output", output, "--shard-size", KILL_SHARD, "--batch-size", "15")
     assert_clear_error(again, 2, "--resume")  # an unfinished run is never silently restarted
 
-    resumed = run_cli(source, "--output", output, "--shard-size", KILL_SHARD, "--batch-size", "15", "--resume",
-                      "--report-json", tmp_path / "report.json")
+    resumed = run_cli(
+        source,
+        "--output",
+        output,
+        "--shard-size",
+        KILL_SHARD,
+        "--batch-size",
+        "15",
+        "--resume",
+        "--report-json",
+        tmp_path / "report.json",
+    )
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["skipped_texts"] >= committed * KILL_SHARD
@@ -105,19 +126,34 @@ def test_given_a_changed_input_then_resume_refuses(tmp_path, texts):
 
 
 def http_proxy(http_url: str, faults: list[str]) -> FaultProxy:
-    return FaultProxy(http_url, faults, matches=lambda method, path, body: path.endswith("/v1/embeddings"),
-                      stall_s=8.0)
+    return FaultProxy(
+        http_url, faults, matches=lambda method, path, body: path.endswith("/v1/embeddings"), stall_s=8.0
+    )
 
 
-def test_given_throttling_5xx_drops_and_stalls_over_http_then_every_row_exactly_once(tmp_path, http_url, texts,
-                                                                                    expected):
+def test_given_throttling_5xx_drops_and_stalls_over_http_then_every_row_exactly_once(
+    tmp_path, http_url, texts, expected
+):
     faults = ["429", "500", "drop", "drop-after-work", "503", "stall", "413", "502"]
     proxy = http_proxy(http_url, faults)
     try:
         source = write_jsonl(tmp_path / "corpus.jsonl", texts)
         output = tmp_path / "out.parquet"
-        result = run_cli(source, "--output", output, "--target", proxy.url, "--batch-size", "10",
-                         "--concurrency", "2", "--request-timeout", "4", "--report-json", tmp_path / "report.json")
+        result = run_cli(
+            source,
+            "--output",
+            output,
+            "--target",
+            proxy.url,
+            "--batch-size",
+            "10",
+            "--concurrency",
+            "2",
+            "--request-timeout",
+            "4",
+            "--report-json",
+            tmp_path / "report.json",
+        )
         assert result.returncode == 0, result.stderr
         assert sum(proxy.injected.values()) == len(faults)
     finally:
@@ -133,13 +169,26 @@ def test_given_throttling_5xx_drops_and_stalls_over_http_then_every_row_exactly_
 
 def test_given_throttling_and_drops_from_lambda_then_every_row_exactly_once(tmp_path, rie, texts, expected):
     faults = ["429", "500", "drop", "429", "drop-after-work"]
-    proxy = FaultProxy(rie.url, faults, flavour="lambda",
-                       matches=lambda method, path, body: b'"encoding_format"' in body)
+    proxy = FaultProxy(
+        rie.url, faults, flavour="lambda", matches=lambda method, path, body: b'"encoding_format"' in body
+    )
     try:
         source = write_jsonl(tmp_path / "corpus.jsonl", texts)
         output = tmp_path / "out.parquet"
-        result = run_cli(source, "--output", output, "--target", "lambda://function", "--endpoint-url", proxy.url,
-                         "--batch-size", "12", "--report-json", tmp_path / "report.json", env=AWS_TEST_ENV)
+        result = run_cli(
+            source,
+            "--output",
+            output,
+            "--target",
+            "lambda://function",
+            "--endpoint-url",
+            proxy.url,
+            "--batch-size",
+            "12",
+            "--report-json",
+            tmp_path / "report.json",
+            env=AWS_TEST_ENV,
+        )
         assert result.returncode == 0, result.stderr
         assert sum(proxy.injected.values()) == len(faults)
     finally:
@@ -151,20 +200,46 @@ def test_given_throttling_and_drops_from_lambda_then_every_row_exactly_once(tmp_
     assert report["lambda"]["invocations"] == len(texts) // 12  # only answered invocations are billed here
 
 
-def test_given_a_request_that_fails_for_good_then_its_rows_are_named_and_resume_finishes(tmp_path, http_url, texts,
-                                                                                        expected):
+def test_given_a_request_that_fails_for_good_then_its_rows_are_named_and_resume_finishes(
+    tmp_path, http_url, texts, expected
+):
     proxy = http_proxy(http_url, ["500"] * 3)
     source = write_jsonl(tmp_path / "corpus.jsonl", texts)
     output = tmp_path / "out.parquet"
     try:
-        failed = run_cli(source, "--output", output, "--target", proxy.url, "--batch-size", "10",
-                         "--shard-size", "20", "--concurrency", "1", "--retries", "3")
+        failed = run_cli(
+            source,
+            "--output",
+            output,
+            "--target",
+            proxy.url,
+            "--batch-size",
+            "10",
+            "--shard-size",
+            "20",
+            "--concurrency",
+            "1",
+            "--retries",
+            "3",
+        )
     finally:
         proxy.stop()
-    assert_clear_error(failed, 1, "lines 1-10", "'doc-0' to 'doc-9'", "500", "gave up after 3 attempts", "--resume")
+    assert_clear_error(
+        failed, 1, "lines 1-10", "'doc-0' to 'doc-9'", "500", "gave up after 3 attempts", "--resume"
+    )
     assert not output.exists()
-    resumed = run_cli(source, "--output", output, "--target", http_url, "--batch-size", "10", "--shard-size", "20",
-                      "--resume")
+    resumed = run_cli(
+        source,
+        "--output",
+        output,
+        "--target",
+        http_url,
+        "--batch-size",
+        "10",
+        "--shard-size",
+        "20",
+        "--resume",
+    )
     assert resumed.returncode == 0, resumed.stderr
     ids, vectors, _, _ = read_output(output)
     assert ids == [f"doc-{i}" for i in range(len(texts))] and np.array_equal(vectors, expected)

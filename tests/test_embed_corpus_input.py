@@ -22,7 +22,11 @@ BAD_LINES = [
     ("empty-text", '{"id": "x", "text": ""}', "line 3: empty 'text'"),
     ("text-not-a-string", '{"id": "x", "text": 42}', "line 3: 'text' is a number, not a string"),
     ("id-not-scalar", '{"id": {"a": 1}, "text": "fine"}', "line 3: 'id' must be a string or an integer"),
-    ("over-the-limit", json.dumps({"id": "x", "text": "word " * 20_001}), "line 3: the text has 100,005 characters"),
+    (
+        "over-the-limit",
+        json.dumps({"id": "x", "text": "word " * 20_001}),
+        "line 3: the text has 100,005 characters",
+    ),
 ]
 
 
@@ -42,7 +46,9 @@ def corpus_with(tmp_path, bad_line: str):
 
 
 @pytest.mark.parametrize("name, bad_line, message", BAD_LINES, ids=[case[0] for case in BAD_LINES])
-def test_given_a_bad_row_then_the_run_stops_before_any_model_work(tmp_path, counting, name, bad_line, message):
+def test_given_a_bad_row_then_the_run_stops_before_any_model_work(
+    tmp_path, counting, name, bad_line, message
+):
     output = tmp_path / "out.parquet"
     result = run_cli(corpus_with(tmp_path, bad_line), "--output", output, "--target", counting.url)
     assert_clear_error(result, 2, message, "nothing was embedded", "--on-error skip")
@@ -50,7 +56,9 @@ def test_given_a_bad_row_then_the_run_stops_before_any_model_work(tmp_path, coun
     assert not output.exists() and not (tmp_path / "out.parquet.parts").exists()
 
 
-def test_given_on_error_skip_then_bad_rows_go_to_the_rejects_file_and_the_rest_is_embedded(tmp_path, counting):
+def test_given_on_error_skip_then_bad_rows_go_to_the_rejects_file_and_the_rest_is_embedded(
+    tmp_path, counting
+):
     lines = [json.dumps(GOOD[0]), BAD_LINES[0][1], json.dumps(GOOD[1]), BAD_LINES[3][1], json.dumps(GOOD[2])]
     source = tmp_path / "corpus.jsonl"
     source.write_text("\n".join(lines) + "\n")
@@ -67,8 +75,9 @@ def test_given_on_error_skip_then_bad_rows_go_to_the_rejects_file_and_the_rest_i
 def test_given_a_csv_without_the_text_column_then_it_names_the_columns(tmp_path):
     source = tmp_path / "corpus.csv"
     source.write_text("id,body\n1,hello\n")
-    assert_clear_error(run_cli(source, "--output", tmp_path / "o.parquet"), 2, "no 'text' column", "id, body",
-                       "--text-field")
+    assert_clear_error(
+        run_cli(source, "--output", tmp_path / "o.parquet"), 2, "no 'text' column", "id, body", "--text-field"
+    )
 
 
 def test_given_an_existing_output_then_overwrite_is_needed(tmp_path):
@@ -81,11 +90,14 @@ def test_given_an_existing_output_then_overwrite_is_needed(tmp_path):
     assert read_output(output)[0] == ["doc-0"]
 
 
-@pytest.mark.parametrize("target, env, fragments", [
-    (f"http://127.0.0.1:{free_port()}", {}, ("cannot reach", "is the server running")),
-    ("ftp://example.com", {}, ("--target", "lambda://FUNCTION_NAME")),
-    ("lambda://", AWS_TEST_ENV, ("needs a function name",)),
-])
+@pytest.mark.parametrize(
+    "target, env, fragments",
+    [
+        (f"http://127.0.0.1:{free_port()}", {}, ("cannot reach", "is the server running")),
+        ("ftp://example.com", {}, ("--target", "lambda://FUNCTION_NAME")),
+        ("lambda://", AWS_TEST_ENV, ("needs a function name",)),
+    ],
+)
 def test_given_an_unusable_target_then_one_clear_sentence(tmp_path, target, env, fragments):
     source = write_jsonl(tmp_path / "corpus.jsonl", ["one text"])
     result = run_cli(source, "--output", tmp_path / "o.parquet", "--target", target, env=env)
@@ -99,9 +111,13 @@ def test_given_a_wrong_api_key_then_it_says_to_pass_the_key(tmp_path, tmp_path_f
     server = UvicornServer(tmp_path_factory.mktemp("keyed") / "server.log", API_KEY="right-key")
     try:
         source = write_jsonl(tmp_path / "corpus.jsonl", ["one text"])
-        result = run_cli(source, "--output", tmp_path / "o.parquet", "--target", server.url, "--api-key", "wrong")
+        result = run_cli(
+            source, "--output", tmp_path / "o.parquet", "--target", server.url, "--api-key", "wrong"
+        )
         assert_clear_error(result, 1, "401", "--api-key")
-        ok = run_cli(source, "--output", tmp_path / "o.parquet", "--target", server.url, "--api-key", "right-key")
+        ok = run_cli(
+            source, "--output", tmp_path / "o.parquet", "--target", server.url, "--api-key", "right-key"
+        )
         assert ok.returncode == 0, ok.stderr
     finally:
         server.stop()
@@ -110,8 +126,16 @@ def test_given_a_wrong_api_key_then_it_says_to_pass_the_key(tmp_path, tmp_path_f
 def test_given_a_wrong_function_name_then_not_found(tmp_path, moto):
     """moto's Lambda API answers a missing function as AWS does (ResourceNotFoundException)."""
     source = write_jsonl(tmp_path / "corpus.jsonl", ["one text"])
-    result = run_cli(source, "--output", tmp_path / "o.parquet", "--target", "lambda://no-such-function",
-                     "--endpoint-url", moto.url, env=AWS_TEST_ENV)
+    result = run_cli(
+        source,
+        "--output",
+        tmp_path / "o.parquet",
+        "--target",
+        "lambda://no-such-function",
+        "--endpoint-url",
+        moto.url,
+        env=AWS_TEST_ENV,
+    )
     assert_clear_error(result, 1, "no-such-function", "not found")
 
 
@@ -119,8 +143,16 @@ def test_given_credentials_aws_refuses_then_it_says_so(tmp_path, http_url):
     proxy = FaultProxy(http_url, flavour="lambda", deny_all=True)
     try:
         source = write_jsonl(tmp_path / "corpus.jsonl", ["one text"])
-        result = run_cli(source, "--output", tmp_path / "o.parquet", "--target", "lambda://function",
-                         "--endpoint-url", proxy.url, env=AWS_TEST_ENV)
+        result = run_cli(
+            source,
+            "--output",
+            tmp_path / "o.parquet",
+            "--target",
+            "lambda://function",
+            "--endpoint-url",
+            proxy.url,
+            env=AWS_TEST_ENV,
+        )
     finally:
         proxy.stop()
     assert_clear_error(result, 1, "refused the credentials", "UnrecognizedClientException")
@@ -128,25 +160,43 @@ def test_given_credentials_aws_refuses_then_it_says_so(tmp_path, http_url):
 
 def test_given_no_aws_credentials_then_it_says_where_they_come_from(tmp_path, http_url):
     source = write_jsonl(tmp_path / "corpus.jsonl", ["one text"])
-    env = {key: value for key, value in AWS_TEST_ENV.items() if not key.startswith("AWS_ACCESS")
-           and not key.startswith("AWS_SECRET")}
-    result = run_cli(source, "--output", tmp_path / "o.parquet", "--target", "lambda://function",
-                     "--endpoint-url", http_url, env=env)
+    env = {
+        key: value
+        for key, value in AWS_TEST_ENV.items()
+        if not key.startswith("AWS_ACCESS") and not key.startswith("AWS_SECRET")
+    }
+    result = run_cli(
+        source,
+        "--output",
+        tmp_path / "o.parquet",
+        "--target",
+        "lambda://function",
+        "--endpoint-url",
+        http_url,
+        env=env,
+    )
     assert_clear_error(result, 1, "no AWS credentials")
 
 
-@pytest.mark.parametrize("uri, fragments", [
-    ("s3://corpus-bucket/missing.jsonl", ("s3://corpus-bucket/missing.jsonl does not exist",)),
-    ("s3://no-such-bucket/corpus.jsonl", ("does not exist",)),
-])
+@pytest.mark.parametrize(
+    "uri, fragments",
+    [
+        ("s3://corpus-bucket/missing.jsonl", ("s3://corpus-bucket/missing.jsonl does not exist",)),
+        ("s3://no-such-bucket/corpus.jsonl", ("does not exist",)),
+    ],
+)
 def test_given_a_missing_s3_object_then_one_clear_sentence(tmp_path, moto, uri, fragments):
     moto.client("s3").create_bucket(Bucket="corpus-bucket")
-    result = run_cli(uri, "--output", tmp_path / "o.parquet", env={**AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto.url})
+    result = run_cli(
+        uri, "--output", tmp_path / "o.parquet", env={**AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto.url}
+    )
     assert_clear_error(result, 2, *fragments)
 
 
 def test_given_a_missing_local_input_then_one_clear_sentence(tmp_path):
-    assert_clear_error(run_cli(tmp_path / "nope.jsonl", "--output", tmp_path / "o.parquet"), 2, "does not exist")
+    assert_clear_error(
+        run_cli(tmp_path / "nope.jsonl", "--output", tmp_path / "o.parquet"), 2, "does not exist"
+    )
 
 
 def test_given_an_unknown_extension_then_it_asks_for_format(tmp_path):

@@ -28,17 +28,31 @@ def test_given_rows_then_shards_of_the_size_in_order():
     assert [row for shard in cut for row in shard.rows] == rows
 
 
-@pytest.mark.parametrize("budget, texts, expected", [
-    (RequestBudget(max_items=3), ["a"] * 7, [(0, 3), (3, 6), (6, 7)]),
-    # ~256 estimated tokens each (the model's maximum): four fit in 1,024
-    (RequestBudget(max_items=100, max_tokens=1024, max_seq_length=256), ["x" * 5000] * 9, [(0, 4), (4, 8), (8, 9)]),
-    # the body limit: each text ~1 kB of JSON
-    (RequestBudget(max_items=100, max_request_bytes=2048 + 3 * 1003), ["y" * 1000] * 5, [(0, 3), (3, 5)]),
-    # the response limit: 10 vectors of 2,048 base64 bytes (+ item overhead) per ~22 kB
-    (RequestBudget(max_items=100, max_response_bytes=2048 + 10 * (2048 + 96), bytes_per_vector=2048), ["z"] * 25,
-     [(0, 10), (10, 20), (20, 25)]),
-    (RequestBudget(max_items=2, max_tokens=1), ["one", "two", "three"], [(0, 1), (1, 2), (2, 3)]),  # alone fits
-])
+@pytest.mark.parametrize(
+    "budget, texts, expected",
+    [
+        (RequestBudget(max_items=3), ["a"] * 7, [(0, 3), (3, 6), (6, 7)]),
+        # ~256 estimated tokens each (the model's maximum): four fit in 1,024
+        (
+            RequestBudget(max_items=100, max_tokens=1024, max_seq_length=256),
+            ["x" * 5000] * 9,
+            [(0, 4), (4, 8), (8, 9)],
+        ),
+        # the body limit: each text ~1 kB of JSON
+        (RequestBudget(max_items=100, max_request_bytes=2048 + 3 * 1003), ["y" * 1000] * 5, [(0, 3), (3, 5)]),
+        # the response limit: 10 vectors of 2,048 base64 bytes (+ item overhead) per ~22 kB
+        (
+            RequestBudget(max_items=100, max_response_bytes=2048 + 10 * (2048 + 96), bytes_per_vector=2048),
+            ["z"] * 25,
+            [(0, 10), (10, 20), (20, 25)],
+        ),
+        (
+            RequestBudget(max_items=2, max_tokens=1),
+            ["one", "two", "three"],
+            [(0, 1), (1, 2), (2, 3)],
+        ),  # alone fits
+    ],
+)
 def test_given_a_budget_then_requests_stay_within_it(budget, texts, expected):
     assert pack_requests(texts, budget) == expected
 
@@ -62,8 +76,12 @@ def fake_target(script: list):
         outcome = script.pop(0) if script else None
         if outcome is not None:
             raise outcome
-        return Embedded(np.array([[float(len(t))] for t in texts], dtype=np.float32), [len(t) for t in texts], 0,
-                        [Invocation(0.01)])
+        return Embedded(
+            np.array([[float(len(t))] for t in texts], dtype=np.float32),
+            [len(t) for t in texts],
+            0,
+            [Invocation(0.01)],
+        )
 
     return embed, calls
 
@@ -71,7 +89,9 @@ def fake_target(script: list):
 def test_given_transient_errors_then_retried_with_backoff_honouring_retry_after():
     embed, calls = fake_target([TransientError("429", retry_after=7.0), TransientError("dropped")])
     sleeps, counters = [], Counters()
-    result = embed_with_retries(embed, ["ab", "c"], RetryPolicy(rng=random.Random(0)), counters, sleeps.append)
+    result = embed_with_retries(
+        embed, ["ab", "c"], RetryPolicy(rng=random.Random(0)), counters, sleeps.append
+    )
     assert result.vectors[:, 0].tolist() == [2.0, 1.0] and len(calls) == 3
     assert counters.retries == 2 and sleeps[0] >= 7.0 and 0 <= sleeps[1] <= 1.0
 
@@ -106,24 +126,46 @@ def test_full_jitter_stays_under_the_cap():
 
 
 def test_given_report_lines_then_the_bill_is_measured_from_them():
-    tail = "START RequestId: 1\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 812.33 ms\tBilled Duration: 813 ms\t" \
-           "Memory Size: 1769 MB\tMax Memory Used: 300 MB\t\n"
+    tail = (
+        "START RequestId: 1\nEND RequestId: 1\n"
+        "REPORT RequestId: 1\tDuration: 812.33 ms\tBilled Duration: 813 ms\t"
+        "Memory Size: 1769 MB\tMax Memory Used: 300 MB\t\n"
+    )
     call = _invocation(0.9, base64.b64encode(tail.encode()).decode())
     assert (call.billed_ms, call.memory_mb) == (813.0, 1769)
-    stats = RunStats("lambda://f", "m", 384, "float", "o", texts=1000, tokens=256_000, invocations=[call] * 10,
-                     lambda_architecture="arm64")
+    stats = RunStats(
+        "lambda://f",
+        "m",
+        384,
+        "float",
+        "o",
+        texts=1000,
+        tokens=256_000,
+        invocations=[call] * 10,
+        lambda_architecture="arm64",
+    )
     bill = lambda_bill(stats)
     gb_s = 10 * 0.813 * 1769 / 1024
     assert bill["measured"] and bill["gb_seconds"] == pytest.approx(gb_s)
     assert bill["usd"]["arm64"] == pytest.approx(gb_s * prices.LAMBDA_GB_SECOND["arm64"] + 10 * 0.2e-6)
-    assert bill["hosted_usd_per_million_texts"] == pytest.approx({"standard": 256 * 0.02, "batch": 256 * 0.01})
+    assert bill["hosted_usd_per_million_texts"] == pytest.approx(
+        {"standard": 256 * 0.02, "batch": 256 * 0.01}
+    )
     text = render(stats)
     assert "billed durations from the REPORT lines" in text and "on arm64" in text and "x86_64" in text
 
 
 def test_given_no_report_lines_then_an_estimate_labelled_as_such():
-    stats = RunStats("lambda://f", "m", 384, "float", "o", texts=10, tokens=None,
-                     invocations=[Invocation(0.1234), Invocation(0.2)])
+    stats = RunStats(
+        "lambda://f",
+        "m",
+        384,
+        "float",
+        "o",
+        texts=10,
+        tokens=None,
+        invocations=[Invocation(0.1234), Invocation(0.2)],
+    )
     bill = lambda_bill(stats)
     assert not bill["measured"] and bill["basis"].startswith("ESTIMATE") and "assumed" in bill["basis"]
     assert bill["gb_seconds"] == pytest.approx((0.124 + 0.2) * 1769 / 1024)
@@ -148,5 +190,7 @@ def test_progress_without_a_terminal_writes_plain_lines_at_intervals():
         now[0] = step * 3.0
         progress.advance(10)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("progress: 10/100 texts") and lines[-1].startswith("progress: 100/100 texts (100%)")
+    assert lines[0].startswith("progress: 10/100 texts") and lines[-1].startswith(
+        "progress: 100/100 texts (100%)"
+    )
     assert 2 <= len(lines) <= 5 and "\r" not in stream.getvalue()

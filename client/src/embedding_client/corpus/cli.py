@@ -23,7 +23,8 @@ EXAMPLES = """\
 examples:
   embed-corpus corpus.jsonl --output vectors.parquet                      # the model in this process
   embed-corpus corpus.csv --output vectors.parquet --target http://localhost:8000
-  embed-corpus s3://bucket/corpus.jsonl --output s3://bucket/vectors.parquet --target lambda://embedding-service
+  embed-corpus s3://bucket/corpus.jsonl --output s3://bucket/vectors.parquet \
+      --target lambda://embedding-model --region eu-west-1
   embed-corpus corpus.jsonl --output vectors.parquet --resume            # after a crash or Ctrl-C
 """
 
@@ -40,54 +41,120 @@ def positive(value: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="embed-corpus", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="embed-corpus",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Embed a whole corpus into a Parquet file of vectors (id, embedding, tokens), locally, "
         "through an HTTP embedding server, or fanned out over AWS Lambda; resumable.",
     )
-    p.add_argument("input", metavar="INPUT", help="JSONL, CSV, Parquet or text (one text a line); a path or s3://bucket/key")
-    p.add_argument("--output", required=True, metavar="OUTPUT", help="the Parquet file to write; a path or s3://bucket/key")
-    p.add_argument("--target", default="local", metavar="TARGET",
-                   help="local (default: the model in this process), http(s)://HOST[:PORT] (our service or any "
-                   "OpenAI-compatible server) or lambda://FUNCTION_NAME (the deployed function, invoked directly)")
-    p.add_argument("--endpoint-url", default="", metavar="URL[,URL...]",
-                   help="Lambda endpoint(s) for boto3, e.g. local Runtime Interface Emulators; several make a fleet")
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="JSONL, CSV, Parquet or text (one text a line); a path or s3://bucket/key",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="the Parquet file to write; a path or s3://bucket/key",
+    )
+    p.add_argument(
+        "--target",
+        default="local",
+        metavar="TARGET",
+        help="local (default: the model in this process), http(s)://HOST[:PORT] (our service or any "
+        "OpenAI-compatible server) or lambda://FUNCTION_NAME (the deployed function, invoked directly)",
+    )
+    p.add_argument(
+        "--endpoint-url",
+        default="",
+        metavar="URL[,URL...]",
+        help="Lambda endpoint(s) for boto3, e.g. local Runtime Interface Emulators; several make a fleet",
+    )
     p.add_argument("--region", help="AWS region (default: the AWS configuration's)")
     p.add_argument("--text-field", default="text", help="the text's field or column (default: text)")
-    p.add_argument("--id-field", default="id", help="the id's field or column (default: id; absent: line numbers)")
-    p.add_argument("--concurrency", type=positive, help="requests in flight (default: local 1, http 4, lambda 10 "
-                   "or one per --endpoint-url)")
-    p.add_argument("--batch-size", type=positive, help="most texts per request (default: local 1,024, http and "
-                   "lambda 256; Lambda requests also stay under its 6 MB payload limits)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run: only missing shards are embedded")
-    p.add_argument("--api-key", default=os.environ.get("EMBEDDING_API_KEY"),
-                   help="the service's API key (default: $EMBEDDING_API_KEY)")
-    p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
-                   help="bad rows: stop before any model work (default), or skip them into OUTPUT.rejects.jsonl")
+    p.add_argument(
+        "--id-field", default="id", help="the id's field or column (default: id; absent: line numbers)"
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive,
+        help="requests in flight (default: local 1, http 4, lambda 10 or one per --endpoint-url)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=positive,
+        help="most texts per request (default: local 1,024 on CPU and 8,192 on a GPU, http and "
+        "lambda 256; Lambda requests also stay under its 6 MB payload limits)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run: only missing shards are embedded"
+    )
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("EMBEDDING_API_KEY"),
+        help="the service's API key (default: $EMBEDDING_API_KEY)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="bad rows: stop before any model work (default), or skip them into OUTPUT.rejects.jsonl",
+    )
     p.add_argument("--input-type", choices=INPUT_TYPES, help="apply the model's query or document prompt")
-    p.add_argument("--embedding-type", choices=tuple(OUTPUT_TYPES), default="float",
-                   help="the embedding column's type (default: float32); int8/uint8/binary/ubinary as "
-                   "sentence-transformers' quantize_embeddings")
+    p.add_argument(
+        "--embedding-type",
+        choices=tuple(OUTPUT_TYPES),
+        default="float",
+        help="the embedding column's type (default: float32); int8/uint8/binary/ubinary as "
+        "sentence-transformers' quantize_embeddings",
+    )
     p.add_argument("--model", help="the model name to send (default: the one the target serves)")
     p.add_argument("--format", choices=FORMATS, help="the input's format (default: from its name)")
-    p.add_argument("--shard-size", type=positive, default=DEFAULT_SHARD_SIZE,
-                   help=f"texts per committed shard (default: {DEFAULT_SHARD_SIZE:,})")
-    p.add_argument("--request-timeout", type=positive, metavar="SECONDS",
-                   help="give up on one request after this long and retry it (default: http 300, lambda 905)")
-    p.add_argument("--retries", type=positive, default=8, help="attempts per request, the first included (default: 8)")
+    p.add_argument(
+        "--shard-size",
+        type=positive,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"texts per committed shard (default: {DEFAULT_SHARD_SIZE:,})",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=positive,
+        metavar="SECONDS",
+        help="give up on one request after this long and retry it (default: http 300, lambda 905)",
+    )
+    p.add_argument(
+        "--retries", type=positive, default=8, help="attempts per request, the first included (default: 8)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--report-json", metavar="FILE", help="also write the report's figures as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress or log lines; errors and the report only")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress or log lines; errors and the report only"
+    )
     return p
 
 
 def options_from(args: argparse.Namespace) -> Options:
     return Options(
-        input=args.input, output=args.output, target=args.target,
+        input=args.input,
+        output=args.output,
+        target=args.target,
         endpoint_urls=[url.strip() for url in args.endpoint_url.split(",") if url.strip()],
-        region=args.region, text_field=args.text_field, id_field=args.id_field, concurrency=args.concurrency,
-        batch_size=args.batch_size, resume=args.resume, api_key=args.api_key or None, on_error=args.on_error,
-        input_type=args.input_type, embedding_type=args.embedding_type, model=args.model,
-        shard_size=args.shard_size, format=args.format, overwrite=args.overwrite, retries=args.retries,
+        region=args.region,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        resume=args.resume,
+        api_key=args.api_key or None,
+        on_error=args.on_error,
+        input_type=args.input_type,
+        embedding_type=args.embedding_type,
+        model=args.model,
+        shard_size=args.shard_size,
+        format=args.format,
+        overwrite=args.overwrite,
+        retries=args.retries,
         request_timeout=args.request_timeout,
     )
 
@@ -121,8 +188,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embed-corpus: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nembed-corpus: interrupted; committed shards are kept: run the same command with --resume to "
-              "continue", file=sys.stderr)
+        print(
+            "\nembed-corpus: interrupted; committed shards are kept: run the same command with --resume to "
+            "continue",
+            file=sys.stderr,
+        )
         sys.stderr.flush()
         os._exit(130)  # worker threads may be inside a request: don't wait for them
     if stats is None:

@@ -115,8 +115,9 @@ class Storage:
             return
         path = Path(location.uri)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False) as handle:
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        ) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -143,7 +144,7 @@ class Storage:
         paginator = self.s3.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=directory.bucket, Prefix=prefix):
-                names.update(item["Key"][len(prefix):] for item in page.get("Contents", []))
+                names.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
         except Exception as error:
             raise CorpusError(f"cannot list {directory.uri}: {_describe(error)}") from None
         return {name for name in names if name and "/" not in name}
@@ -191,11 +192,14 @@ def _s3_error(location: Location, error: Exception) -> CorpusError:
     if code == "NoSuchBucket":
         return InputError(f"the bucket {location.bucket!r} of {location.uri} does not exist")
     if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-        return CorpusError(f"S3 refused access to {location.uri} ({code}): check your AWS credentials "
-                           "and permissions")
+        return CorpusError(
+            f"S3 refused access to {location.uri} ({code}): check your AWS credentials and permissions"
+        )
     if name == "NoCredentialsError":
-        return CorpusError(f"no AWS credentials to read or write {location.uri}: set AWS_PROFILE or "
-                           "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is available")
+        return CorpusError(
+            f"no AWS credentials to read or write {location.uri}: set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role is available"
+        )
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
         return CorpusError(f"cannot reach S3 for {location.uri}: {error}")
     return CorpusError(f"S3 failed on {location.uri}: {_describe(error)}")

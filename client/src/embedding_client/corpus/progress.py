@@ -24,8 +24,14 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO | None = None, tty: bool | None = None,
-                 retries: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        retries: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr
@@ -53,8 +59,10 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else None
         percent = 100 * self.done / self.total if self.total else 100.0
         eta = duration(left) if left is not None else "?"
-        return (f"{self.done:,}/{self.total:,} texts ({percent:.0f}%), {rate:,.0f} texts/s, ETA {eta}, "
-                f"{self._retries():,} retries")
+        return (
+            f"{self.done:,}/{self.total:,} texts ({percent:.0f}%), {rate:,.0f} texts/s, ETA {eta}, "
+            f"{self._retries():,} retries"
+        )
 
     def message(self, text: str) -> None:
         """A log line that keeps the bar intact."""

@@ -21,10 +21,14 @@ from embedding_client.corpus.errors import InputError
 
 FORMATS = ("jsonl", "csv", "parquet", "text")
 _EXTENSIONS = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
     ".csv": "csv",
-    ".parquet": "parquet", ".pq": "parquet",
-    ".txt": "text", ".text": "text",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+    ".text": "text",
 }
 PARQUET_BATCH_ROWS = 8192
 
@@ -60,7 +64,10 @@ def row_label(fmt: str) -> str:
 
 def read_rows(path: str, fmt: str, text_field: str, id_field: str) -> Iterator[Row | Rejected]:
     readers: dict[str, Callable[..., Iterator[Row | Rejected]]] = {
-        "jsonl": _jsonl, "csv": _csv, "parquet": _parquet, "text": _text,
+        "jsonl": _jsonl,
+        "csv": _csv,
+        "parquet": _parquet,
+        "text": _text,
     }
     return readers[fmt](path, text_field, id_field)
 
@@ -163,12 +170,17 @@ def _parquet(path: str, text_field: str, id_field: str) -> Iterator[Row | Reject
             f"{path} has no {text_field!r} column (its columns: {', '.join(schema.names)}); name the text "
             "column with --text-field"
         )
-    if not (pa.types.is_string(schema.field(text_field).type) or pa.types.is_large_string(schema.field(text_field).type)):
+    if not (
+        pa.types.is_string(schema.field(text_field).type)
+        or pa.types.is_large_string(schema.field(text_field).type)
+    ):
         raise InputError(f"{path}: column {text_field!r} is {schema.field(text_field).type}, not strings")
     columns = [text_field]
     if id_field in schema.names:
         id_type = schema.field(id_field).type
-        if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+        if not (
+            pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)
+        ):
             raise InputError(f"{path}: column {id_field!r} is {id_type}; ids must be integers or strings")
         columns.append(id_field)
     number = 0

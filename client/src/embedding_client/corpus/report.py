@@ -43,7 +43,9 @@ class RunStats:
     output: str
     texts: int = 0
     tokens: int | None = 0  # None once any request's token counts were unknown
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # the whole run: probe, checks, embedding, assembly
+    embed_s: float = 0.0  # embedding alone: first request sent to last shard committed
+    embed_cpu_s: float = 0.0  # this process's CPU time (all threads) over embed_s: what the client costs
     requests: int = 0
     retries: int = 0
     splits: int = 0
@@ -68,19 +70,26 @@ def lambda_bill(stats: RunStats) -> dict:
     measured = bool(stats.invocations) and all(call.billed_ms is not None for call in stats.invocations)
     memory = stats.lambda_memory_mb or ASSUMED_MEMORY_MB
     gb_s = sum(
-        prices.gb_seconds(call.billed_ms if measured else math.ceil(call.seconds * 1000),
-                          call.memory_mb if measured and call.memory_mb else memory)
+        prices.gb_seconds(
+            call.billed_ms if measured else math.ceil(call.seconds * 1000),
+            call.memory_mb if measured and call.memory_mb else memory,
+        )
         for call in stats.invocations
     )
     arch = stats.lambda_architecture or "x86_64"
-    by_arch = {name: prices.lambda_usd(gb_s, len(stats.invocations), name) for name in prices.LAMBDA_GB_SECOND}
+    by_arch = {
+        name: prices.lambda_usd(gb_s, len(stats.invocations), name) for name in prices.LAMBDA_GB_SECOND
+    }
     per_million = {name: usd / stats.texts * 1e6 if stats.texts else None for name, usd in by_arch.items()}
     tokens_per_text = stats.tokens / stats.texts if stats.tokens and stats.texts else None
     return {
         "measured": measured,
-        "basis": "billed durations from the REPORT lines" if measured else (
+        "basis": "billed durations from the REPORT lines"
+        if measured
+        else (
             f"ESTIMATE: no REPORT lines came back, so measured invocation times x "
-            f"{memory} MB{'' if stats.lambda_memory_mb else ' (assumed: one vCPU)'}"),
+            f"{memory} MB{'' if stats.lambda_memory_mb else ' (assumed: one vCPU)'}"
+        ),
         "gb_seconds": gb_s,
         "invocations": len(stats.invocations),
         "architecture": arch,
@@ -88,23 +97,40 @@ def lambda_bill(stats: RunStats) -> dict:
         "usd": by_arch,
         "usd_per_million_texts": per_million,
         "tokens_per_text": tokens_per_text,
-        "hosted_usd_per_million_texts": (prices.hosted_usd_per_million_texts(tokens_per_text)
-                                         if tokens_per_text else None),
+        "hosted_usd_per_million_texts": (
+            prices.hosted_usd_per_million_texts(tokens_per_text) if tokens_per_text else None
+        ),
     }
 
 
 def render(stats: RunStats) -> str:
     rate = stats.texts / stats.wall_s if stats.wall_s else 0.0
     return REPORT.substitute(
-        texts=f"{stats.texts:,}", output=stats.output, target=stats.target, model=stats.model,
-        dimension=stats.dimension, embedding_type=stats.embedding_type,
-        skipped_note=f"; {stats.skipped_texts:,} were already committed by an earlier run" if stats.skipped_texts else "",
-        rejected_note=f"; {stats.rejected:,} rejected rows skipped (see the rejects file)" if stats.rejected else "",
-        tokens=f"{stats.tokens:,}" if stats.tokens is not None else "unknown (the target does not count per text)",
-        wall=f"{stats.wall_s:.1f} s", rate=f"{rate:,.1f}", requests=f"{stats.requests:,}",
-        retries=f"{stats.retries:,}", splits=f"{stats.splits:,}",
-        truncated_note=(f"\n  truncated   {stats.truncated:,} texts cut at the model's maximum length"
-                        if stats.truncated else ""),
+        texts=f"{stats.texts:,}",
+        output=stats.output,
+        target=stats.target,
+        model=stats.model,
+        dimension=stats.dimension,
+        embedding_type=stats.embedding_type,
+        skipped_note=f"; {stats.skipped_texts:,} were already committed by an earlier run"
+        if stats.skipped_texts
+        else "",
+        rejected_note=f"; {stats.rejected:,} rejected rows skipped (see the rejects file)"
+        if stats.rejected
+        else "",
+        tokens=f"{stats.tokens:,}"
+        if stats.tokens is not None
+        else "unknown (the target does not count per text)",
+        wall=f"{stats.wall_s:.1f} s",
+        rate=f"{rate:,.1f}",
+        requests=f"{stats.requests:,}",
+        retries=f"{stats.retries:,}",
+        splits=f"{stats.splits:,}",
+        truncated_note=(
+            f"\n  truncated   {stats.truncated:,} texts cut at the model's maximum length"
+            if stats.truncated
+            else ""
+        ),
         cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else "",
     )
 
@@ -120,11 +146,17 @@ def _lambda_cost(stats: RunStats) -> str:
     ]
     hosted = bill["hosted_usd_per_million_texts"] or {"standard": None, "batch": None}
     return LAMBDA_COST.substitute(
-        gb_seconds=f"{bill['gb_seconds']:,.1f}", invocations=f"{bill['invocations']:,}", basis=bill["basis"],
-        usd=_money(bill["usd"][arch]), per_million=_money(bill["usd_per_million_texts"][arch]),
-        arch=arch + ("" if bill["architecture_known"] else " (assumed)"), as_of=f"list prices {prices.AS_OF[:7]}",
-        other_arch="; ".join(other_lines), hosted_name=prices.HOSTED_API["name"],
-        hosted_standard=_money(hosted["standard"]), hosted_batch=_money(hosted["batch"]),
+        gb_seconds=f"{bill['gb_seconds']:,.1f}",
+        invocations=f"{bill['invocations']:,}",
+        basis=bill["basis"],
+        usd=_money(bill["usd"][arch]),
+        per_million=_money(bill["usd_per_million_texts"][arch]),
+        arch=arch + ("" if bill["architecture_known"] else " (assumed)"),
+        as_of=f"list prices {prices.AS_OF[:7]}",
+        other_arch="; ".join(other_lines),
+        hosted_name=prices.HOSTED_API["name"],
+        hosted_standard=_money(hosted["standard"]),
+        hosted_batch=_money(hosted["batch"]),
         tokens_per_text=f"{bill['tokens_per_text']:.0f}" if bill["tokens_per_text"] else "?",
     )
 

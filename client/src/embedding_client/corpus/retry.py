@@ -49,8 +49,13 @@ class Counters:
             self.splits += splits
 
 
-def embed_with_retries(embed: Callable[[list[str]], Embedded], texts: list[str], policy: RetryPolicy,
-                       counters: Counters, sleep: Callable[[float], None] = time.sleep) -> Embedded:
+def embed_with_retries(
+    embed: Callable[[list[str]], Embedded],
+    texts: list[str],
+    policy: RetryPolicy,
+    counters: Counters,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Embedded:
     """Vectors for `texts`, or PermanentError with the last reason."""
     for attempt in range(policy.attempts):
         try:
@@ -61,13 +66,19 @@ def embed_with_retries(embed: Callable[[list[str]], Embedded], texts: list[str],
             counters.add(splits=1)
             half = len(texts) // 2
             log.info("splitting a request of %d texts in two: %s", len(texts), error.reason)
-            return merge([embed_with_retries(embed, part, policy, counters, sleep)
-                          for part in (texts[:half], texts[half:])])
+            return merge(
+                [
+                    embed_with_retries(embed, part, policy, counters, sleep)
+                    for part in (texts[:half], texts[half:])
+                ]
+            )
         except TransientError as error:
             if attempt == policy.attempts - 1:
                 raise PermanentError(f"{error.reason}; gave up after {policy.attempts} attempts") from None
             counters.add(retries=1)
             wait = policy.delay(attempt, error.retry_after)
-            log.info("retrying in %.1f s (attempt %d of %d): %s", wait, attempt + 2, policy.attempts, error.reason)
+            log.info(
+                "retrying in %.1f s (attempt %d of %d): %s", wait, attempt + 2, policy.attempts, error.reason
+            )
             sleep(wait)
     raise AssertionError("unreachable")

@@ -29,7 +29,14 @@ from embedding_client.corpus.readers import Rejected, Row, detect_format, read_r
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.retry import Counters, RetryPolicy, embed_with_retries
 from embedding_client.corpus.shards import MANIFEST_VERSION, OutputSchema, ShardStore
-from embedding_client.corpus.targets import EmbedOptions, Limits, Target, open_target, output_dtype, output_width
+from embedding_client.corpus.targets import (
+    EmbedOptions,
+    Limits,
+    Target,
+    open_target,
+    output_dtype,
+    output_width,
+)
 
 log = logging.getLogger("embed_corpus")
 DEFAULT_SHARD_SIZE = 10_000
@@ -80,8 +87,12 @@ def checked_rows(path: str, fmt: str, options: Options, limits: Limits) -> Itera
     """The reader's rows, with the target's per-text limit applied (both passes use this)."""
     for item in read_rows(path, fmt, options.text_field, options.id_field):
         if isinstance(item, Row) and len(item.text) > limits.max_item_chars:
-            yield Rejected(item.number, item.id, f"the text has {len(item.text):,} characters; the target "
-                                                 f"accepts at most {limits.max_item_chars:,} (MAX_INPUT_CHARS)")
+            yield Rejected(
+                item.number,
+                item.id,
+                f"the text has {len(item.text):,} characters; the target "
+                f"accepts at most {limits.max_item_chars:,} (MAX_INPUT_CHARS)",
+            )
         else:
             yield item
 
@@ -125,11 +136,15 @@ class Run:
         if self._finished_already():
             return None
         started = time.perf_counter()
-        target = open_target(self.options.target, EmbedOptions(self.options.input_type, self.options.embedding_type,
-                                                               self.options.model),
-                             endpoint_urls=self.options.endpoint_urls, region=self.options.region,
-                             api_key=self.options.api_key, concurrency=self.options.concurrency,
-                             timeout=self.options.request_timeout)
+        target = open_target(
+            self.options.target,
+            EmbedOptions(self.options.input_type, self.options.embedding_type, self.options.model),
+            endpoint_urls=self.options.endpoint_urls,
+            region=self.options.region,
+            api_key=self.options.api_key,
+            concurrency=self.options.concurrency,
+            timeout=self.options.request_timeout,
+        )
         try:
             for note in target.info.notes:
                 log.info("%s", note)
@@ -159,20 +174,38 @@ class Run:
         committed = self.store.start(self._manifest(fingerprint, found, info), self.options.resume)
         count = math.ceil(found.rows / self.options.shard_size)
         done_before = sum(self._shard_rows(index, found.rows) for index in committed if index < count)
-        stats = RunStats(self.options.target, info.model_id, info.dimension, self.options.embedding_type,
-                         self.output.uri, skipped_texts=done_before, rejected=len(found.rejected),
-                         lambda_memory_mb=getattr(target, "memory_mb", None),
-                         lambda_architecture=getattr(target, "architecture", None))
+        stats = RunStats(
+            self.options.target,
+            info.model_id,
+            info.dimension,
+            self.options.embedding_type,
+            self.output.uri,
+            skipped_texts=done_before,
+            rejected=len(found.rejected),
+            lambda_memory_mb=getattr(target, "memory_mb", None),
+            lambda_architecture=getattr(target, "architecture", None),
+        )
         if committed:
-            log.info("resuming: %d of %d shards (%s texts) are committed already", len(committed), count,
-                     f"{done_before:,}")
+            log.info(
+                "resuming: %d of %d shards (%s texts) are committed already",
+                len(committed),
+                count,
+                f"{done_before:,}",
+            )
         progress = Progress(found.rows - done_before, self.stream, retries=lambda: self.counters.retries)
-        rows = (item for item in checked_rows(path, self.fmt, self.options, info.limits) if isinstance(item, Row))
+        rows = (
+            item for item in checked_rows(path, self.fmt, self.options, info.limits) if isinstance(item, Row)
+        )
+        embedding, cpu = time.perf_counter(), time.process_time()
         try:
             with logs_through(progress):
-                self._run_shards(target, shards(rows, self.options.shard_size), committed, schema, stats, progress)
+                self._run_shards(
+                    target, shards(rows, self.options.shard_size), committed, schema, stats, progress
+                )
         finally:
             progress.close()
+        stats.embed_s = time.perf_counter() - embedding
+        stats.embed_cpu_s = time.process_time() - cpu
         stats.retries, stats.splits = self.counters.retries, self.counters.splits
         if self.failures:
             raise CorpusError(self._failure_message(count))
@@ -181,8 +214,15 @@ class Run:
         stats.wall_s = time.perf_counter() - started
         return stats
 
-    def _run_shards(self, target: Target, planned: Iterator[Shard], committed: set[int], schema: OutputSchema,
-                    stats: RunStats, progress: Progress) -> None:
+    def _run_shards(
+        self,
+        target: Target,
+        planned: Iterator[Shard],
+        committed: set[int],
+        schema: OutputSchema,
+        stats: RunStats,
+        progress: Progress,
+    ) -> None:
         concurrency = self.options.concurrency or target.default_concurrency
         budget = target.budget(self.options.batch_size or target.default_batch_size)
         policy = RetryPolicy(attempts=self.options.retries)
@@ -201,7 +241,9 @@ class Run:
                 for start, end in requests:
                     while len(in_flight) >= 2 * concurrency:
                         self._collect(in_flight, schema, stats, progress)
-                    future = pool.submit(embed_with_retries, target.embed, texts[start:end], policy, self.counters)
+                    future = pool.submit(
+                        embed_with_retries, target.embed, texts[start:end], policy, self.counters
+                    )
                     in_flight[future] = (buffer, start, end)
             while in_flight:
                 self._collect(in_flight, schema, stats, progress)
@@ -226,9 +268,16 @@ class Run:
             stats.texts += end - start
             stats.requests += len(embedded.invocations)
             stats.invocations.extend(embedded.invocations)
-            stats.tokens = None if stats.tokens is None or embedded.tokens is None else stats.tokens + sum(embedded.tokens)
-            stats.truncated = None if stats.truncated is None or embedded.truncated is None \
+            stats.tokens = (
+                None
+                if stats.tokens is None or embedded.tokens is None
+                else stats.tokens + sum(embedded.tokens)
+            )
+            stats.truncated = (
+                None
+                if stats.truncated is None or embedded.truncated is None
                 else stats.truncated + embedded.truncated
+            )
             progress.advance(end - start)
             if buffer.complete:
                 self.store.commit(buffer.shard.index, buffer.table())
@@ -248,23 +297,33 @@ class Run:
         first = self.failures[0]
         others = len(self.failures) - 1
         committed = len(self.store.committed())
-        return (f"{self._rows_named(first.rows)} failed for good: {first.reason}"
-                + (f" (and {others} more requests)" if others else "")
-                + f"; {committed} of {count} shards are committed in {self.store.folder.uri}: fix the cause "
-                  "and run the same command with --resume to embed only the rest")
+        return (
+            f"{self._rows_named(first.rows)} failed for good: {first.reason}"
+            + (f" (and {others} more requests)" if others else "")
+            + f"; {committed} of {count} shards are committed in {self.store.folder.uri}: fix the cause "
+            "and run the same command with --resume to embed only the rest"
+        )
 
     def _handle_rejects(self, found: Scan) -> None:
         if not found.rejected:
             return
         if self.options.on_error != "skip":
-            raise InputError(f"{self.source.uri}: {problems(found.rejected, self.fmt)}; nothing was embedded: fix "
-                             f"these rows, or pass --on-error skip to write them to {self._rejects().uri} and embed "
-                             "the rest")
-        lines = b"".join(orjson.dumps({row_label(self.fmt): item.number, "id": item.id, "reason": item.reason}) + b"\n"
-                         for item in found.rejected)
+            raise InputError(
+                f"{self.source.uri}: {problems(found.rejected, self.fmt)}; nothing was embedded: fix "
+                f"these rows, or pass --on-error skip to write them to {self._rejects().uri} and embed "
+                "the rest"
+            )
+        lines = b"".join(
+            orjson.dumps({row_label(self.fmt): item.number, "id": item.id, "reason": item.reason}) + b"\n"
+            for item in found.rejected
+        )
         self.storage.write_bytes(self._rejects(), lines)
-        log.warning("%d rows rejected, written to %s: %s", len(found.rejected), self._rejects().uri,
-                    problems(found.rejected, self.fmt))
+        log.warning(
+            "%d rows rejected, written to %s: %s",
+            len(found.rejected),
+            self._rejects().uri,
+            problems(found.rejected, self.fmt),
+        )
 
     def _rejects(self) -> Location:
         return self.output.sibling(REJECTS_SUFFIX)
@@ -279,16 +338,28 @@ class Run:
             "source": self.source.uri,
             "generator": "embed-corpus (embedding-client)",
         }
-        return OutputSchema(found.ids_are_ints, self.options.embedding_type,
-                            output_width(self.options.embedding_type, info.dimension), metadata)
+        return OutputSchema(
+            found.ids_are_ints,
+            self.options.embedding_type,
+            output_width(self.options.embedding_type, info.dimension),
+            metadata,
+        )
 
     def _manifest(self, fingerprint: dict, found: Scan, info) -> dict:
         """What a resumed run must agree on (the target may change, the model may not)."""
         return {
-            "version": MANIFEST_VERSION, "input": self.source.uri, "input_version": fingerprint,
-            "format": self.fmt, "text_field": self.options.text_field, "id_field": self.options.id_field,
-            "on_error": self.options.on_error, "rows": found.rows, "shard_size": self.options.shard_size,
-            "model": info.model_id, "dimension": info.dimension, "embedding_type": self.options.embedding_type,
+            "version": MANIFEST_VERSION,
+            "input": self.source.uri,
+            "input_version": fingerprint,
+            "format": self.fmt,
+            "text_field": self.options.text_field,
+            "id_field": self.options.id_field,
+            "on_error": self.options.on_error,
+            "rows": found.rows,
+            "shard_size": self.options.shard_size,
+            "model": info.model_id,
+            "dimension": info.dimension,
+            "embedding_type": self.options.embedding_type,
             "input_type": self.options.input_type,
         }
 

@@ -27,8 +27,13 @@ from embedding_client.corpus.readers import Row
 PARTS_SUFFIX = ".parts"
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-_ARROW_VALUES = {"float": pa.float32(), "int8": pa.int8(), "uint8": pa.uint8(), "binary": pa.int8(),
-                 "ubinary": pa.uint8()}
+_ARROW_VALUES = {
+    "float": pa.float32(),
+    "int8": pa.int8(),
+    "uint8": pa.uint8(),
+    "binary": pa.int8(),
+    "ubinary": pa.uint8(),
+}
 
 
 def shard_name(index: int) -> str:
@@ -45,21 +50,28 @@ class OutputSchema:
     metadata: dict[str, str]
 
     def arrow(self, with_metadata: bool = False) -> pa.Schema:
-        schema = pa.schema([
-            pa.field("id", pa.int64() if self.ids_are_ints else pa.string(), nullable=False),
-            pa.field("embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False),
-            pa.field("tokens", pa.int32()),
-        ])
+        schema = pa.schema(
+            [
+                pa.field("id", pa.int64() if self.ids_are_ints else pa.string(), nullable=False),
+                pa.field(
+                    "embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False
+                ),
+                pa.field("tokens", pa.int32()),
+            ]
+        )
         return schema.with_metadata(self.metadata) if with_metadata else schema
 
     def table(self, rows: list[Row], vectors: np.ndarray, tokens: list[int] | None) -> pa.Table:
         ids = [row.id if self.ids_are_ints else str(row.id) for row in rows]
         flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=_ARROW_VALUES[self.embedding_type])
-        return pa.table([
-            pa.array(ids, type=self.arrow().field("id").type),
-            pa.FixedSizeListArray.from_arrays(flat, self.width),
-            pa.array(tokens if tokens is not None else [None] * len(rows), type=pa.int32()),
-        ], schema=self.arrow())
+        return pa.table(
+            [
+                pa.array(ids, type=self.arrow().field("id").type),
+                pa.FixedSizeListArray.from_arrays(flat, self.width),
+                pa.array(tokens if tokens is not None else [None] * len(rows), type=pa.int32()),
+            ],
+            schema=self.arrow(),
+        )
 
 
 class ShardStore:
@@ -74,8 +86,9 @@ class ShardStore:
         try:
             return json.loads(self.storage.read_bytes(self.folder.child(MANIFEST)))
         except ValueError:
-            raise CorpusError(f"{self.folder.child(MANIFEST).uri} is damaged: delete {self.folder.uri} to "
-                              "start over") from None
+            raise CorpusError(
+                f"{self.folder.child(MANIFEST).uri} is damaged: delete {self.folder.uri} to start over"
+            ) from None
 
     def start(self, manifest: dict, resume: bool) -> set[int]:
         """Begin or continue the run `manifest` describes; returns the shards already committed."""
@@ -84,19 +97,26 @@ class ShardStore:
             self.storage.write_bytes(self.folder.child(MANIFEST), json.dumps(manifest, indent=1).encode())
             return set()
         if not resume:
-            raise InputError(f"{self.folder.uri} holds an earlier, unfinished run: add --resume to continue it, "
-                             "or delete that folder to start over")
+            raise InputError(
+                f"{self.folder.uri} holds an earlier, unfinished run: add --resume to continue it, "
+                "or delete that folder to start over"
+            )
         changed = [key for key in manifest if earlier.get(key) != manifest[key]]
         if changed:
             key = changed[0]
-            raise InputError(f"--resume: {key} differs from the earlier run's ({earlier.get(key)!r} then, "
-                             f"{manifest[key]!r} now); delete {self.folder.uri} to start over")
+            raise InputError(
+                f"--resume: {key} differs from the earlier run's ({earlier.get(key)!r} then, "
+                f"{manifest[key]!r} now); delete {self.folder.uri} to start over"
+            )
         return self.committed()
 
     def committed(self) -> set[int]:
         names = self.storage.names(self.folder)
-        return {int(name[6:12]) for name in names
-                if name.startswith("shard-") and name.endswith(".parquet") and name[6:12].isdigit()}
+        return {
+            int(name[6:12])
+            for name in names
+            if name.startswith("shard-") and name.endswith(".parquet") and name[6:12].isdigit()
+        }
 
     def commit(self, index: int, table: pa.Table) -> None:
         sink = io.BytesIO()

@@ -15,7 +15,13 @@ from typing import Any
 import httpx
 import orjson
 
-from embedding_client.corpus.errors import CorpusError, InputError, PermanentError, SplitRequest, TransientError
+from embedding_client.corpus.errors import (
+    CorpusError,
+    InputError,
+    PermanentError,
+    SplitRequest,
+    TransientError,
+)
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.targets import (
     Embedded,
@@ -42,8 +48,14 @@ class HttpTarget:
     default_concurrency = 4  # enough to keep a server's batcher fed without queueing at it
     default_batch_size = 256
 
-    def __init__(self, url: str, options: EmbedOptions, api_key: str | None, concurrency: int | None,
-                 timeout: float | None = None):
+    def __init__(
+        self,
+        url: str,
+        options: EmbedOptions,
+        api_key: str | None,
+        concurrency: int | None,
+        timeout: float | None = None,
+    ):
         root = url.rstrip("/").removesuffix("/v1")
         self.root = root
         self._options = options
@@ -51,7 +63,9 @@ class HttpTarget:
         auth = SigV4Auth() if not api_key and region_from_url(root) else None
         connections = max(concurrency or self.default_concurrency, 1) + 2
         self._client = httpx.Client(
-            base_url=root, headers=headers, auth=auth,
+            base_url=root,
+            headers=headers,
+            auth=auth,
             timeout=httpx.Timeout(timeout or READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
@@ -81,14 +95,17 @@ class HttpTarget:
 
     def _post(self, body: bytes) -> httpx.Response:
         try:
-            response = self._client.post("/v1/embeddings", content=body, headers={"content-type": "application/json"})
+            response = self._client.post(
+                "/v1/embeddings", content=body, headers={"content-type": "application/json"}
+            )
         except httpx.TimeoutException as error:
             raise TransientError(f"timed out ({type(error).__name__})") from None
         except httpx.TransportError as error:  # refused, reset, closed mid-response
             raise TransientError(f"connection failed ({type(error).__name__}: {error})") from None
         if response.status_code != 200:
-            raise status_error(response.status_code, error_message(_json(response, strict=False)),
-                               _retry_after(response))
+            raise status_error(
+                response.status_code, error_message(_json(response, strict=False)), _retry_after(response)
+            )
         return response
 
     def _probe(self) -> TargetInfo:
@@ -97,14 +114,21 @@ class HttpTarget:
         try:
             served = models["data"][0]["id"]
         except (KeyError, IndexError, TypeError):
-            raise CorpusError(f"{self.root}/v1/models lists no model: is this an OpenAI-compatible server?") from None
+            raise CorpusError(
+                f"{self.root}/v1/models lists no model: is this an OpenAI-compatible server?"
+            ) from None
         health = self._get("/health", optional=True) or {}
         ours = isinstance(health.get("limits"), dict)
         info = TargetInfo(
-            kind="http", model_id=self._options.model or served,
-            dimension=int(health.get("dimension") or 0), limits=Limits.from_health(health),
-            max_seq_length=int(health.get("max_seq_length") or 512), ours=ours,
-            notes=() if ours else (f"{self.root} is not this project's service: default limits, no token counts",),
+            kind="http",
+            model_id=self._options.model or served,
+            dimension=int(health.get("dimension") or 0),
+            limits=Limits.from_health(health),
+            max_seq_length=int(health.get("max_seq_length") or 512),
+            ours=ours,
+            notes=()
+            if ours
+            else (f"{self.root} is not this project's service: default limits, no token counts",),
         )
         if not info.dimension:  # another server: one tiny request tells the dimension
             probe = self._probe_dimension(info)
@@ -114,14 +138,18 @@ class HttpTarget:
     def _probe_dimension(self, info: TargetInfo) -> int:
         """Another server's dimension: the length of one float vector (its own output types only)."""
         if self._options.embedding_type != "float" or self._options.input_type:
-            raise InputError(f"--embedding-type and --input-type need this project's service; {self.root} is "
-                             "another server")
+            raise InputError(
+                f"--embedding-type and --input-type need this project's service; {self.root} is "
+                "another server"
+            )
         body = orjson.dumps(openai_request(["dimension probe"], info, self._options))
         payload = self._with_probe_retries(lambda: _json(self._post(body)))
         try:
             return len(decode_vector(payload["data"][0]["embedding"], output_dtype("float")))
         except (KeyError, IndexError, TypeError, PermanentError):
-            raise CorpusError(f"{self.root}/v1/embeddings answered no vector: is this an embedding server?") from None
+            raise CorpusError(
+                f"{self.root}/v1/embeddings answered no vector: is this an embedding server?"
+            ) from None
 
     def _get(self, path: str, optional: bool = False) -> Any:
         def fetch():
@@ -143,8 +171,10 @@ class HttpTarget:
                 return call()
             except TransientError as error:
                 if attempt == PROBE_ATTEMPTS - 1:
-                    raise CorpusError(f"cannot reach {self.root}{path} ({error.reason}): is the server running "
-                                      "and the URL right?") from None
+                    raise CorpusError(
+                        f"cannot reach {self.root}{path} ({error.reason}): is the server running "
+                        "and the URL right?"
+                    ) from None
                 time.sleep(1.0 * (attempt + 1))
             except (PermanentError, SplitRequest) as error:
                 raise CorpusError(_probe_refusal(self.root + path, error.reason)) from None

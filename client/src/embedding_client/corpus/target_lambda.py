@@ -20,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from embedding_client.corpus.errors import CorpusError, InputError, PermanentError, SplitRequest, TransientError
+from embedding_client.corpus.errors import (
+    CorpusError,
+    InputError,
+    PermanentError,
+    SplitRequest,
+    TransientError,
+)
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.targets import (
     Embedded,
@@ -40,22 +46,42 @@ PAYLOAD_MARGIN_BYTES = 256 * 1024
 REQUEST_TOKENS = 16_384  # ~64 passages of 256 tokens: seconds of work on one vCPU, far from any timeout
 DEFAULT_CONCURRENCY = 10  # the Terraform's default reserved concurrency
 READ_TIMEOUT_S = 905  # Lambda's longest timeout is 900 s
-_REPORT = re.compile(r"REPORT RequestId:.*?Billed Duration: (?P<billed>\d+) ms\s+Memory Size: (?P<memory>\d+) MB")
+_REPORT = re.compile(
+    r"REPORT RequestId:.*?Billed Duration: (?P<billed>\d+) ms\s+Memory Size: (?P<memory>\d+) MB"
+)
 _TRANSIENT_CODES = {
-    "TooManyRequestsException", "ThrottlingException", "EC2ThrottledException", "ServiceException",
-    "ResourceNotReadyException", "ResourceConflictException", "EFSMountConnectivityException",
+    "TooManyRequestsException",
+    "ThrottlingException",
+    "EC2ThrottledException",
+    "ServiceException",
+    "ResourceNotReadyException",
+    "ResourceConflictException",
+    "EFSMountConnectivityException",
 }
 _CREDENTIAL_CODES = {
-    "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException", "AccessDeniedException",
-    "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
 }
 
 
 class LambdaTarget:
     default_batch_size = 256
 
-    def __init__(self, function_name: str, options: EmbedOptions, endpoint_urls: list[str], region: str | None,
-                 api_key: str | None, concurrency: int | None, timeout: float | None = None):
+    def __init__(
+        self,
+        function_name: str,
+        options: EmbedOptions,
+        endpoint_urls: list[str],
+        region: str | None,
+        api_key: str | None,
+        concurrency: int | None,
+        timeout: float | None = None,
+    ):
         import boto3
         from botocore.config import Config
 
@@ -71,14 +97,21 @@ class LambdaTarget:
         urls = endpoint_urls or [None]
         self.default_concurrency = len(endpoint_urls) if endpoint_urls else DEFAULT_CONCURRENCY
         per_endpoint = max(1, math.ceil((concurrency or self.default_concurrency) / len(urls)))
-        config = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=timeout or READ_TIMEOUT_S,
-                        max_pool_connections=per_endpoint + 1, tcp_keepalive=True)
+        config = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=10,
+            read_timeout=timeout or READ_TIMEOUT_S,
+            max_pool_connections=per_endpoint + 1,
+            tcp_keepalive=True,
+        )
         clients = [session.client("lambda", endpoint_url=url, config=config) for url in urls]
         self._free: queue.Queue = queue.Queue()
         for client in clients:
             for _ in range(per_endpoint):
                 self._free.put(client)
-        self.where = f"{function_name} ({self.region}{', ' + ', '.join(endpoint_urls) if endpoint_urls else ''})"
+        self.where = (
+            f"{function_name} ({self.region}{', ' + ', '.join(endpoint_urls) if endpoint_urls else ''})"
+        )
         self.memory_mb, self.architecture = self._configuration(clients[0])
         self.info = self._probe()
 
@@ -90,8 +123,8 @@ class LambdaTarget:
             max_tokens=REQUEST_TOKENS,
             max_request_bytes=min(limits.max_body_bytes, LAMBDA_PAYLOAD_BYTES) - PAYLOAD_MARGIN_BYTES,
             max_response_bytes=LAMBDA_PAYLOAD_BYTES - PAYLOAD_MARGIN_BYTES,
-            bytes_per_vector=4 * math.ceil(output_width(self._options.embedding_type, self.info.dimension)
-                                           * itemsize / 3),
+            bytes_per_vector=4
+            * math.ceil(output_width(self._options.embedding_type, self.info.dimension) * itemsize / 3),
             max_seq_length=self.info.max_seq_length,
         )
 
@@ -117,8 +150,10 @@ class LambdaTarget:
         except ClientError as error:
             raise self._client_error(error) from None
         except NoCredentialsError:
-            raise PermanentError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                                 "AWS_SECRET_ACCESS_KEY, or run where a role is available") from None
+            raise PermanentError(
+                "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, or run where a role is available"
+            ) from None
         except BotoCoreError as error:  # connection refused, reset, closed, timed out
             raise TransientError(f"{type(error).__name__}: {error}") from None
         finally:
@@ -142,8 +177,9 @@ class LambdaTarget:
         if code == "ResourceNotFoundException" or status == 404:
             return PermanentError(f"Lambda function {self.where} not found ({code or status})")
         if code in _CREDENTIAL_CODES or status == 403:
-            return PermanentError(f"AWS refused the credentials or permissions for invoking {self.name} "
-                                  f"({code}: {message})")
+            return PermanentError(
+                f"AWS refused the credentials or permissions for invoking {self.name} ({code}: {message})"
+            )
         if code in _TRANSIENT_CODES or status == 429 or status >= 500:
             retry_after = error.response.get("retryAfterSeconds")
             return TransientError(f"{code or status}: {message}", float(retry_after) if retry_after else None)
@@ -160,16 +196,25 @@ class LambdaTarget:
     def _probe(self) -> TargetInfo:
         """The function's /health through a Function URL-shaped event; with an API key it can't
         pass, one direct embedding tells the model and dimension instead."""
-        event = {"version": "2.0", "rawPath": "/health", "headers": {}, "isBase64Encoded": False,
-                 "requestContext": {"http": {"method": "GET", "path": "/health"}, "stage": "$default"}}
+        event = {
+            "version": "2.0",
+            "rawPath": "/health",
+            "headers": {},
+            "isBase64Encoded": False,
+            "requestContext": {"http": {"method": "GET", "path": "/health"}, "stage": "$default"},
+        }
         if self._api_key:
             event["headers"]["authorization"] = f"Bearer {self._api_key}"
         result = self._probe_call(orjson.dumps(event))
         if isinstance(result, dict) and result.get("statusCode") == 200:
             health = orjson.loads(result.get("body") or "{}")
-            return TargetInfo(kind="lambda", model_id=self._options.model or health["model"],
-                              dimension=int(health["dimension"]), limits=Limits.from_health(health),
-                              max_seq_length=int(health.get("max_seq_length") or 512))
+            return TargetInfo(
+                kind="lambda",
+                model_id=self._options.model or health["model"],
+                dimension=int(health["dimension"]),
+                limits=Limits.from_health(health),
+                max_seq_length=int(health.get("max_seq_length") or 512),
+            )
         return self._probe_by_embedding()
 
     def _probe_by_embedding(self) -> TargetInfo:
@@ -182,10 +227,15 @@ class LambdaTarget:
             vector = base64.b64decode(result["data"][0]["embedding"])
             model_id = result["model"]
         except (KeyError, IndexError, TypeError, ValueError):
-            raise CorpusError(f"{self.where} did not answer like this project's embedding service: "
-                              f"{error_message(result)}") from None
-        return TargetInfo(kind="lambda", model_id=model_id, dimension=len(vector) // 4,
-                          notes=("the function's /health needs its API key (--api-key): default limits",))
+            raise CorpusError(
+                f"{self.where} did not answer like this project's embedding service: {error_message(result)}"
+            ) from None
+        return TargetInfo(
+            kind="lambda",
+            model_id=model_id,
+            dimension=len(vector) // 4,
+            notes=("the function's /health needs its API key (--api-key): default limits",),
+        )
 
     def _probe_call(self, payload: bytes) -> Any:
         for attempt in range(3):

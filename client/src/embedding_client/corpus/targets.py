@@ -18,7 +18,13 @@ from embedding_client.corpus.errors import InputError, PermanentError, SplitRequ
 from embedding_client.corpus.plan import RequestBudget
 
 # Cohere's output types, as the service's embedding_types: numpy dtype and values per byte.
-OUTPUT_TYPES = {"float": ("<f4", 1), "int8": ("i1", 1), "uint8": ("u1", 1), "binary": ("i1", 8), "ubinary": ("u1", 8)}
+OUTPUT_TYPES = {
+    "float": ("<f4", 1),
+    "int8": ("i1", 1),
+    "uint8": ("u1", 1),
+    "binary": ("i1", 8),
+    "ubinary": ("u1", 8),
+}
 INPUT_TYPES = ("query", "document")
 RETRYABLE_STATUSES = (408, 425, 429, 500, 502, 503)
 SPLIT_STATUSES = (413, 504)  # the request was too big for one call: halves may pass
@@ -37,8 +43,13 @@ class Limits:
         limits = health.get("limits") if isinstance(health, dict) else None
         if not isinstance(limits, dict):
             return cls()
-        return cls(**{name: int(limits[name]) for name in ("max_items", "max_item_chars", "max_body_bytes")
-                      if isinstance(limits.get(name), int)})
+        return cls(
+            **{
+                name: int(limits[name])
+                for name in ("max_items", "max_item_chars", "max_body_bytes")
+                if isinstance(limits.get(name), int)
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,9 @@ def merge(parts: list[Embedded]) -> Embedded:
     tokens = None if any(p.tokens is None for p in parts) else [t for p in parts for t in p.tokens]
     truncated = None if any(p.truncated is None for p in parts) else sum(p.truncated for p in parts)
     return Embedded(
-        np.concatenate([p.vectors for p in parts]), tokens, truncated,
+        np.concatenate([p.vectors for p in parts]),
+        tokens,
+        truncated,
         [call for p in parts for call in p.invocations],
     )
 
@@ -110,7 +123,11 @@ def output_dtype(embedding_type: str) -> np.dtype:
 
 def openai_request(texts: list[str], info: TargetInfo, options: EmbedOptions) -> dict:
     """A /v1/embeddings body: base64 vectors; our extensions only where the server is ours."""
-    body: dict[str, Any] = {"input": texts, "model": options.model or info.model_id, "encoding_format": "base64"}
+    body: dict[str, Any] = {
+        "input": texts,
+        "model": options.model or info.model_id,
+        "encoding_format": "base64",
+    }
     if info.ours:
         body["token_counts"] = True
     if options.input_type:
@@ -174,8 +191,16 @@ def error_message(payload: Any) -> str:
     return str(payload)[:300]
 
 
-def open_target(spec: str, options: EmbedOptions, *, endpoint_urls: list[str], region: str | None,
-                api_key: str | None, concurrency: int | None, timeout: float | None = None) -> Target:
+def open_target(
+    spec: str,
+    options: EmbedOptions,
+    *,
+    endpoint_urls: list[str],
+    region: str | None,
+    api_key: str | None,
+    concurrency: int | None,
+    timeout: float | None = None,
+) -> Target:
     """`local`, `http(s)://HOST[:PORT]` or `lambda://FUNCTION_NAME`; probes it before returning."""
     if options.embedding_type not in OUTPUT_TYPES:
         raise InputError(f"--embedding-type must be one of {', '.join(OUTPUT_TYPES)}")
@@ -192,6 +217,13 @@ def open_target(spec: str, options: EmbedOptions, *, endpoint_urls: list[str], r
     if spec.startswith("lambda://"):
         from embedding_client.corpus.target_lambda import LambdaTarget
 
-        return LambdaTarget(spec[len("lambda://"):], options, endpoint_urls=endpoint_urls, region=region,
-                            api_key=api_key, concurrency=concurrency, timeout=timeout)
+        return LambdaTarget(
+            spec[len("lambda://") :],
+            options,
+            endpoint_urls=endpoint_urls,
+            region=region,
+            api_key=api_key,
+            concurrency=concurrency,
+            timeout=timeout,
+        )
     raise InputError(f"--target {spec!r}: use local, http(s)://HOST[:PORT] or lambda://FUNCTION_NAME")
