@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-gpu load cost clean
+.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-bulk bench-gpu load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -117,10 +117,13 @@ bench-gpu: ## our GPU path vs the card's bare-forward ceiling, $ per 1M passages
 	@if [ "$(GPU_PY)" = "$(CUDA_VENV)/bin/python" ]; then $(MAKE) --no-print-directory $(CUDA_VENV)/.installed; fi
 	$(GPU_PY) bench/gpu.py $(BENCH_GPU_ARGS)
 
+bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages
+	$(PY) bench/bulk.py
+
 load: setup ## 64-client load test against a local server (a benchmark)
 	$(PY) bench/load_test.py
 
-cost: setup ## monthly Lambda cost for 1,000 calls a day
+cost: setup ## monthly Lambda cost for 1,000 calls a day; $ per 1M texts for each precision make bench measured
 	$(PY) bench/cost.py
 
 clean: ## remove the venv, tools and prepared models
