@@ -128,6 +128,20 @@ def machine() -> dict:
     }
 
 
+def best_seconds(run, repeats: int, sync=lambda: None) -> float:
+    """The fastest of `repeats` timed calls after a warm-up call (allocations, kernel choice,
+    cuDNN/cuBLAS heuristics); `sync` waits for a device to finish."""
+    run()
+    sync()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
 def cpu_snapshot() -> dict:
     """Busy CPU seconds of the whole machine (/proc/stat) and of this process tree."""
     import resource

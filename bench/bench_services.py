@@ -81,55 +81,86 @@ def parse_rie_log(text: str) -> dict:
     return {"init_ms": inits[0] if inits else None, "invoke_ms": invokes, "reports": reports}
 
 
+def _start_rie(backend: str, model_dir: str, port: int, log) -> subprocess.Popen:
+    """The real RIE with our handler behind it, pinned to one CPU, logging into `log`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY"))}
+    env.update(
+        {"MODEL_DIR": model_dir, "EMBEDDING_BACKEND": backend, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    )
+    return subprocess.Popen(
+        [
+            *pin_one_cpu(),
+            str(RIE),
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{free_port()}",
+            sys.executable,
+            "-m",
+            "awslambdaric",
+            "lambda_function.handler",
+        ],
+        cwd=SRC,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _invoke(url: str, warm_calls: int, texts: dict) -> dict:
+    """The seed's request once cold and then warm, then the bigger requests a user might send:
+    32 short texts, 1 and 32 passages. Client-side times in ms."""
+    with httpx.Client(timeout=300) as client:
+        started = time.perf_counter()
+        first = client.post(url, json={"input": "hello, world!"})
+        first_client_ms = (time.perf_counter() - started) * 1000
+        first.raise_for_status()
+        assert len(first.json()["embedding"]) == 384, first.text[:200]
+        warm_client = []
+        for _ in range(warm_calls):
+            started = time.perf_counter()
+            client.post(url, json={"input": "hello, world!"}).raise_for_status()
+            warm_client.append((time.perf_counter() - started) * 1000)
+        extra = []
+        for length, n in (("short", 32), ("long", 1), ("long", 32)):
+            payload = texts[length][:n]
+            client.post(url, json={"input": payload}).raise_for_status()
+            extra.append(f"{length}_x{len(payload)}")
+    return {"first_client_ms": first_client_ms, "warm_client": warm_client, "extra": extra}
+
+
+def _rie_figures(log_path: Path, warm_calls: int, client: dict, rss: float) -> dict:
+    parsed = parse_rie_log(log_path.read_text(errors="replace"))
+    reports = parsed["reports"]
+    n_seed = 1 + warm_calls
+    if parsed["init_ms"] is None or len(reports) < n_seed + len(client["extra"]):
+        raise RuntimeError(f"RIE log lacks the expected lines: {log_path}")
+    warm = reports[1:n_seed]
+    return {
+        "init_ms": parsed["init_ms"],
+        "first_report_duration_ms": reports[0]["duration_ms"],
+        "first_invoke_ms": parsed["invoke_ms"][0],
+        "warm_invoke_ms": statistics.median(r["duration_ms"] for r in warm),
+        "warm_invoke_ms_all": [r["duration_ms"] for r in warm],
+        "warm_billed_ms": statistics.median(r["billed_ms"] for r in warm),
+        "batch_invoke_ms": {name: r["duration_ms"] for name, r in zip(client["extra"], reports[n_seed:])},
+        "first_client_ms": client["first_client_ms"],
+        "warm_client_ms": statistics.median(client["warm_client"]) if client["warm_client"] else None,
+        "runtime_rss_mb": rss / 1e6,
+    }
+
+
 def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts: dict) -> dict:
     """Start the RIE + handler on one CPU, invoke once (cold), then warm; parse the log."""
     import psutil
 
     port = free_port()
     log_path = log_dir / f"rie-{backend}-{port}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY"))}
-    env.update(
-        {"MODEL_DIR": model_dir, "EMBEDDING_BACKEND": backend, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    )
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                *pin_one_cpu(),
-                str(RIE),
-                "--runtime-interface-emulator-address",
-                f"127.0.0.1:{port}",
-                "--runtime-api-address",
-                f"127.0.0.1:{free_port()}",
-                sys.executable,
-                "-m",
-                "awslambdaric",
-                "lambda_function.handler",
-            ],
-            cwd=SRC,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = _start_rie(backend, model_dir, port, log)
         try:
             _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, "RIE")
-            url = f"http://127.0.0.1:{port}{INVOKE_PATH}"
-            with httpx.Client(timeout=300) as client:
-                started = time.perf_counter()
-                first = client.post(url, json={"input": "hello, world!"})
-                first_client_ms = (time.perf_counter() - started) * 1000
-                first.raise_for_status()
-                assert len(first.json()["embedding"]) == 384, first.text[:200]
-                warm_client = []
-                for _ in range(warm_calls):
-                    started = time.perf_counter()
-                    client.post(url, json={"input": "hello, world!"}).raise_for_status()
-                    warm_client.append((time.perf_counter() - started) * 1000)
-                # the bigger requests a user might send: 32 short texts, 1 and 32 passages
-                extra = {}
-                for length, n in (("short", 32), ("long", 1), ("long", 32)):
-                    payload = texts[length][:n]
-                    client.post(url, json={"input": payload}).raise_for_status()
-                    extra[f"{length}_x{len(payload)}"] = len(payload)
+            client = _invoke(f"http://127.0.0.1:{port}{INVOKE_PATH}", warm_calls, texts)
             rss = sum(
                 p.memory_info().rss
                 for p in psutil.Process(proc.pid).children(recursive=True)
@@ -137,24 +168,7 @@ def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts:
             )
         finally:
             _stop(proc, timeout=10)
-    parsed = parse_rie_log(log_path.read_text(errors="replace"))
-    reports = parsed["reports"]
-    n_seed = 1 + warm_calls
-    if parsed["init_ms"] is None or len(reports) < n_seed + len(extra):
-        raise RuntimeError(f"RIE log lacks the expected lines: {log_path}")
-    tail = reports[n_seed:]
-    return {
-        "init_ms": parsed["init_ms"],
-        "first_report_duration_ms": reports[0]["duration_ms"],
-        "first_invoke_ms": parsed["invoke_ms"][0],
-        "warm_invoke_ms": statistics.median(r["duration_ms"] for r in reports[1:n_seed]),
-        "warm_invoke_ms_all": [r["duration_ms"] for r in reports[1:n_seed]],
-        "warm_billed_ms": statistics.median(r["billed_ms"] for r in reports[1:n_seed]),
-        "batch_invoke_ms": {name: r["duration_ms"] for name, r in zip(extra, tail)},
-        "first_client_ms": first_client_ms,
-        "warm_client_ms": statistics.median(warm_client) if warm_client else None,
-        "runtime_rss_mb": rss / 1e6,
-    }
+    return _rie_figures(log_path, warm_calls, client, rss)
 
 
 def rie(backend: str, model_dir: str, runs: int, warm_calls: int, texts: dict, progress) -> dict:

@@ -299,7 +299,7 @@ def _fraction(raw: str) -> float:
     return value
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -354,12 +354,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    args = parser.parse_args(argv)
-    if args.texts_per_request < 1:
-        parser.error("--texts-per-request must be >= 1")
-    if args.arm_speed_factor == 0:
-        parser.error("--arm-speed-factor must be > 0")
-    measured = from_results(args.results)
+    return parser
+
+
+def _durations(args: argparse.Namespace, parser: argparse.ArgumentParser, measured: dict) -> None:
+    """init/invoke and per-text durations: flags first, then an RIE log, then results.json."""
     args.source = {"init_ms": "flag", "invoke_ms": "flag"}
     if args.from_rie:
         try:
@@ -374,22 +373,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None and key in measured:
             setattr(args, key, measured[key])
             args.source[key] = measured["source"]
-    args.precisions = {
-        "fp32": {
-            k: getattr(args, f"{k}_ms_per_text")
-            for k in ("short", "long")
-            if getattr(args, f"{k}_ms_per_text")
-        },
-        **{p: ms for p, ms in measured.get("precisions", {}).items() if p != "fp32"},
-    }
-    if "precisions" in measured:
-        args.source["precisions"] = measured["source"]
     missing = [f"--{k.replace('_', '-')}" for k in ("init_ms", "invoke_ms") if getattr(args, k) is None]
     if missing:
         parser.error(
             f"no measured durations ({args.results} has none): give {' and '.join(missing)} "
             "or --from-rie LOGFILE, or run `make bench`"
         )
+
+
+def _precisions(args: argparse.Namespace, measured: dict) -> None:
+    """Per-text ms by precision: fp32 as the flags or results.json give it, the others measured."""
+    fp32 = {k: getattr(args, f"{k}_ms_per_text") for k in ("short", "long")}
+    args.precisions = {
+        "fp32": {k: ms for k, ms in fp32.items() if ms},
+        **{p: ms for p, ms in measured.get("precisions", {}).items() if p != "fp32"},
+    }
+    if "precisions" in measured:
+        args.source["precisions"] = measured["source"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.texts_per_request < 1:
+        parser.error("--texts-per-request must be >= 1")
+    if args.arm_speed_factor == 0:
+        parser.error("--arm-speed-factor must be > 0")
+    measured = from_results(args.results)
+    _durations(args, parser, measured)
+    _precisions(args, measured)
     args.tokens = {k: measured.get(f"{k}_tokens", d) for k, d in (("short", 15.0), ("long", 256.0))}
     if args.cold_fraction is None:
         args.cold_fraction = default_cold_fraction(args.daily)

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "package" / "src"), str(REPO / "bench")]
 
+from bench_env import best_seconds  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
 from settings import SettingsError, load_settings  # noqa: E402
 
@@ -117,18 +118,6 @@ def tokenize_rates(args: argparse.Namespace, texts: dict, settings) -> dict[str,
     return rates
 
 
-def best_seconds(run, repeats: int, sync) -> float:
-    run()  # warm-up: allocations, cuDNN/cuBLAS heuristics
-    sync()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 class BareForward:
     """The ceiling: the transformer alone, at the same precision, on pre-tokenised batches
     already on the device (the same length-sorted batches our planner cuts)."""
@@ -179,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.tokenize_child:
         tokenize_child(args.tokenize_child)
         return 0
-    import numpy as np
     import torch
 
     from model import model_load, model_unload
@@ -224,33 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     model_unload(reference)
 
     for settings in runs:
-        embedder = model_load(settings)
-        bare = BareForward(args, settings, torch)
-        row = {"precision": settings.precision, "batch_size": settings.batch_size,
-               "batch_tokens": settings.batch_tokens, "tokenize_ahead": settings.tokenize_ahead}
-        for kind, items in texts.items():
-            got = {}
-            seconds = best_seconds(
-                lambda: got.update(v=embedder.embed(items).vectors), args.repeats, lambda: None
-            )
-            ceiling = bare.seconds(items)
-            cosines = np.sum(got["v"][: args.check] * expected[kind], axis=1)
-            row[kind] = {"ours_per_s": len(items) / seconds, "ceiling_per_s": len(items) / ceiling,
-                         "share_of_ceiling": ceiling / seconds, "min_cosine": float(cosines.min()),
-                         "ceiling_tokens_per_s": sum(embedder.count_tokens(items)) / ceiling,
-                         "ours_not_overlapped_per_s": None}
-            if settings.tokenize_ahead:  # the same path with tokenising in line, for comparison
-                embedder.tokenize_ahead = False
-                in_line = best_seconds(lambda: embedder.embed(items), args.repeats, lambda: None)
-                embedder.tokenize_ahead = True
-                row[kind]["ours_not_overlapped_per_s"] = len(items) / in_line
-        model_unload(embedder)
-        del bare
-        rate = price(args, card)
-        if rate:
-            row["usd_per_million_passages"] = rate[0] / (row["passages"]["ours_per_s"] * 3600) * 1e6
-            row["price"] = {"usd_per_hour": rate[0], "source": rate[1]}
-        results["rows"].append(row)
+        results["rows"].append(measure_precision(args, settings, texts, expected, card))
     report(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
@@ -260,6 +222,47 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def measure_kind(args, embedder, bare, items: list[str], expected, ahead: bool) -> dict:
+    """Our path and the bare-forward ceiling on one kind of text, with fidelity against CPU fp32."""
+    import numpy as np
+
+    got = {}
+    seconds = best_seconds(lambda: got.update(v=embedder.embed(items).vectors), args.repeats, lambda: None)
+    ceiling = bare.seconds(items)
+    cosines = np.sum(got["v"][: args.check] * expected, axis=1)
+    out = {"ours_per_s": len(items) / seconds, "ceiling_per_s": len(items) / ceiling,
+           "share_of_ceiling": ceiling / seconds, "min_cosine": float(cosines.min()),
+           "ceiling_tokens_per_s": sum(embedder.count_tokens(items)) / ceiling,
+           "ours_not_overlapped_per_s": None}
+    if ahead:  # the same path with tokenising in line, for comparison
+        embedder.tokenize_ahead = False
+        in_line = best_seconds(lambda: embedder.embed(items), args.repeats, lambda: None)
+        embedder.tokenize_ahead = True
+        out["ours_not_overlapped_per_s"] = len(items) / in_line
+    return out
+
+
+def measure_precision(args, settings, texts: dict, expected: dict, card: str) -> dict:
+    """One precision's row: every kind of text, then $ per 1M passages at the card's dated price."""
+    import torch
+
+    from model import model_load, model_unload
+
+    embedder = model_load(settings)
+    bare = BareForward(args, settings, torch)
+    row = {"precision": settings.precision, "batch_size": settings.batch_size,
+           "batch_tokens": settings.batch_tokens, "tokenize_ahead": settings.tokenize_ahead}
+    for kind, items in texts.items():
+        row[kind] = measure_kind(args, embedder, bare, items, expected[kind], settings.tokenize_ahead)
+    model_unload(embedder)
+    del bare
+    rate = price(args, card)
+    if rate:
+        row["usd_per_million_passages"] = rate[0] / (row["passages"]["ours_per_s"] * 3600) * 1e6
+        row["price"] = {"usd_per_hour": rate[0], "source": rate[1]}
+    return row
 
 
 def report(results: dict) -> None:

@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "package" / "src"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_services import free_port  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
 
 DIMENSION = 384
@@ -85,12 +85,6 @@ class Stats:
 
 
 # --------------------------------------------------------------------------- server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(log_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:

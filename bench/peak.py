@@ -19,7 +19,8 @@ import json
 import os
 import subprocess
 import sys
-import time
+
+from bench_env import best_seconds
 
 HIDDEN_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # pins that can hide the CPU's best kernel
 SIZES = {True: (1024, 3), False: (2048, 8)}  # quick -> (n, repetitions)
@@ -33,16 +34,6 @@ NAMES = {
 def probe_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The child's environment: ours without the OpenBLAS kernel pins."""
     return {k: v for k, v in (os.environ if env is None else env).items() if k not in HIDDEN_ENV}
-
-
-def _best_of(call, reps: int) -> float:
-    call()  # warm-up
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def _matmul_model(n: int) -> bytes:
@@ -63,7 +54,7 @@ def _onnxruntime(a, b, counts: list[int], reps: int) -> dict:
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = t, 1
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        out[str(t)] = 2 * a.shape[0] ** 3 / _best_of(lambda: session.run(None, {"A": a, "B": b}), reps)
+        out[str(t)] = 2 * a.shape[0] ** 3 / best_seconds(lambda: session.run(None, {"A": a, "B": b}), reps)
     return out
 
 
@@ -82,7 +73,7 @@ def probe(n: int, reps: int, counts: list[int]) -> dict:
     openblas = {}
     for t in counts:
         with threadpool_limits(limits=t, user_api="blas"):
-            openblas[str(t)] = 2 * n**3 / _best_of(lambda: a @ b, reps)
+            openblas[str(t)] = 2 * n**3 / best_seconds(lambda: a @ b, reps)
     return {
         "n": n,
         "blas": blas,
