@@ -204,3 +204,35 @@ def test_given_an_unknown_extension_then_it_asks_for_format(tmp_path):
     source.write_text('{"text": "hello"}\n')
     assert_clear_error(run_cli(source, "--output", tmp_path / "o.parquet"), 2, "--format")
     assert run_cli(source, "--output", tmp_path / "o.parquet", "--format", "jsonl").returncode == 0
+
+
+def test_given_a_wrong_text_field_then_it_names_the_option(tmp_path):
+    source = tmp_path / "corpus.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "body": "some text"}) + "\n" for i in range(5000)))
+    result = run_cli(source, "--output", tmp_path / "o.parquet")
+    assert_clear_error(result, 2, "line 1: no 'text' field", "(and 4,995 more)", "--text-field")
+
+
+def test_given_a_function_with_an_api_key_then_direct_invocations_need_none(tmp_path, tmp_path_factory):
+    """Direct invocations are authorised by IAM; the probe falls back from /health, which needs the key."""
+    from conftest import RieServer
+
+    server = RieServer(tmp_path_factory.mktemp("keyed-rie") / "rie.log", API_KEY="function-key")
+    try:
+        source = write_jsonl(tmp_path / "corpus.jsonl", ["one text", "another text"])
+        output = tmp_path / "o.parquet"
+        result = run_cli(
+            source,
+            "--output",
+            output,
+            "--target",
+            "lambda://function",
+            "--endpoint-url",
+            server.url,
+            env=AWS_TEST_ENV,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "needs its API key" in result.stderr
+        assert read_output(output)[0] == ["doc-0", "doc-1"]
+    finally:
+        server.stop()

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 import orjson
@@ -74,7 +75,8 @@ class Scan:
 
     rows: int = 0
     ids_are_ints: bool = True
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: int = 0
+    sample: list[Rejected] = field(default_factory=list)  # the first few rejected rows, for messages
 
 
 @dataclass
@@ -97,22 +99,35 @@ def checked_rows(path: str, fmt: str, options: Options, limits: Limits) -> Itera
             yield item
 
 
-def scan(path: str, fmt: str, options: Options, limits: Limits) -> Scan:
+def scan(path: str, fmt: str, options: Options, limits: Limits, sink: IO[bytes] | None = None) -> Scan:
+    """Count and check every row; rejected rows go to `sink` as JSON lines (memory stays flat
+    even when every row of a huge input is rejected)."""
     result = Scan()
     for item in checked_rows(path, fmt, options, limits):
         if isinstance(item, Rejected):
-            result.rejected.append(item)
+            result.rejected += 1
+            if len(result.sample) < SHOWN_PROBLEMS:
+                result.sample.append(item)
+            if sink is not None:
+                sink.write(
+                    orjson.dumps({row_label(fmt): item.number, "id": item.id, "reason": item.reason}) + b"\n"
+                )
         else:
             result.rows += 1
             result.ids_are_ints = result.ids_are_ints and isinstance(item.id, int)
     return result
 
 
-def problems(rejected: list[Rejected], fmt: str) -> str:
+def problems(found: Scan, fmt: str) -> str:
     label = row_label(fmt)
-    shown = "; ".join(f"{label} {item.number}: {item.reason}" for item in rejected[:SHOWN_PROBLEMS])
-    more = len(rejected) - SHOWN_PROBLEMS
-    return shown + (f" (and {more:,} more)" if more > 0 else "")
+    shown = "; ".join(f"{label} {item.number}: {item.reason}" for item in found.sample)
+    more = found.rejected - len(found.sample)
+    hint = (
+        " (--text-field and --id-field name the fields)"
+        if any(item.reason.startswith("no '") for item in found.sample)
+        else ""
+    )
+    return shown + (f" (and {more:,} more)" if more > 0 else "") + hint
 
 
 class Run:
@@ -150,7 +165,7 @@ class Run:
                 log.info("%s", note)
             with tempfile.TemporaryDirectory(prefix="embed-corpus-") as scratch:
                 path = self.storage.local_copy(self.source, scratch)
-                return self._embed(target, path, fingerprint, started)
+                return self._embed(target, path, fingerprint, started, scratch)
         finally:
             target.close()
 
@@ -164,10 +179,12 @@ class Run:
             raise InputError(f"{self.output.uri} exists: pass --overwrite to replace it")
         return False
 
-    def _embed(self, target: Target, path: str, fingerprint: dict, started: float) -> RunStats:
+    def _embed(self, target: Target, path: str, fingerprint: dict, started: float, scratch: str) -> RunStats:
         info = target.info
-        found = scan(path, self.fmt, self.options, info.limits)
-        self._handle_rejects(found)
+        rejects_path = os.path.join(scratch, "rejects.jsonl")
+        with open(rejects_path, "wb") as sink:
+            found = scan(path, self.fmt, self.options, info.limits, sink)
+        self._handle_rejects(found, rejects_path)
         if not found.rows:
             raise InputError(f"{self.source.uri} holds no text to embed")
         schema = self._schema(found, info)
@@ -181,7 +198,7 @@ class Run:
             self.options.embedding_type,
             self.output.uri,
             skipped_texts=done_before,
-            rejected=len(found.rejected),
+            rejected=found.rejected,
             lambda_memory_mb=getattr(target, "memory_mb", None),
             lambda_architecture=getattr(target, "architecture", None),
         )
@@ -304,25 +321,21 @@ class Run:
             "and run the same command with --resume to embed only the rest"
         )
 
-    def _handle_rejects(self, found: Scan) -> None:
+    def _handle_rejects(self, found: Scan, rejects_path: str) -> None:
         if not found.rejected:
             return
         if self.options.on_error != "skip":
             raise InputError(
-                f"{self.source.uri}: {problems(found.rejected, self.fmt)}; nothing was embedded: fix "
+                f"{self.source.uri}: {problems(found, self.fmt)}; nothing was embedded: fix "
                 f"these rows, or pass --on-error skip to write them to {self._rejects().uri} and embed "
                 "the rest"
             )
-        lines = b"".join(
-            orjson.dumps({row_label(self.fmt): item.number, "id": item.id, "reason": item.reason}) + b"\n"
-            for item in found.rejected
-        )
-        self.storage.write_bytes(self._rejects(), lines)
+        self.storage.put_file(rejects_path, self._rejects())
         log.warning(
             "%d rows rejected, written to %s: %s",
-            len(found.rejected),
+            found.rejected,
             self._rejects().uri,
-            problems(found.rejected, self.fmt),
+            problems(found, self.fmt),
         )
 
     def _rejects(self) -> Location:

@@ -36,7 +36,7 @@ from embedding_client.corpus.targets import (
     parse_openai_response,
     status_error,
 )
-from embedding_client.sigv4 import SigV4Auth, region_from_url
+from embedding_client.sigv4 import SigningError, SigV4Auth, region_from_url
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 300.0  # a full request of long passages on a busy CPU server
@@ -102,6 +102,8 @@ class HttpTarget:
             raise TransientError(f"timed out ({type(error).__name__})") from None
         except httpx.TransportError as error:  # refused, reset, closed mid-response
             raise TransientError(f"connection failed ({type(error).__name__}: {error})") from None
+        except SigningError as error:  # a Function URL, and no AWS credentials to sign with
+            raise PermanentError(str(error)) from None
         if response.status_code != 200:
             raise status_error(
                 response.status_code, error_message(_json(response, strict=False)), _retry_after(response)
@@ -157,6 +159,8 @@ class HttpTarget:
                 response = self._client.get(path)
             except httpx.TransportError as error:
                 raise TransientError(f"{type(error).__name__}: {error}") from None
+            except SigningError as error:
+                raise PermanentError(str(error)) from None
             if response.status_code == 200:
                 return _json(response, strict=False)
             if optional and response.status_code in (404, 405):
@@ -186,6 +190,8 @@ def _probe_refusal(url: str, reason: str) -> str:
         return f"{url} refused the request ({reason}): pass the service's key with --api-key"
     if reason.startswith("404"):
         return f"{url} was not found ({reason}): point --target at the server's root URL"
+    if not reason[:3].isdigit():  # nothing came back: e.g. no credentials to sign with
+        return f"{url}: {reason}"
     return f"{url} refused the probe: {reason}"
 
 
