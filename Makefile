@@ -75,8 +75,12 @@ setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $
 serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
 	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30 --loop asyncio --http h11
 
-lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080
-	cd package/src && exec ../../.tools/aws-lambda-rie ../../$(PY) -m awslambdaric lambda_function.handler
+# A second emulator on one machine needs its own ports: make lambda-local LAMBDA_PORT=8081 RUNTIME_API_PORT=9002
+LAMBDA_PORT ?= 8080
+RUNTIME_API_PORT ?= 9001
+lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080 (LAMBDA_PORT=...)
+	cd package/src && exec ../../.tools/aws-lambda-rie --runtime-interface-emulator-address 0.0.0.0:$(LAMBDA_PORT) \
+	  --runtime-api-address 127.0.0.1:$(RUNTIME_API_PORT) ../../$(PY) -m awslambdaric lambda_function.handler
 
 test: setup ## the whole test suite (real servers, real RIE, real model)
 	$(PY) -m pytest $(PYTEST_ARGS)

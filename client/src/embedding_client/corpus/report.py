@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from string import Template
 
+import numpy as np
+
 from embedding_client import prices
 from embedding_client.corpus.targets import Invocation
 
@@ -164,4 +166,6 @@ def _lambda_cost(stats: RunStats) -> str:
 def _money(value: float | None) -> str:
     if value is None:
         return "?"
+    if value < 0.01:  # a small run costs fractions of a cent: keep two significant digits
+        return np.format_float_positional(value, precision=2, fractional=False, trim="-")
     return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
