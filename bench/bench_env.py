@@ -241,8 +241,9 @@ SIZE_TARGETS = {
     },
     "fastembed": {"label": "fastembed 0.9.1", "args": ["fastembed==0.9.1"]},
 }
-STACK_SIZE_TARGET = {
+STACK_SIZE_TARGET = {  # every stack in bench_worker.STACKS
     "onnx": "lambda-onnx",
+    "int8": "lambda-onnx",  # same dependencies; the image bakes the int8 file instead
     "torch": "fastapi-torch",
     "st": "seed-st",
     "fastembed": "fastembed",

@@ -266,6 +266,15 @@ def test_report_says_why_a_stack_was_skipped(tmp_path):
 
 
 # ---- the fp32 peak -------------------------------------------------------------------------------
+def test_every_stack_has_a_label_a_colour_and_a_size_target():
+    import bench_env
+    import bench_worker
+
+    for table in (bench_worker.LABELS, bench_worker.COLORS, bench_env.STACK_SIZE_TARGET):
+        assert set(table) == set(bench_worker.STACKS)
+    assert set(bench_worker.STACKS) <= set(bench_worker.COLD_START)
+
+
 def test_peak_child_runs_without_openblas_pins(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
