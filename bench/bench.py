@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{stack}: skipped, {why}")
     stacks = [s for s in args.stacks if s not in results["skipped_stacks"]]
     snapshot = bench_env.cpu_snapshot()
-    say("fp32 peak: OpenBLAS's best kernel, onnxruntime's MatMul, nominal FMA width x clock")
+    say("fp32 peak: OpenBLAS (its own kernel, its AVX2 kernel), onnxruntime's MatMul, FMA width x clock")
     results["fp32_peak"] = peak.measure(
         args.quick, list(THREADS), results["machine"]["nominal_fp32_gflops_per_core"]
     )

@@ -1,9 +1,12 @@
 """The machine's fp32 peak: the reference for "how close to the FLOP limit" in `make bench`.
 
-Three references per thread count, the highest one taken:
+References per thread count, the highest one taken:
 - openblas: numpy's float32 square matmul, in a child process whose environment has
   OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (for that measurement only), so OpenBLAS
-  picks the best kernel for this CPU; threadpoolctl reports which kernel ran ('architecture').
+  picks its kernel for this CPU; threadpoolctl reports which kernel ran ('architecture').
+- openblas_avx2: the same with OPENBLAS_CORETYPE=Haswell for that child, on x86-64 when the
+  kernel OpenBLAS picks is another one: a CPU that runs AVX-512 on 256-bit pipes (Zen 4) can
+  be as fast or faster on the AVX2 kernel.
 - onnxruntime: onnxruntime's own MatMul (MLAS, the kernels our model runs on), same matmul.
 - nominal: fp32 FLOPs per cycle of the CPU generation (FMA width x pipes x 2) x the clock
   /proc/cpuinfo reports x threads; boost clocks can exceed it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -24,8 +28,10 @@ from bench_env import best_seconds
 
 HIDDEN_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # pins that can hide the CPU's best kernel
 SIZES = {True: (1024, 3), False: (2048, 8)}  # quick -> (n, repetitions)
+AVX2_KERNEL = "Haswell"
 NAMES = {
-    "openblas": "numpy/OpenBLAS fp32 matmul, best kernel",
+    "openblas": "numpy/OpenBLAS fp32 matmul, the kernel OpenBLAS picks",
+    "openblas_avx2": "numpy/OpenBLAS fp32 matmul, AVX2 kernel",
     "onnxruntime": "onnxruntime fp32 MatMul",
     "nominal": "nominal: FMA width x reported clock",
 }
@@ -58,8 +64,8 @@ def _onnxruntime(a, b, counts: list[int], reps: int) -> dict:
     return out
 
 
-def probe(n: int, reps: int, counts: list[int]) -> dict:
-    """In the child: FLOP/s of both measured references per thread count, and what ran."""
+def probe(n: int, reps: int, counts: list[int], with_onnxruntime: bool = True) -> dict:
+    """In the child: FLOP/s of the measured references per thread count, and what ran."""
     import numpy as np
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -79,19 +85,28 @@ def probe(n: int, reps: int, counts: list[int]) -> dict:
         "blas": blas,
         "env_seen": {k: os.environ.get(k) for k in HIDDEN_ENV},
         "openblas": openblas,
-        "onnxruntime": _onnxruntime(a, b, counts, reps),
+        "onnxruntime": _onnxruntime(a, b, counts, reps) if with_onnxruntime else {},
     }
 
 
-def _child(n: int, reps: int, counts: list[int]) -> dict:
+def _child(n: int, reps: int, counts: list[int], coretype: str | None = None) -> dict:
+    """probe() in a child without the OpenBLAS pins, or with this one kernel pinned (BLAS only)."""
+    env = probe_env() | ({"OPENBLAS_CORETYPE": coretype} if coretype else {})
+    argv = [str(n), str(reps), ",".join(map(str, counts)), "blas" if coretype else "all"]
     proc = subprocess.run(
-        [sys.executable, __file__, "--probe", str(n), str(reps), ",".join(map(str, counts))],
-        capture_output=True,
-        text=True,
-        env=probe_env(),
-        check=True,
+        [sys.executable, __file__, "--probe", *argv], capture_output=True, text=True, env=env, check=True
     )
     return json.loads(proc.stdout)
+
+
+def _avx2_reference(best: dict, n: int, reps: int, counts: list[int]) -> dict | None:
+    """OpenBLAS's AVX2 kernel, where the one it picked is another (x86-64 only)."""
+    kernel = best["blas"][0].get("architecture") if best["blas"] else None
+    if platform.machine() not in ("x86_64", "AMD64") or kernel in (None, AVX2_KERNEL):
+        return None
+    data = _child(n, reps, counts, coretype=AVX2_KERNEL)
+    ran = data["blas"][0].get("architecture") if data["blas"] else None
+    return data if ran == AVX2_KERNEL else None
 
 
 def _gflops(flops: dict) -> dict:
@@ -102,7 +117,11 @@ def measure(quick: bool, counts: list[int], nominal_per_core: float | None, size
     """Every reference in GFLOP/s per thread count, and the highest as the machine's peak."""
     n, reps = SIZES[quick]
     data = _child(size or n, reps, counts)
-    refs = {"openblas": _gflops(data["openblas"]), "onnxruntime": _gflops(data["onnxruntime"])}
+    refs = {"openblas": _gflops(data["openblas"])}
+    avx2 = _avx2_reference(data, size or n, reps, counts)
+    if avx2:
+        refs["openblas_avx2"] = _gflops(avx2["openblas"])
+    refs["onnxruntime"] = _gflops(data["onnxruntime"])
     if nominal_per_core:
         refs["nominal"] = {str(t): round(nominal_per_core * t, 1) for t in counts}
     return choose(
@@ -156,7 +175,8 @@ def describe(peak: dict, threads: str) -> str:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--probe"]:
-        print(json.dumps(probe(int(argv[1]), int(argv[2]), [int(x) for x in argv[3].split(",")])))
+        counts = [int(x) for x in argv[3].split(",")]
+        print(json.dumps(probe(int(argv[1]), int(argv[2]), counts, argv[4:5] != ["blas"])))
         return 0
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_env import machine

@@ -406,7 +406,7 @@ def _peak_values(results: dict) -> dict:
         "per_cycle": bench_env.FLOPS_PER_CYCLE.get(m["cpu_generation"] or "", "unknown"),
         "generation": m["cpu_generation"] or "generation unknown: no nominal reference",
         "mhz": m["cpu_mhz_reported"],
-        **{k: peak.NAMES[k] for k in ("openblas", "onnxruntime", "nominal")},
+        **{k: peak.NAMES[k] for k in ("openblas", "openblas_avx2", "onnxruntime", "nominal")},
     }
 
 
