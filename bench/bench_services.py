@@ -61,10 +61,12 @@ def _wait(check, timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} did not come up in {timeout}s")
 
 
-def pin_one_cpu() -> list[str]:
-    """Lambda at 1,769 MB is one vCPU: run the child on one CPU when taskset exists."""
+def pin_one_cpu(index: int = 0) -> list[str]:
+    """Lambda at 1,769 MB is one vCPU: run the child on one CPU (the index-th this process may
+    use, wrapping) when taskset exists."""
     if shutil.which("taskset"):
-        return ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
+        cpus = sorted(os.sched_getaffinity(0))
+        return ["taskset", "-c", str(cpus[index % len(cpus)])]
     return []
 
 
@@ -81,15 +83,17 @@ def parse_rie_log(text: str) -> dict:
     return {"init_ms": inits[0] if inits else None, "invoke_ms": invokes, "reports": reports}
 
 
-def _start_rie(backend: str, model_dir: str, port: int, log) -> subprocess.Popen:
+def start_rie(backend: str, model_dir: str, port: int, log, cpu: int = 0,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """The real RIE with our handler behind it, pinned to one CPU, logging into `log`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY"))}
     env.update(
         {"MODEL_DIR": model_dir, "EMBEDDING_BACKEND": backend, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     )
+    env.update(extra_env or {})
     return subprocess.Popen(
         [
-            *pin_one_cpu(),
+            *pin_one_cpu(cpu),
             str(RIE),
             "--runtime-interface-emulator-address",
             f"127.0.0.1:{port}",
@@ -157,7 +161,7 @@ def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts:
     port = free_port()
     log_path = log_dir / f"rie-{backend}-{port}.log"
     with open(log_path, "wb") as log:
-        proc = _start_rie(backend, model_dir, port, log)
+        proc = start_rie(backend, model_dir, port, log)
         try:
             _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, "RIE")
             client = _invoke(f"http://127.0.0.1:{port}{INVOKE_PATH}", warm_calls, texts)

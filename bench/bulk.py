@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_env  # noqa: E402
-from bench_services import RIE, SRC, free_port, parse_rie_log  # noqa: E402
+from bench_services import SRC, free_port, parse_rie_log, start_rie  # noqa: E402
 from corpus import mixed, passages  # noqa: E402
 from report import Sections, num, table  # noqa: E402
 
@@ -159,32 +158,11 @@ class Fleet:
     def __init__(self, count: int, folder: Path, precision: str = "fp32"):
         self.logs = [folder / f"rie-{precision}-{i}.log" for i in range(count)]
         self.ports = [free_port() for _ in range(count)]
-        cpus = sorted(os.sched_getaffinity(0))
+        model_dir, env = str(_settings().model_dir), {"EMBEDDING_PRECISION": precision}
         self.processes = []
         for index, (port, log) in enumerate(zip(self.ports, self.logs)):
-            pin = ["taskset", "-c", str(cpus[index % len(cpus)])] if shutil.which("taskset") else []
-            command = [
-                *pin,
-                str(RIE),
-                "--runtime-interface-emulator-address",
-                f"127.0.0.1:{port}",
-                "--runtime-api-address",
-                f"127.0.0.1:{free_port()}",
-                sys.executable,
-                "-m",
-                "awslambdaric",
-                "lambda_function.handler",
-            ]
             with open(log, "wb") as handle:
-                self.processes.append(
-                    subprocess.Popen(
-                        command,
-                        cwd=SRC,
-                        stdout=handle,
-                        stderr=subprocess.STDOUT,
-                        env=_env({"EMBEDDING_PRECISION": precision}),
-                    )
-                )
+                self.processes.append(start_rie("onnx", model_dir, port, handle, cpu=index, extra_env=env))
         for port in self.ports:
             _wait_for_port(port)
 
@@ -306,11 +284,16 @@ def lambda_price(texts: list[str], folder: Path, precision: str) -> dict:
     }
 
 
-def precisions() -> list[str]:
+def _settings():
+    """The service's settings as the fleet and the local target will read them (MODEL_DIR...)."""
     sys.path.insert(0, str(SRC))
     from settings import load_settings
 
-    model_dir = load_settings().model_dir
+    return load_settings()
+
+
+def precisions() -> list[str]:
+    model_dir = _settings().model_dir
     return ["fp32"] + (["int8"] if (model_dir / "onnx" / "model_int8.onnx").is_file() else [])
 
 

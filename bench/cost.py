@@ -23,34 +23,26 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from embedding_client import prices
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results.json"
 IMAGES_DOC = REPO / "docs" / "images.md"
 
-# One dated price table. Source: AWS's public pricing pages (aws.amazon.com/lambda/pricing,
-# /ecr/pricing, /cloudwatch/pricing) for us-east-1 as recorded in the author's training
-# knowledge, which runs to mid-2025; the init-billing change is AWS's announcement of
-# 2025-08-01. Not fetched live: check the pages before quoting a figure to anyone.
+# The one dated price table lives with the client (embed-corpus prices its runs with it); this
+# dict is its view for the report and results.json. Sources and caveats: embedding_client/prices.py.
 PRICES = {
-    "as_of": "2025-08 (us-east-1 list prices, from AWS's public pricing pages as known to the author; not "
-    "fetched live)",
-    "region": "us-east-1",
-    "lambda_gb_second": {"x86_64": 0.0000166667, "arm64": 0.0000133334},  # first 6 bn GB-s/month tier
-    "lambda_requests_per_million": 0.20,
-    # Always-free monthly allowance (not the 12-month kind), per account, shared by all
-    # functions and both architectures: the figures below assume this is the only function.
-    "free_tier": {"gb_seconds": 400_000, "requests": 1_000_000, "logs_gb": 5.0},
-    "ecr_storage_gb_month": 0.10,  # private repositories. New accounts get 500 MB-month free
-    # for 12 months only: not applied here.
-    "cloudwatch_logs_ingest_per_gb": 0.50,
-    "init_billing": "INIT billed as duration on cold starts: always for container images; since "
-    "2025-08-01 for all functions (ZIP managed runtimes included)",
-    "hosted_api": {
-        "name": "OpenAI text-embedding-3-small",
-        "usd_per_million_tokens": 0.02,
-        "batch_usd_per_million_tokens": 0.01,  # the Batch API: half price, results within 24 h
-        "as_of": "2024-01 list price (unchanged through mid-2025)",
-    },
+    "as_of": prices.AS_OF,
+    "region": prices.REGION,
+    "lambda_gb_second": prices.LAMBDA_GB_SECOND,
+    "lambda_requests_per_million": prices.LAMBDA_REQUESTS_PER_MILLION,
+    # Always-free monthly allowance, per account, shared by all functions and both architectures:
+    # the figures below assume this is the only function.
+    "free_tier": prices.LAMBDA_FREE_TIER,
+    "ecr_storage_gb_month": prices.ECR_STORAGE_GB_MONTH,
+    "cloudwatch_logs_ingest_per_gb": prices.CLOUDWATCH_LOGS_INGEST_PER_GB,
+    "init_billing": prices.INIT_BILLING,
+    "hosted_api": prices.HOSTED_API,
 }
 # Which benchmark stack measures each precision (docs/benchmarks/results.json, bench/bench.py).
 PRECISION_STACKS = {"fp32": "onnx", "int8": "int8"}

@@ -1,7 +1,10 @@
 """Dated list prices: the one table `embed-corpus`'s report and `make cost` price with.
 
-Not fetched live (the tools run offline): check AWS's and OpenAI's pricing pages before quoting
-a figure to anyone. Lambda bills duration per millisecond times memory in GB (MB / 1024), plus a
+Source: AWS's public pricing pages (aws.amazon.com/lambda/pricing, /ecr/pricing,
+/cloudwatch/pricing) for us-east-1 as recorded in the author's knowledge, which runs to mid-2025;
+the init-billing change is AWS's announcement of 2025-08-01; OpenAI's price for
+text-embedding-3-small. Not fetched live (the tools run offline): check the pages before quoting a
+figure to anyone. Lambda bills duration per millisecond times memory in GB (MB / 1024), plus a
 fee per request.
 """
 
@@ -16,8 +19,12 @@ LAMBDA_GB_SECOND = {"x86_64": 0.0000166667, "arm64": 0.0000133334}  # first 6 bn
 LAMBDA_REQUESTS_PER_MILLION = 0.20
 # Always-free monthly allowance (not the 12-month kind), per account, shared by all functions.
 LAMBDA_FREE_TIER = {"gb_seconds": 400_000, "requests": 1_000_000, "logs_gb": 5.0}
-ECR_STORAGE_GB_MONTH = 0.10
+ECR_STORAGE_GB_MONTH = 0.10  # private repositories; the 12-month 500 MB-month free allowance not applied
 CLOUDWATCH_LOGS_INGEST_PER_GB = 0.50
+INIT_BILLING = (
+    "INIT billed as duration on cold starts: always for container images; since 2025-08-01 for all "
+    "functions (ZIP managed runtimes included)"
+)
 HOSTED_API = {
     "name": "OpenAI text-embedding-3-small",
     "usd_per_million_tokens": 0.02,  # standard
