@@ -49,7 +49,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(check, timeout: float, what: str) -> None:
+def wait_until(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -59,6 +59,10 @@ def _wait(check, timeout: float, what: str) -> None:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{what} did not come up in {timeout}s")
+
+
+def wait_for_port(port: int, what: str = "RIE", timeout: float = 30.0) -> None:
+    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, timeout, what)
 
 
 def pin_one_cpu(index: int = 0) -> list[str]:
@@ -163,7 +167,7 @@ def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts:
     with open(log_path, "wb") as log:
         proc = start_rie(backend, model_dir, port, log)
         try:
-            _wait(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, 30, "RIE")
+            wait_for_port(port)
             client = _invoke(f"http://127.0.0.1:{port}{INVOKE_PATH}", warm_calls, texts)
             rss = sum(
                 p.memory_info().rss
@@ -286,7 +290,7 @@ def dynamic_batching(model_dir: str, texts: list[str], clients: int, seconds: fl
             )
             try:
                 base = f"http://127.0.0.1:{port}"
-                _wait(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, 90, "uvicorn")
+                wait_until(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, 90, "uvicorn")
                 result = asyncio.run(_load(base + "/", texts, clients, seconds))
                 result.update(_batch_histogram(httpx.get(f"{base}/metrics", timeout=10).text))
                 result["env"] = extra or {"BATCH_MAX_ITEMS": "64 (default)", "BATCH_WAIT_MS": "2 (default)"}

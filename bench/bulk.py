@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_env  # noqa: E402
-from bench_services import SRC, free_port, parse_rie_log, start_rie  # noqa: E402
+from bench_services import SRC, free_port, parse_rie_log, start_rie, wait_for_port  # noqa: E402
 from corpus import mixed, passages  # noqa: E402
 from report import Sections, num, table  # noqa: E402
 
@@ -164,11 +163,21 @@ class Fleet:
             with open(log, "wb") as handle:
                 self.processes.append(start_rie("onnx", model_dir, port, handle, cpu=index, extra_env=env))
         for port in self.ports:
-            _wait_for_port(port)
+            wait_for_port(port)
 
     @property
     def urls(self) -> str:
         return ",".join(f"http://127.0.0.1:{port}" for port in self.ports)
+
+    def embed(self, source: Path, folder: Path, *args: str) -> dict:
+        """`embed-corpus --target lambda://function` over this fleet."""
+        return embed_corpus(
+            source, folder, "--target", "lambda://function", "--endpoint-url", self.urls, *args, env=AWS_ENV
+        )
+
+    def warm(self, source: Path, folder: Path) -> None:
+        """Every sandbox past its init, so the figures are a warm fleet's (small requests reach each)."""
+        self.embed(source, folder, "--batch-size", "8")
 
     def billed_ms(self) -> list[float]:
         """The emulators' own REPORT lines for the embedding invocations (the probe's first excluded)."""
@@ -181,45 +190,14 @@ class Fleet:
             process.wait(timeout=10)
 
 
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"RIE on :{port} did not come up")
-
-
 def fleet_scaling(texts: list[str], folder: Path) -> dict:
     source = write_formats(folder, texts)["jsonl"]
     runs = {}
     for workers in (1, 2):
         fleet = Fleet(workers, folder)
         try:
-            embed_corpus(
-                source,
-                folder,
-                "--target",
-                "lambda://function",
-                "--endpoint-url",
-                fleet.urls,
-                "--batch-size",
-                "8",
-                env=AWS_ENV,
-            )  # warm: every sandbox past its init
-            runs[workers] = embed_corpus(
-                source,
-                folder,
-                "--target",
-                "lambda://function",
-                "--endpoint-url",
-                fleet.urls,
-                "--batch-size",
-                "32",
-                env=AWS_ENV,
-            )
+            fleet.warm(source, folder)
+            runs[workers] = fleet.embed(source, folder, "--batch-size", "32")
         finally:
             fleet.stop()
         run = runs[workers]
@@ -244,21 +222,9 @@ def lambda_price(texts: list[str], folder: Path, precision: str) -> dict:
     source = write_formats(folder, texts)["jsonl"]
     fleet = Fleet(1, folder, precision)
     try:
-        embed_corpus(
-            source,
-            folder,
-            "--target",
-            "lambda://function",
-            "--endpoint-url",
-            fleet.urls,
-            "--batch-size",
-            "8",
-            env=AWS_ENV,
-        )
+        fleet.warm(source, folder)
         skip = len(fleet.billed_ms())
-        run = embed_corpus(
-            source, folder, "--target", "lambda://function", "--endpoint-url", fleet.urls, env=AWS_ENV
-        )
+        run = fleet.embed(source, folder)
         billed = fleet.billed_ms()[skip:]
     finally:
         fleet.stop()

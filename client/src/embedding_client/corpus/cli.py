@@ -135,28 +135,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    return Options(
-        input=args.input,
-        output=args.output,
-        target=args.target,
-        endpoint_urls=[url.strip() for url in args.endpoint_url.split(",") if url.strip()],
-        region=args.region,
-        text_field=args.text_field,
-        id_field=args.id_field,
-        concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        resume=args.resume,
-        api_key=args.api_key or None,
-        on_error=args.on_error,
-        input_type=args.input_type,
-        embedding_type=args.embedding_type,
-        model=args.model,
-        shard_size=args.shard_size,
-        format=args.format,
-        overwrite=args.overwrite,
-        retries=args.retries,
-        request_timeout=args.request_timeout,
-    )
+    """The parsed flags as run options (the flags' names are the options' names)."""
+    values = {name: getattr(args, name) for name in Options.__dataclass_fields__ if hasattr(args, name)}
+    values["endpoint_urls"] = [url.strip() for url in args.endpoint_url.split(",") if url.strip()]
+    values["api_key"] = args.api_key or None
+    return Options(**values)
 
 
 class _Stderr(logging.Handler):
