@@ -9,7 +9,7 @@ import pytest
 from conftest import SRC
 
 sys.path.insert(0, str(SRC))
-from settings import SettingsError, load_settings  # noqa: E402
+from settings import ONNX_FILES, SettingsError, load_settings  # noqa: E402
 
 
 def test_defaults_work_without_any_environment():
@@ -72,6 +72,15 @@ def test_precision_defaults_to_fp32_and_accepts_the_supported_pairs():
     assert load_settings({"EMBEDDING_PRECISION": "int8"}).precision == "int8"
     cuda = {"EMBEDDING_BACKEND": "torch", "EMBEDDING_DEVICE": "cuda", "EMBEDDING_PRECISION": "BF16"}
     assert load_settings(cuda).precision == "bf16"
+
+
+def test_the_precision_picks_the_onnx_file_and_onnx_file_still_wins():
+    assert ONNX_FILES == {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
+    assert load_settings({}).onnx_file == "onnx/model.onnx"
+    assert load_settings({"EMBEDDING_PRECISION": "INT8"}).onnx_file == "onnx/model_int8.onnx"
+    explicit = {"EMBEDDING_PRECISION": "int8", "ONNX_FILE": "onnx/custom.onnx"}
+    assert load_settings(explicit).onnx_file == "onnx/custom.onnx"
+    assert load_settings({"ONNX_FILE": " onnx/model_int8.onnx "}).precision == "fp32"  # a file is not a precision
 
 
 def test_compatibility_settings_default_to_off_and_cl100k():

@@ -26,7 +26,8 @@ class OnnxBackend:
         path = Path(model_dir) / onnx_file
         if not path.is_file():
             raise ModelFilesError(
-                f"{path} is missing. Run `make setup` (scripts/prepare_model.py exports it)."
+                f"{path} is missing. Run `make setup` (scripts/prepare_model.py writes onnx/model.onnx "
+                "and, for EMBEDDING_PRECISION=int8, onnx/model_int8.onnx)."
             )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

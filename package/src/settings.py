@@ -21,6 +21,9 @@ BACKENDS = ("onnx", "torch")
 # fp32: the reference (vectors equal sentence-transformers). int8: the ONNX backend's economy
 # file on CPU. fp16/bf16: half precision for the torch backend on CUDA only.
 PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+# The ONNX file each precision loads from MODEL_DIR (scripts/prepare_model.py writes both);
+# ONNX_FILE overrides it. fp16/bf16 run on torch and read no ONNX file.
+ONNX_FILES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 LAMBDA_MB_PER_VCPU = 1769
 # tiktoken encodings whose token-id arrays /v1/embeddings decodes back to text ("none" refuses them).
 TOKEN_ARRAY_ENCODINGS = ("cl100k_base", "o200k_base", "none")
@@ -226,7 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backend=backend,
         device=device,
         precision=precision,
-        onnx_file=env.get("ONNX_FILE", "").strip() or "onnx/model.onnx",
+        onnx_file=env.get("ONNX_FILE", "").strip() or ONNX_FILES.get(precision, ONNX_FILES["fp32"]),
         calibration_file=env.get("EMBEDDING_CALIBRATION_FILE", "").strip(),
         threads=_int(env, "EMBEDDING_THREADS", 0, 0),
         batch_size=_int(env, "EMBEDDING_BATCH_SIZE", budgets.batch_size, 1),
