@@ -103,6 +103,7 @@ def test_models_health_docs_and_metrics(http):
     assert models["object"] == "list" and models["data"][0]["id"] == MODEL_ID
     health = http.get("/health").json()
     assert health["status"] == "ok" and health["dimension"] == 384 and health["max_seq_length"] == 256
+    assert health["precision"] == "fp32"
     assert "swagger-ui" in http.get("/docs").text.lower()
     assert "redoc" in http.get("/redoc").text.lower()
     spec = http.get("/openapi.json").json()

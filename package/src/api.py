@@ -201,6 +201,7 @@ class EmbeddingAPI:
                     "status": "ok",
                     "model": self.settings.model_id,
                     "backend": self.embedder.backend.name,
+                    "precision": self.settings.precision,
                     "dimension": spec.dimension,
                     "max_seq_length": spec.max_seq_length,
                     **spec.prompt_info(),

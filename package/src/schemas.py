@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from model_config import INPUT_TYPE_PROMPTS
 from quantize import EMBEDDING_TYPES
-from settings import Limits
+from settings import PRECISIONS, Limits
 
 EXAMPLE_TEXT = "hello, world!"
 # `input_type` names what a text is for; the model maps it to one of its own prompts.
@@ -254,6 +254,10 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
     backend: str
+    precision: Literal[PRECISIONS] = Field(
+        description="EMBEDDING_PRECISION in use: fp32 (vectors equal sentence-transformers), int8 (the "
+        "ONNX economy file), or fp16/bf16 (torch on a GPU)."
+    )
     dimension: int
     max_seq_length: int
     prompts: dict[str, str] = Field(description="The model's non-empty prompts, by name.")
