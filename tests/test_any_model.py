@@ -26,6 +26,7 @@ from test_lambda_rie import function_url_event
 from tiny_models import CONFIGS, TinyConfig, build
 
 import prepare_model  # noqa: E402  (scripts/ is on pytest's pythonpath)
+import quantize_int8  # noqa: E402
 
 sys.path.insert(0, str(SRC))
 from api import EmbeddingAPI  # noqa: E402
@@ -125,6 +126,12 @@ def test_prepared_from_the_local_folder_with_its_own_sha_and_the_gate(served):
     assert token_types == (served.config.architecture == "bert")
     ranges = np.load(served.prepared / "quantization_calibration.npy")
     assert ranges.shape == (2, 32) and (ranges[0] <= ranges[1]).all()
+    # The int8 file, gated: BERT's fused Attention keeps Q/K/V in QAttention (3 MatMuls per layer
+    # go per-token); MPNet's unfused attention has 6 MatMuls with weights per layer (2 layers).
+    int8 = stamp["int8"]
+    assert (served.prepared / "onnx" / "model_int8.onnx").stat().st_size == int8["size"]
+    assert int8["min_cosine_vs_fp32"] >= quantize_int8.GATE_MIN_COSINE
+    assert int8["per_token_matmuls"] == (6 if served.config.architecture == "bert" else 12)
 
 
 def test_both_targets_return_sentence_transformers_vectors(served):
