@@ -5,7 +5,8 @@
 #   docker run --rm -p 8000:8000 embedding-server                   # http://localhost:8000/docs
 #
 # The model files are not downloaded here: `make setup` prepares models/all-MiniLM-L6-v2/
-# (Hub layout + onnx/model.onnx) on the host and this file copies what the backend needs.
+# (Hub layout + onnx/model.onnx + onnx/model_int8.onnx) on the host and this file copies what the
+# backend needs: the onnx image carries both files, so `-e EMBEDDING_PRECISION=int8` works.
 # Plain `docker build` (legacy builder) compatible: no BuildKit-only syntax.
 # uvicorn always listens on 8000 inside the container (exec-form CMD, so uvicorn is PID 1 and
 # gets SIGTERM directly); publish it on any host port with `-p HOST:8000`. PORT is informational.
@@ -58,7 +59,7 @@ RUN set -eu; \
         fi; \
         rm -f "$src/model.safetensors" "$src/pytorch_model.bin"; \
         for f in "$src"/onnx/* "$src"/onnx/.[!.]*; do \
-          if [ -e "$f" ] && [ "$f" != "$src/onnx/model.onnx" ]; then rm -rf "$f"; fi; \
+          case "$f" in "$src/onnx/model.onnx" | "$src/onnx/model_int8.onnx") ;; *) rm -rf "$f" ;; esac; \
         done ;; \
       torch) \
         if [ ! -f "$src/model.safetensors" ]; then \

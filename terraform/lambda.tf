@@ -8,10 +8,12 @@ locals {
   )
 
   # The function must use the ONNX backend and never reach for the Hugging Face Hub (the
-  # model is baked into the image). var.environment may add to or override these.
+  # model is baked into the image), at the precision whose ONNX file the image carries.
+  # var.environment may add to or override these.
   default_environment = {
-    EMBEDDING_BACKEND = "onnx"
-    HF_HUB_OFFLINE    = "1"
+    EMBEDDING_BACKEND   = "onnx"
+    EMBEDDING_PRECISION = var.precision
+    HF_HUB_OFFLINE      = "1"
   }
 }
 
@@ -28,7 +30,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_50:X-Ray tracing is off: the execution role is deliberately limited to AWSLambdaBasicExecutionRole, and a single in-process model call per request gains little from traces.
   #checkov:skip=CKV_AWS_116:No dead-letter queue: the function is only invoked synchronously through its Function URL, and a DLQ applies to asynchronous invocations only.
   #checkov:skip=CKV_AWS_117:Not in a VPC: the function calls no network service at all (the model is baked into the image, HF_HUB_OFFLINE=1), and a VPC would add cost and cold-start latency for nothing.
-  #checkov:skip=CKV_AWS_173:The environment holds only non-secret settings (backend name, offline flag); Lambda already encrypts it at rest with an AWS-managed key.
+  #checkov:skip=CKV_AWS_173:The environment holds only non-secret settings (backend name, precision, offline flag); Lambda already encrypts it at rest with an AWS-managed key.
   #checkov:skip=CKV_AWS_272:Lambda code signing applies to .zip packages only; this function is a container image, whose digest is pinned instead.
   function_name = var.function_name
   description   = "all-MiniLM-L6-v2 sentence embeddings (ONNX Runtime) behind a Function URL"

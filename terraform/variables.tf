@@ -89,6 +89,17 @@ variable "architecture" {
   }
 }
 
+variable "precision" {
+  description = "Model precision the function runs (EMBEDDING_PRECISION): \"fp32\" (the default; vectors equal sentence-transformers) or \"int8\" (the quantised economy file, about half the CPU time per passage). The image must be built with the same --build-arg PRECISION, which bakes in only that ONNX file; scripts/deploy.sh --precision sets both."
+  type        = string
+  default     = "fp32"
+
+  validation {
+    condition     = contains(["fp32", "int8"], var.precision)
+    error_message = "precision must be \"fp32\" or \"int8\"."
+  }
+}
+
 variable "reserved_concurrent_executions" {
   description = "Concurrency reserved for (and capped at) this function: a cost ceiling for a URL anyone may call. -1 means unreserved (no cap). Lambda refuses a reservation that leaves the account fewer than 10 unreserved executions, so on an account whose concurrency quota is still 10 use -1."
   type        = number
@@ -135,7 +146,7 @@ variable "cors_allow_origins" {
 }
 
 variable "environment" {
-  description = "Extra environment variables for the function, merged over the defaults (EMBEDDING_BACKEND=onnx, HF_HUB_OFFLINE=1)."
+  description = "Extra environment variables for the function, merged over the defaults (EMBEDDING_BACKEND=onnx, EMBEDDING_PRECISION=var.precision, HF_HUB_OFFLINE=1)."
   type        = map(string)
   default     = {}
 

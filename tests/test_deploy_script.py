@@ -81,6 +81,27 @@ def test_dry_run_deploy_prints_the_whole_flow_in_order():
     assert [s.split(":")[0] for s in steps] == [f"==> step {n}/6" for n in range(1, 7)]
 
 
+def test_dry_run_precision_is_the_build_arg_and_the_terraform_variable():
+    default = run_script("deploy", "--dry-run")
+    assert default.returncode == 0, default.stderr
+    assert " precision=fp32 " in default.stdout.splitlines()[0]
+    cmds = commands(default.stdout)
+    assert "--build-arg PRECISION=fp32" in cmds[index_of(cmds, "docker build")]
+
+    result = run_script("deploy", "--dry-run", "--precision", "int8")
+    assert result.returncode == 0, result.stderr
+    assert " precision=int8 " in result.stdout.splitlines()[0]
+    cmds = commands(result.stdout)
+    build = cmds[index_of(cmds, "docker build")]
+    assert "--build-arg PRECISION=int8" in build and "PRECISION=fp32" not in build
+    applies = [c for c in cmds if c.startswith("terraform -chdir=terraform apply")]
+    assert len(applies) == 2 and all("-var precision=int8" in c for c in applies)
+    for action in ("plan", "destroy"):
+        other = run_script(action, "--dry-run", "--precision=int8")
+        assert other.returncode == 0, other.stderr
+        assert "-var precision=int8" in commands(other.stdout)[-1]
+
+
 def test_dry_run_x86_64_builds_for_amd64():
     result = run_script("--dry-run", "--region", "us-east-2")
     assert result.returncode == 0, result.stderr
@@ -155,7 +176,7 @@ def test_help():
     result = run_script("--help")
     assert result.returncode == 0
     assert "Usage: scripts/deploy.sh" in result.stdout
-    for option in ("--dry-run", "--region", "--arch", "--engine", "--tag", "--var"):
+    for option in ("--dry-run", "--region", "--arch", "--precision", "--engine", "--tag", "--var"):
         assert option in result.stdout
 
 
@@ -169,6 +190,9 @@ def test_help():
         (["--arch", "sparc"], "--arch must be x86_64 or arm64, got 'sparc'"),
         (["--arch", "amd64"], "--arch must be x86_64 or arm64"),
         (["--engine", "rkt"], "--engine must be docker or podman"),
+        (["--precision", "fp16"], "--precision must be fp32 or int8, got 'fp16'"),
+        (["--precision"], "--precision needs a value"),
+        (["--var", "precision=int8"], "use --region, --arch, --precision or --tag instead"),
         (["--region"], "--region needs a value"),
         (["--region", "--dry-run"], "--region needs a value"),
         (["--region", "Mars"], "--region must be an AWS region name"),
@@ -354,6 +378,20 @@ def test_missing_model_tells_to_run_make_setup(sandbox):
     assert "models/all-MiniLM-L6-v2/onnx/model.onnx is missing" in result.stderr
     assert "make setup" in result.stderr
     assert not calls(sandbox), "nothing may run without the model"
+
+
+def test_int8_deploy_needs_the_int8_file_and_builds_with_it(sandbox):
+    result = run_script("deploy", "--precision", "int8", env=sandbox["env"], script=sandbox["script"])
+    assert result.returncode == 1
+    assert "models/all-MiniLM-L6-v2/onnx/model_int8.onnx is missing" in result.stderr
+    assert "make setup" in result.stderr and not calls(sandbox)
+
+    sandbox["model"].with_name("model_int8.onnx").write_bytes(b"stub")
+    result = run_script("deploy", "--precision", "int8", env=sandbox["env"], script=sandbox["script"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = calls(sandbox)
+    assert "--build-arg PRECISION=int8" in log[index_of(log, "docker build --platform")]
+    assert "precision=int8" in log[index_of(log, "terraform -chdir=terraform apply", "image_digest=")]
 
 
 def test_bad_digest_from_ecr_stops_before_the_function_apply(sandbox):

@@ -232,6 +232,7 @@ VALIDATION_CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "memory_size": ([128, 1769, 10240, 3008], [127, 10241, 0, 1769.5]),
     "timeout": ([1, 30, 900], [0, 901, 2.5]),
     "architecture": (["x86_64", "arm64"], ["amd64", "aarch64", "x86-64", "ARM64", ""]),
+    "precision": (["fp32", "int8"], ["", "FP32", "int4", "fp16", "bf16", "uint8"]),
     "reserved_concurrent_executions": ([-1, 1, 10, 1000], [0, -2, 1.5]),
     "log_retention_days": (sorted(CLOUDWATCH_RETENTION_DAYS), [2, 13, 15, 366, 10000, -1]),
     "function_url_auth_type": (["AWS_IAM", "NONE"], ["IAM", "none", "PUBLIC", ""]),
@@ -287,6 +288,7 @@ EXPECTED_DEFAULTS = {
     "memory_size": 1769,
     "timeout": 30,
     "architecture": "x86_64",
+    "precision": "fp32",
     "reserved_concurrent_executions": 10,
     "log_retention_days": 14,
     "function_url_auth_type": "AWS_IAM",
@@ -342,6 +344,7 @@ def test_enumerations_are_exact(cfg):
         return json.loads(match.group(1))
 
     assert set(contains_list("architecture")) == {"x86_64", "arm64"}
+    assert set(contains_list("precision")) == {"fp32", "int8"}
     assert set(contains_list("function_url_auth_type")) == {"AWS_IAM", "NONE"}
     assert set(contains_list("api_key_source")) == {"none", "secretsmanager", "ssm"}
     assert set(contains_list("log_retention_days")) == CLOUDWATCH_RETENTION_DAYS
@@ -385,6 +388,7 @@ def test_real_terraform_enforces_the_validations(tmp_path):
         "memory_size": "100",
         "timeout": "901",
         "architecture": "sparc",
+        "precision": "fp16",
         "reserved_concurrent_executions": "0",
         "log_retention_days": "13",
         "function_url_auth_type": "PUBLIC",
@@ -517,6 +521,11 @@ def test_function_environment(cfg):
     defaults = clean(cfg["locals"]["default_environment"])
     assert defaults["EMBEDDING_BACKEND"] == "onnx"
     assert defaults["HF_HUB_OFFLINE"] == "1"
+    # The precision reaches the service under the name settings.py reads; the image must carry its file.
+    assert expr(defaults["EMBEDDING_PRECISION"]) == "var.precision"
+    assert '"EMBEDDING_PRECISION"' in (ROOT / "package" / "src" / "settings.py").read_text()
+    dockerfile = (ROOT / "Dockerfile.lambda").read_text()
+    assert "ARG PRECISION=fp32" in dockerfile and "EMBEDDING_PRECISION=${PRECISION}" in dockerfile
 
 
 def test_function_logging_and_dependencies(cfg):

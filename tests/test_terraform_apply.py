@@ -210,14 +210,15 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     terraform.apply(pinned)
     environment = check_stack(moto, digest, "AWS_IAM")
     assert not {"API_KEY_SECRET_ARN", "API_KEY_SSM_PARAMETER"} & set(environment)
+    assert environment["EMBEDDING_PRECISION"] == "fp32"
     assert role_policies(moto) == {}
     outputs = terraform.outputs()
     assert outputs["function_url"].startswith("https://") and "--aws-sigv4" in outputs["curl_example"]
     assert outputs["api_key_secret_arn"] == outputs["api_key_command"] == ""
 
-    # Public: NONE alone.
-    terraform.apply(pinned, "-var=function_url_auth_type=NONE")
-    check_stack(moto, digest, "NONE")
+    # Public: NONE alone (and the int8 economy precision, as deploy.sh --precision int8 passes it).
+    terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=precision=int8")
+    assert check_stack(moto, digest, "NONE")["EMBEDDING_PRECISION"] == "int8"
     assert "Authorization" not in terraform.outputs()["curl_example"]
 
     # NONE with an API key Terraform generates in Secrets Manager.
