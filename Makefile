@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-bulk bench-gpu load cost clean
+.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-bulk bench-gpu bench-quality load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -100,6 +100,11 @@ images-test: setup ## build, run and test both images (what CI runs)
 
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
 	$(PY) bench/bench.py
+
+# STS=path/to/sts-dev.csv adds the STS benchmark's Spearman (the data is not shipped; STS_CSV works too).
+STS ?=
+bench-quality: setup ## int8 vs fp32: recall@10, similarity Spearman, cosines (+ STS Spearman with STS=path) -> docs/benchmarks/quality.md
+	$(PY) bench/quality.py $(if $(STS),--sts $(STS))
 
 # bench-gpu runs on a GPU host, in its own venv with torch's CUDA build (the main venv stays CPU-only).
 # GPU_PY=/path/to/python uses an existing CUDA-enabled Python instead; BENCH_GPU_ARGS passes flags.
