@@ -235,9 +235,9 @@ def quantize_checked(staging: Path, texts: list[str], reference) -> dict:
     target = staging / ONNX_FILES["int8"]
     made = quantize_int8.quantize(staging / ONNX_FILES["fp32"], target)
     found = quantize_int8.check(reference, embed_with(staging, texts, "int8"))
-    print(f"    {ONNX_FILES['int8']}: {target.stat().st_size / 1e6:.1f} MB, {made['per_token_matmuls']} per-token "
-          f"MatMuls + {made['dynamic_ops'] or 'no other ops'}; on {len(texts)} calibration texts vs fp32: min "
-          f"cosine {found['min_cosine_vs_fp32']:.4f} (gate >= {quantize_int8.GATE_MIN_COSINE}), mean cosine "
+    print(f"    {ONNX_FILES['int8']}: {target.stat().st_size / 1e6:.1f} MB, "
+          f"{made['per_token_matmuls']} per-token MatMuls + {made['dynamic_ops'] or 'no other ops'}; "
+          f"on {len(texts)} calibration texts vs fp32: min cosine {found['min_cosine_vs_fp32']:.4f} (gate >= {quantize_int8.GATE_MIN_COSINE}), mean cosine "
           f"{found['mean_cosine_vs_fp32']:.4f}, recall@10 {found['recall_at_10_vs_fp32']:.3f}", flush=True)
     return made | found | {"size": target.stat().st_size}
 

@@ -58,32 +58,36 @@ def _reduce(op: str, source: str, target: str, name: str, opset: int, helper):
     return helper.make_node(op, [source], [target], axes=[-1], keepdims=1, name=name)
 
 
-def _per_token_matmul(node, weight: np.ndarray, opset: int) -> tuple[list, list]:
+def _per_token_matmul(node, weight: np.ndarray, opset: int, weight_max: int) -> tuple[list, list]:
     """The nodes and initializers that replace MatMul(x, weight) by its per-token int8 form."""
     from onnx import helper, numpy_helper
 
     x, (y,), p = node.input[0], node.output, node.name or node.output[0]
-    w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / WEIGHT_MAX
-    w_int8 = np.clip(np.round(weight / w_scale), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+    w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / weight_max
+    w_int8 = np.clip(np.round(weight / w_scale), -weight_max, weight_max).astype(np.int8)
     initializers = [numpy_helper.from_array(w_int8, f"{p}_w_int8"),
                     numpy_helper.from_array(w_scale.astype(np.float32), f"{p}_w_scale")]
     nodes = [
         _reduce("ReduceMax", x, f"{p}_max", f"{p}_max", opset, helper),
         _reduce("ReduceMin", x, f"{p}_min", f"{p}_min", opset, helper),
         helper.make_node("Neg", [f"{p}_min"], [f"{p}_neg_min"], name=f"{p}_neg_min"),
-        helper.make_node("Max", [f"{p}_max", f"{p}_neg_min", "pt_eps"], [f"{p}_abs_max"], name=f"{p}_abs_max"),
+        helper.make_node("Max", [f"{p}_max", f"{p}_neg_min", "pt_eps"], [f"{p}_abs_max"],
+                         name=f"{p}_abs_max"),
         helper.make_node("Div", [f"{p}_abs_max", "pt_levels"], [f"{p}_scale"], name=f"{p}_scale"),
         helper.make_node("Div", [x, f"{p}_scale"], [f"{p}_scaled"], name=f"{p}_scaled"),
-        helper.make_node("QuantizeLinear", [f"{p}_scaled", "pt_one", "pt_zero_point"], [f"{p}_u8"], name=f"{p}_u8"),
-        helper.make_node("MatMulIntegerToFloat", [f"{p}_u8", f"{p}_w_int8", "pt_one", f"{p}_w_scale", "pt_zero_point"],
+        helper.make_node("QuantizeLinear", [f"{p}_scaled", "pt_one", "pt_zero_point"], [f"{p}_u8"],
+                         name=f"{p}_u8"),
+        helper.make_node("MatMulIntegerToFloat",
+                         [f"{p}_u8", f"{p}_w_int8", "pt_one", f"{p}_w_scale", "pt_zero_point"],
                          [f"{p}_int8_out"], name=f"{p}_int8", domain="com.microsoft"),
         helper.make_node("Mul", [f"{p}_int8_out", f"{p}_scale"], [y], name=f"{p}_rescale"),
     ]
     return nodes, initializers
 
 
-def per_token_matmuls(model) -> int:
-    """Rewrite every MatMul with a 2-D float weight in place; returns how many."""
+def per_token_matmuls(model, activation_max: int = ACTIVATION_MAX, weight_max: int = WEIGHT_MAX) -> int:
+    """Rewrite every MatMul with a 2-D float weight in place; returns how many. Activations
+    round to [-activation_max, activation_max] around a zero point of activation_max + 1."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -95,12 +99,13 @@ def per_token_matmuls(model) -> int:
         if weight is None:
             nodes.append(node)
             continue
-        new_nodes, new_initializers = _per_token_matmul(node, weight, opset)
+        new_nodes, new_initializers = _per_token_matmul(node, weight, opset, weight_max)
         nodes += new_nodes
         added += new_initializers
         count += 1
-    shared = {"pt_one": np.float32(1.0), "pt_zero_point": np.uint8(ACTIVATION_MAX + 1),
-              "pt_levels": np.float32(ACTIVATION_MAX), "pt_eps": np.float32(1e-12), "pt_last_axis": np.int64([-1])}
+    shared = {"pt_one": np.float32(1.0), "pt_zero_point": np.uint8(activation_max + 1),
+              "pt_levels": np.float32(activation_max), "pt_eps": np.float32(1e-12),
+              "pt_last_axis": np.int64([-1])}
     added += [numpy_helper.from_array(np.asarray(value), name) for name, value in shared.items()]
     del graph.node[:]
     graph.node.extend(nodes)
@@ -113,25 +118,32 @@ def per_token_matmuls(model) -> int:
     return count
 
 
-def quantize(source: Path, target: Path) -> dict:
-    """fp32 ONNX file -> the int8 file; returns what was quantised (for the stamp)."""
+DYNAMIC_OPS = ("Attention", "EmbedLayerNormalization", "Gather")
+
+
+def quantize(source: Path, target: Path, activation_max: int = ACTIVATION_MAX,
+             weight_max: int = WEIGHT_MAX, dynamic_ops: tuple[str, ...] = DYNAMIC_OPS) -> dict:
+    """fp32 ONNX file -> the int8 file; returns what was quantised (for the stamp). The ranges
+    and ops are parameters only for bench/int8_candidates.py; the service's file uses the defaults."""
     import tempfile
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(source))
-    matmuls = per_token_matmuls(model)
-    others = [n.op_type for n in model.graph.node if n.op_type in ("Attention", "EmbedLayerNormalization", "Gather")]
+    matmuls = per_token_matmuls(model, activation_max, weight_max)
+    others = [n.op_type for n in model.graph.node if n.op_type in dynamic_ops]
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
         staged = Path(tmp) / "per_token.onnx"
         onnx.save(model, str(staged))
-        # Attention -> QAttention, embeddings -> QEmbedLayerNormalization or quantised Gather.
-        quantize_dynamic(
-            staged, target, per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Attention", "EmbedLayerNormalization", "Gather"],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # the fused graph's contrib ops
-        )
+        if not dynamic_ops:  # quantize_dynamic would read an empty list as "every op type"
+            onnx.save(model, str(target))
+        else:  # Attention -> QAttention, embeddings -> QEmbedLayerNormalization or quantised Gather.
+            quantize_dynamic(
+                staged, target, per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(dynamic_ops),
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # the fused graph's contrib ops
+            )
     return {"scheme": SCHEME, "per_token_matmuls": matmuls, "dynamic_ops": sorted(set(others))}
 
 

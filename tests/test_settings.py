@@ -80,7 +80,8 @@ def test_the_precision_picks_the_onnx_file_and_onnx_file_still_wins():
     assert load_settings({"EMBEDDING_PRECISION": "INT8"}).onnx_file == "onnx/model_int8.onnx"
     explicit = {"EMBEDDING_PRECISION": "int8", "ONNX_FILE": "onnx/custom.onnx"}
     assert load_settings(explicit).onnx_file == "onnx/custom.onnx"
-    assert load_settings({"ONNX_FILE": " onnx/model_int8.onnx "}).precision == "fp32"  # a file is not a precision
+    # A file is not a precision: /health and the logs keep saying fp32.
+    assert load_settings({"ONNX_FILE": " onnx/model_int8.onnx "}).precision == "fp32"
 
 
 def test_compatibility_settings_default_to_off_and_cl100k():
