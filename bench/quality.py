@@ -201,10 +201,10 @@ def markdown(report: dict) -> str:
         for r in report["precisions"]
     ]
     sts = report.get("sts")
-    sts_note = (f"cosine of each of the {sts['pairs']} pairs of `{sts['file']}` against its gold score."
+    sts_note = (f"cosine of each of the {sts['pairs']:,} pairs of `{sts['file']}` against its gold score."
                 if sts else "not measured (run `make bench-quality STS=path/to/sts-dev.csv`).")
     return REPORT.substitute(
-        model=report["model"], texts=report["texts"], queries=report["queries"], every=QUERY_EVERY,
+        model=report["model"], texts=f"{report['texts']:,}", queries=report["queries"], every=QUERY_EVERY,
         pairs=f"{report['queries'] * (report['texts'] - 1):,}", rows="\n".join(lines), sts_note=sts_note,
     )
 
