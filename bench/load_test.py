@@ -55,7 +55,8 @@ INVALID = [
     ("empty-list", "/v1/embeddings", b'{"input": []}', "application/json", 400, "invalid_value"),
     ("input-number", "/", b'{"input": 42}', "application/json", 400, "invalid_value"),
     ("null-item", "/v1/embeddings", b'{"input": ["ok", null]}', "application/json", 400, "invalid_value"),
-    ("token-ids", "/v1/embeddings", b'{"input": [101, 7592, 102]}', "application/json", 400, "invalid_value"),
+    # token ids are text on /v1/embeddings (decoded as cl100k_base); the seed route takes text only
+    ("token-ids", "/", b'{"input": [101, 7592, 102]}', "application/json", 400, "invalid_value"),
     ("form-encoded", "/", b"input=hello", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     ("wrong-model", "/v1/embeddings", b'{"input": "x", "model": "text-embedding-3-small"}',
      "application/json", 404, "model_not_found"),
