@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,8 +42,11 @@ def corpus_texts(count: int = 60) -> list[str]:
 
 
 def write_jsonl(path: Path, texts: list[str], ids: list | None = None) -> Path:
+    """One object a line; an unchanged file is left alone, so a resumed run sees the same input."""
     ids = ids if ids is not None else [f"doc-{i}" for i in range(len(texts))]
-    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
+    content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts))
+    if not (path.exists() and path.read_text() == content):
+        path.write_text(content)
     return path
 
 
@@ -75,6 +79,21 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass
+class Run:
+    process: subprocess.CompletedProcess
+    output: Path
+    report: dict | None  # the --report-json figures, when the run finished
+
+
+def embed_texts(folder: Path, texts: list[str], flags: str = "", env: dict[str, str] | None = None) -> Run:
+    """`texts` as folder/corpus.jsonl (ids doc-0...) through the CLI into folder/out.parquet."""
+    source = write_jsonl(folder / "corpus.jsonl", texts)
+    output, report = folder / "out.parquet", folder / "report.json"
+    process = run_cli(source, "--output", output, "--report-json", report, *flags.split(), env=env)
+    return Run(process, output, json.loads(report.read_text()) if report.exists() else None)
 
 
 def assert_clear_error(result: subprocess.CompletedProcess, status: int, *fragments: str) -> str:

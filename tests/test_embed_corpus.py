@@ -6,7 +6,6 @@ output is compared with what the service's own `POST /` returns for the same tex
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,6 +16,7 @@ from corpus_helpers import (
     AWS_TEST_ENV,
     EMBED_CORPUS,
     corpus_texts,
+    embed_texts,
     read_output,
     run_cli,
     seed_vectors,
@@ -73,33 +73,20 @@ def test_the_command_is_installed_with_the_contracted_flags():
 
 
 def test_given_jsonl_when_local_then_post_root_vectors_bit_for_bit_in_input_order(tmp_path, texts, expected):
-    source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-    output = tmp_path / "vectors.parquet"
-    result = run_cli(
-        source,
-        "--output",
-        output,
-        "--shard-size",
-        "16",
-        "--batch-size",
-        "8",
-        "--report-json",
-        tmp_path / "report.json",
-    )
-    assert result.returncode == 0, result.stderr
-    ids, vectors, tokens, metadata = read_output(output)
+    run = embed_texts(tmp_path, texts, "--shard-size 16 --batch-size 8")
+    assert run.process.returncode == 0, run.process.stderr
+    ids, vectors, tokens, metadata = read_output(run.output)
     assert ids == [f"doc-{i}" for i in range(len(texts))]
     assert vectors.dtype == np.float32 and vectors.shape == (len(texts), 384)
     assert np.array_equal(vectors, expected[0])
     assert tokens == expected[1]
     assert metadata["model"] == MODEL_ID and metadata["dimension"] == "384"
-    schema = pq.read_schema(output)
+    schema = pq.read_schema(run.output)
     assert str(schema.field("embedding").type) == "fixed_size_list<element: float>[384]"
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["texts"] == len(texts) and report["tokens"] == sum(expected[1])
-    assert report["truncated"] == expected[2] > 0
-    assert f"{len(texts)} texts" in result.stdout and "texts/s" in result.stdout
-    assert not (tmp_path / "vectors.parquet.parts").exists()  # committed shards are gone once assembled
+    assert run.report["texts"] == len(texts) and run.report["tokens"] == sum(expected[1])
+    assert run.report["truncated"] == expected[2] > 0
+    assert f"{len(texts)} texts" in run.process.stdout and "texts/s" in run.process.stdout
+    assert not (tmp_path / "out.parquet.parts").exists()  # committed shards are gone once assembled
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "text", "jsonl.gz"])
@@ -146,60 +133,30 @@ def test_given_integer_ids_then_an_int64_id_column(tmp_path, texts, expected):
 
 
 def test_given_the_http_target_then_the_same_vectors_and_tokens(tmp_path, http_url, texts, expected):
-    source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-    output = tmp_path / "out.parquet"
-    result = run_cli(
-        source,
-        "--output",
-        output,
-        "--target",
-        http_url,
-        "--batch-size",
-        "7",
-        "--concurrency",
-        "3",
-        "--report-json",
-        tmp_path / "report.json",
-    )
-    assert result.returncode == 0, result.stderr
-    ids, vectors, tokens, metadata = read_output(output)
+    run = embed_texts(tmp_path, texts, f"--target {http_url} --batch-size 7 --concurrency 3")
+    assert run.process.returncode == 0, run.process.stderr
+    ids, vectors, tokens, metadata = read_output(run.output)
     assert np.array_equal(vectors, expected[0]) and tokens == expected[1]
     assert metadata["model"] == MODEL_ID
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["requests"] == 9 and report["retries"] == 0  # 60 texts, 7 per request
-    assert report["truncated"] == expected[2]
+    assert run.report["requests"] == 9 and run.report["retries"] == 0  # 60 texts, 7 per request
+    assert run.report["truncated"] == expected[2]
 
 
 def test_given_a_fleet_of_two_ries_then_both_work_and_the_vectors_match(tmp_path, rie_fleet, texts, expected):
-    source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-    output = tmp_path / "out.parquet"
     urls = ",".join(server.url for server in rie_fleet)
-    result = run_cli(
-        source,
-        "--output",
-        output,
-        "--target",
-        "lambda://function",
-        "--endpoint-url",
-        urls,
-        "--batch-size",
-        "10",
-        "--report-json",
-        tmp_path / "report.json",
-        env=AWS_TEST_ENV,
-    )
-    assert result.returncode == 0, result.stderr
-    ids, vectors, tokens, _ = read_output(output)
+    flags = f"--target lambda://function --endpoint-url {urls} --batch-size 10"
+    run = embed_texts(tmp_path, texts, flags, env=AWS_TEST_ENV)
+    assert run.process.returncode == 0, run.process.stderr
+    ids, vectors, tokens, _ = read_output(run.output)
     assert np.array_equal(vectors, expected[0]) and tokens == expected[1]
     for server in rie_fleet:  # each emulator served some of the six requests, one at a time
         assert server.logs().count('"operation":"openai_embeddings"') >= 1, server.logs()[-2000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    bill = report["lambda"]
+    bill = run.report["lambda"]
     assert bill["invocations"] == 6 and bill["gb_seconds"] > 0
     assert not bill["measured"] and bill["basis"].startswith("ESTIMATE")  # an emulator sends no REPORT lines
     assert bill["usd_per_million_texts"]["x86_64"] > bill["usd_per_million_texts"]["arm64"] > 0
-    assert "ESTIMATE" in result.stdout and "per 1M texts" in result.stdout
-    assert "standard" in result.stdout and "batch" in result.stdout
+    assert "ESTIMATE" in run.process.stdout and "per 1M texts" in run.process.stdout
+    assert "standard" in run.process.stdout and "batch" in run.process.stdout
 
 
 def test_given_s3_input_and_output_then_the_same_file_as_local(tmp_path, moto, texts, expected):

@@ -21,6 +21,7 @@ from corpus_helpers import (
     EMBED_CORPUS,
     assert_clear_error,
     corpus_texts,
+    embed_texts,
     read_output,
     run_cli,
     seed_vectors,
@@ -137,34 +138,19 @@ def test_given_throttling_5xx_drops_and_stalls_over_http_then_every_row_exactly_
     faults = ["429", "500", "drop", "drop-after-work", "503", "stall", "413", "502"]
     proxy = http_proxy(http_url, faults)
     try:
-        source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-        output = tmp_path / "out.parquet"
-        result = run_cli(
-            source,
-            "--output",
-            output,
-            "--target",
-            proxy.url,
-            "--batch-size",
-            "10",
-            "--concurrency",
-            "2",
-            "--request-timeout",
-            "4",
-            "--report-json",
-            tmp_path / "report.json",
+        run = embed_texts(
+            tmp_path, texts, f"--target {proxy.url} --batch-size 10 --concurrency 2 --request-timeout 4"
         )
-        assert result.returncode == 0, result.stderr
+        assert run.process.returncode == 0, run.process.stderr
         assert sum(proxy.injected.values()) == len(faults)
     finally:
         proxy.stop()
-    ids, vectors, _, _ = read_output(output)
+    ids, vectors, _, _ = read_output(run.output)
     assert ids == [f"doc-{i}" for i in range(len(texts))]
     assert np.array_equal(vectors, expected)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["splits"] == 1  # the 413
-    assert report["retries"] >= len(faults) - 1  # each other fault cost one retry
-    assert report["texts"] == len(texts)
+    assert run.report["splits"] == 1  # the 413
+    assert run.report["retries"] >= len(faults) - 1  # each other fault cost one retry
+    assert run.report["texts"] == len(texts)
 
 
 def test_given_throttling_and_drops_from_lambda_then_every_row_exactly_once(tmp_path, rie, texts, expected):
@@ -173,73 +159,34 @@ def test_given_throttling_and_drops_from_lambda_then_every_row_exactly_once(tmp_
         rie.url, faults, flavour="lambda", matches=lambda method, path, body: b'"encoding_format"' in body
     )
     try:
-        source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-        output = tmp_path / "out.parquet"
-        result = run_cli(
-            source,
-            "--output",
-            output,
-            "--target",
-            "lambda://function",
-            "--endpoint-url",
-            proxy.url,
-            "--batch-size",
-            "12",
-            "--report-json",
-            tmp_path / "report.json",
-            env=AWS_TEST_ENV,
-        )
-        assert result.returncode == 0, result.stderr
+        flags = f"--target lambda://function --endpoint-url {proxy.url} --batch-size 12"
+        run = embed_texts(tmp_path, texts, flags, env=AWS_TEST_ENV)
+        assert run.process.returncode == 0, run.process.stderr
         assert sum(proxy.injected.values()) == len(faults)
     finally:
         proxy.stop()
-    ids, vectors, _, _ = read_output(output)
+    ids, vectors, _, _ = read_output(run.output)
     assert ids == [f"doc-{i}" for i in range(len(texts))] and np.array_equal(vectors, expected)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["retries"] == len(faults)
-    assert report["lambda"]["invocations"] == len(texts) // 12  # only answered invocations are billed here
+    assert run.report["retries"] == len(faults)
+    assert (
+        run.report["lambda"]["invocations"] == len(texts) // 12
+    )  # only answered invocations are billed here
 
 
 def test_given_a_request_that_fails_for_good_then_its_rows_are_named_and_resume_finishes(
     tmp_path, http_url, texts, expected
 ):
     proxy = http_proxy(http_url, ["500"] * 3)
-    source = write_jsonl(tmp_path / "corpus.jsonl", texts)
-    output = tmp_path / "out.parquet"
+    flags = "--batch-size 10 --shard-size 20 --concurrency 1"
     try:
-        failed = run_cli(
-            source,
-            "--output",
-            output,
-            "--target",
-            proxy.url,
-            "--batch-size",
-            "10",
-            "--shard-size",
-            "20",
-            "--concurrency",
-            "1",
-            "--retries",
-            "3",
-        )
+        failed = embed_texts(tmp_path, texts, f"--target {proxy.url} {flags} --retries 3")
     finally:
         proxy.stop()
     assert_clear_error(
-        failed, 1, "lines 1-10", "'doc-0' to 'doc-9'", "500", "gave up after 3 attempts", "--resume"
+        failed.process, 1, "lines 1-10", "'doc-0' to 'doc-9'", "500", "gave up after 3 attempts", "--resume"
     )
-    assert not output.exists()
-    resumed = run_cli(
-        source,
-        "--output",
-        output,
-        "--target",
-        http_url,
-        "--batch-size",
-        "10",
-        "--shard-size",
-        "20",
-        "--resume",
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    ids, vectors, _, _ = read_output(output)
+    assert not failed.output.exists()
+    resumed = embed_texts(tmp_path, texts, f"--target {http_url} {flags} --resume")
+    assert resumed.process.returncode == 0, resumed.process.stderr
+    ids, vectors, _, _ = read_output(resumed.output)
     assert ids == [f"doc-{i}" for i in range(len(texts))] and np.array_equal(vectors, expected)
