@@ -207,14 +207,17 @@ class LambdaTarget:
             event["headers"]["authorization"] = f"Bearer {self._api_key}"
         result = self._probe_call(orjson.dumps(event))
         if isinstance(result, dict) and result.get("statusCode") == 200:
-            health = orjson.loads(result.get("body") or "{}")
-            return TargetInfo(
-                kind="lambda",
-                model_id=self._options.model or health["model"],
-                dimension=int(health["dimension"]),
-                limits=Limits.from_health(health),
-                max_seq_length=int(health.get("max_seq_length") or 512),
-            )
+            try:
+                health = orjson.loads(result.get("body") or "{}")
+                return TargetInfo(
+                    kind="lambda",
+                    model_id=self._options.model or health["model"],
+                    dimension=int(health["dimension"]),
+                    limits=Limits.from_health(health),
+                    max_seq_length=int(health.get("max_seq_length") or 512),
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                pass  # another function's answer: the embedding probe says whether it embeds
         return self._probe_by_embedding()
 
     def _probe_by_embedding(self) -> TargetInfo:
