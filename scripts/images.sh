@@ -3,10 +3,13 @@
 # (see scripts/standin_bases.sh; Docker Hub and ECR Public are unreachable here).
 #
 #   scripts/images.sh build    stand-in bases + localhost/embedding-server (Dockerfile)
-#                              + localhost/embedding-lambda (Dockerfile.lambda)
+#                              + localhost/embedding-lambda (Dockerfile.lambda) and its :int8
+#                              variant (--build-arg PRECISION=int8)
 #   scripts/images.sh test     run both containers on loopback ports and test them: the repo's
 #                              HTTP/RIE test modules (EMBED_HTTP_URL / EMBED_LAMBDA_URL), a smoke
-#                              check, non-root, --read-only Lambda, HEALTHCHECK, clean SIGTERM
+#                              check, non-root, --read-only Lambda, HEALTHCHECK, clean SIGTERM;
+#                              then int8: the FastAPI image with EMBEDDING_PRECISION=int8 and the
+#                              :int8 Lambda image each say so on /health and answer a vector
 #   scripts/images.sh sizes    write docs/images.md (image sizes and per-layer costs)
 #   scripts/images.sh lint     hadolint the Dockerfiles (Dockerfile.cuda too: linted, never built
 #                              here), shellcheck every script under scripts/
@@ -22,11 +25,14 @@ cd "$root"
 
 SERVER_IMAGE="${SERVER_IMAGE:-localhost/embedding-server}"
 LAMBDA_IMAGE="${LAMBDA_IMAGE:-localhost/embedding-lambda}"
+LAMBDA_INT8_IMAGE="${LAMBDA_INT8_IMAGE:-$LAMBDA_IMAGE:int8}"
 HTTP_PORT="${HTTP_PORT:-18000}"
 LAMBDA_PORT="${LAMBDA_PORT:-18080}"
 BACKEND="${BACKEND:-onnx}"
 SERVER_CTR="embedding-server-test-$$"
 LAMBDA_CTR="embedding-lambda-test-$$"
+SERVER_INT8_CTR="embedding-server-int8-test-$$"
+LAMBDA_INT8_CTR="embedding-lambda-int8-test-$$"
 PY="${PYTHON:-$root/.venv/bin/python}"
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -90,13 +96,20 @@ cmd_build() {
     --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" \
     -f Dockerfile.lambda -t "$LAMBDA_IMAGE" .
   log "$LAMBDA_IMAGE built in $((SECONDS - t))s"
+
+  t=$SECONDS
+  log "building $LAMBDA_INT8_IMAGE from Dockerfile.lambda (PRECISION=int8: only onnx/model_int8.onnx)"
+  podman build --format docker --layers "${net_args[@]}" \
+    --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" --build-arg PRECISION=int8 \
+    -f Dockerfile.lambda -t "$LAMBDA_INT8_IMAGE" .
+  log "$LAMBDA_INT8_IMAGE built in $((SECONDS - t))s"
   log "build done in $((SECONDS - t0))s"
 }
 
 # ---------------------------------------------------------------------------------------------
 cleanup_containers() {
   local c
-  for c in "$SERVER_CTR" "$LAMBDA_CTR"; do
+  for c in "$SERVER_CTR" "$LAMBDA_CTR" "$SERVER_INT8_CTR" "$LAMBDA_INT8_CTR"; do
     podman rm -f -t 2 "$c" >/dev/null 2>&1 || true
   done
 }
@@ -213,8 +226,45 @@ cmd_test() {
     log "FAIL: SIGTERM -> exit code $code after ${elapsed}s"; failures=$((failures + 1))
   fi
 
+  check_int8 || failures=$((failures + 1))
+
   [ "$failures" -eq 0 ] || die "$failures check(s) failed"
   log "all container checks passed"
+}
+
+# health_precision URL [CURL-ARGS...]: the "precision" a /health answer (or a proxy result's body) names.
+health_precision() {
+  curl -s -m 60 "$@" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+doc = json.loads(doc["body"]) if isinstance(doc.get("body"), str) else doc
+print(doc.get("precision"))'
+}
+
+# The economy path in both images: the FastAPI image carries both ONNX files and switches with
+# EMBEDDING_PRECISION; the :int8 Lambda image carries only the int8 file and runs it by default.
+check_int8() {
+  local http_url="http://127.0.0.1:$((HTTP_PORT + 1))" lambda_url="http://127.0.0.1:$((LAMBDA_PORT + 1))"
+  local invoke="$lambda_url/2015-03-31/functions/function/invocations" got failed=0
+  local health_event='{"version": "2.0", "rawPath": "/health", "headers": {}, "requestContext": {"http": {"method": "GET", "path": "/health"}}}'
+  log "int8: $SERVER_IMAGE with EMBEDDING_PRECISION=int8 on $http_url, $LAMBDA_INT8_IMAGE on $lambda_url"
+  pm run -d --name "$SERVER_INT8_CTR" -e EMBEDDING_PRECISION=int8 -p "127.0.0.1:$((HTTP_PORT + 1)):8000" \
+    "$SERVER_IMAGE" >/dev/null
+  podman run -d --name "$LAMBDA_INT8_CTR" --read-only --tmpfs /tmp:rw,size=64m \
+    -p "127.0.0.1:$((LAMBDA_PORT + 1)):8080" "$LAMBDA_INT8_IMAGE" >/dev/null
+  wait_http "FastAPI int8 /health" "$SERVER_INT8_CTR" 120 "$http_url/health"
+  wait_http "Lambda int8 RIE" "$LAMBDA_INT8_CTR" 120 -X POST -d '{"input": "warm-up"}' "$invoke"
+  got="$(health_precision "$http_url/health")"
+  if [ "$got" = int8 ]; then log "ok: FastAPI image serves int8 (/health)"; else
+    log "FAIL: FastAPI image with EMBEDDING_PRECISION=int8 says precision=$got"; failed=1; fi
+  got="$(health_precision -X POST -d "$health_event" "$invoke")"
+  if [ "$got" = int8 ]; then log "ok: the PRECISION=int8 Lambda image serves int8 (/health)"; else
+    log "FAIL: the PRECISION=int8 Lambda image says precision=$got"; failed=1; fi
+  if podman exec "$LAMBDA_INT8_CTR" test -e /models/all-MiniLM-L6-v2/onnx/model.onnx; then
+    log "FAIL: the int8 Lambda image also carries the fp32 file"; failed=1
+  else log "ok: the int8 Lambda image carries only the int8 file"; fi
+  smoke "$http_url/" http-int8 && smoke "$invoke" lambda-int8 || failed=1
+  return "$failed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -223,14 +273,15 @@ cmd_sizes() {
   local out="docs/images.md"
   mkdir -p docs
   local img
-  for img in "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE"; do
+  for img in "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
+    "$LAMBDA_INT8_IMAGE"; do
     podman image exists "$img" || die "$img missing: scripts/images.sh build"
   done
   local rc=0
   python3 - "$out" "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
-    "${LAMBDA_BUDGET_MB:-350}" <<'PY' || rc=$?
+    "${LAMBDA_BUDGET_MB:-350}" "$LAMBDA_INT8_IMAGE" <<'PY' || rc=$?
 import json, re, subprocess, sys
-out, server, server_base, lam, lam_base, budget = sys.argv[1:]
+out, server, server_base, lam, lam_base, budget, lam_int8 = sys.argv[1:]
 budget = int(budget)
 
 def podman(*args):
@@ -259,7 +310,7 @@ def clean(cmd):
 
 WHAT = [  # (substring of the created-by command, what the layer holds)
     ("COPY ... /opt/venv", "Python dependencies (venv: onnxruntime, numpy, tokenizers, pydantic, fastapi, uvicorn, ...)"),
-    ("COPY ... /models", "model files (tokenizer, config, onnx/model.onnx)"),
+    ("COPY ... /models", "model files (tokenizer, config, ONNX file(s), tiktoken rank files)"),
     ("COPY ... /app", "application code (package/src, byte-compiled)"),
     ("useradd", "non-root user"),
 ]
@@ -291,7 +342,8 @@ lines = [
     "| Image | Size | Base | Base size | Added by this repo |",
     "|---|---:|---|---:|---:|",
 ]
-pairs = [(server, server_base, "Dockerfile"), (lam, lam_base, "Dockerfile.lambda")]
+pairs = [(server, server_base, "Dockerfile"), (lam, lam_base, "Dockerfile.lambda"),
+         (lam_int8, lam_base, "Dockerfile.lambda --build-arg PRECISION=int8")]
 for img, base, _ in pairs:
     s, b = size(img), size(base)
     lines.append(f"| `{img}` | {mb(s)} | `{base}` | {mb(b)} | **{mb(s - b)}** |")
