@@ -216,14 +216,17 @@ class EmbeddingAPI:
             request = validate(SeedEmbeddingRequest, payload, limits)
         else:
             request = validate(OpenAIEmbeddingRequest, payload, limits)
-            self._check_openai_options(request)
-        if not self.ready:
-            raise not_ready()
-        if operation == "openai_embeddings":
-            self._check_calibrated(request)
+            self._check_model(request.model, "model")
         texts = [request.input] if isinstance(request.input, str) else request.input
         if texts and not isinstance(texts[0], str):  # token ids: validation allows no mix
             texts = self._decode_token_arrays(texts)
+        # Everything above needs no model, so a bad request is a 4xx even while it loads;
+        # what follows depends on the model's folder.
+        if not self.ready:
+            raise not_ready()
+        if operation == "openai_embeddings":
+            self._check_dimensions(request)
+            self._check_calibrated(request)
         return EmbedJob(operation, request, texts, self.embedder.spec.prompt_for(request.input_type))
 
     def _check_calibrated(self, request: OpenAIEmbeddingRequest) -> None:
@@ -257,9 +260,8 @@ class EmbeddingAPI:
                 "model_not_found",
             )
 
-    def _check_openai_options(self, request: OpenAIEmbeddingRequest) -> None:
-        self._check_model(request.model, "model")
-        dimension = self.embedder.dimension if self.embedder else None
+    def _check_dimensions(self, request: OpenAIEmbeddingRequest) -> None:
+        dimension = self.embedder.dimension
         if request.dimensions is not None and request.dimensions != dimension:
             raise bad_request(
                 f"dimensions={request.dimensions} is not supported; "
