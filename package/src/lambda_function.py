@@ -4,9 +4,8 @@ The model loads at import, i.e. in Lambda's init phase, once per sandbox; every 
 after that reuses it. Direct invocations (the seed's `{"input": "hello, world!"}`, or a
 `/v1/embeddings` body: any OpenAI-only field such as `encoding_format` selects that route) get
 the response JSON object itself (not a JSON string inside JSON), errors with their status in
-the body; Function URL and API Gateway
-events get a proxy result `{"statusCode", "headers", "body"}` with the same JSON bodies as
-the FastAPI target.
+the body; Function URL and API Gateway events get a proxy result `{"statusCode", "headers",
+"body"}` with the same JSON bodies as the FastAPI target.
 """
 
 from __future__ import annotations

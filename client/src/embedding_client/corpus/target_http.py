@@ -19,7 +19,6 @@ from embedding_client.corpus.errors import (
     CorpusError,
     InputError,
     PermanentError,
-    SplitRequest,
     TransientError,
 )
 from embedding_client.corpus.plan import RequestBudget
@@ -34,13 +33,13 @@ from embedding_client.corpus.targets import (
     openai_request,
     output_dtype,
     parse_openai_response,
+    probe_with_retries,
     status_error,
 )
 from embedding_client.sigv4 import SigningError, SigV4Auth, region_from_url
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 300.0  # a full request of long passages on a busy CPU server
-PROBE_ATTEMPTS = 3
 TRUNCATED_HEADER = "x-truncated-inputs"
 
 
@@ -170,19 +169,14 @@ class HttpTarget:
         return self._with_probe_retries(fetch, path)
 
     def _with_probe_retries(self, call, path: str = "/v1/embeddings"):
-        for attempt in range(PROBE_ATTEMPTS):
-            try:
-                return call()
-            except TransientError as error:
-                if attempt == PROBE_ATTEMPTS - 1:
-                    raise CorpusError(
-                        f"cannot reach {self.root}{path} ({error.reason}): is the server running "
-                        "and the URL right?"
-                    ) from None
-                time.sleep(1.0 * (attempt + 1))
-            except (PermanentError, SplitRequest) as error:
-                raise CorpusError(_probe_refusal(self.root + path, error.reason)) from None
-        raise AssertionError("unreachable")
+        url = self.root + path
+        return probe_with_retries(
+            call,
+            unreachable=lambda reason: (
+                f"cannot reach {url} ({reason}): is the server running and the URL right?"
+            ),
+            refused=lambda reason: _probe_refusal(url, reason),
+        )
 
 
 def _probe_refusal(url: str, reason: str) -> str:

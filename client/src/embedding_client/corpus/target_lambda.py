@@ -38,6 +38,7 @@ from embedding_client.corpus.targets import (
     openai_request,
     output_width,
     parse_openai_response,
+    probe_with_retries,
     status_error,
 )
 
@@ -241,16 +242,11 @@ class LambdaTarget:
         )
 
     def _probe_call(self, payload: bytes) -> Any:
-        for attempt in range(3):
-            try:
-                return self._invoke(payload)[0]
-            except TransientError as error:
-                if attempt == 2:
-                    raise CorpusError(f"cannot invoke {self.where}: {error.reason}") from None
-                time.sleep(1.0 * (attempt + 1))
-            except (PermanentError, SplitRequest) as error:
-                raise CorpusError(error.reason) from None
-        raise AssertionError("unreachable")
+        return probe_with_retries(
+            lambda: self._invoke(payload)[0],
+            unreachable=lambda reason: f"cannot invoke {self.where}: {reason}",
+            refused=lambda reason: reason,
+        )
 
 
 def _invocation(seconds: float, log_result: str | None) -> Invocation:

@@ -9,12 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from embedding_client.corpus.errors import InputError, PermanentError, SplitRequest, TransientError
+from embedding_client.corpus.errors import (
+    CorpusError,
+    InputError,
+    PermanentError,
+    SplitRequest,
+    TransientError,
+)
 from embedding_client.corpus.plan import RequestBudget
 
 # Cohere's output types, as the service's embedding_types: numpy dtype and values per byte.
@@ -28,6 +36,7 @@ OUTPUT_TYPES = {
 INPUT_TYPES = ("query", "document")
 RETRYABLE_STATUSES = (408, 425, 429, 500, 502, 503)
 SPLIT_STATUSES = (413, 504)  # the request was too big for one call: halves may pass
+PROBE_ATTEMPTS = 3  # a server or emulator still starting gets a few seconds
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,23 @@ def error_message(payload: Any) -> str:
     if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
         return str(payload["error"].get("message", payload["error"]))
     return str(payload)[:300]
+
+
+def probe_with_retries(
+    call: Callable[[], Any], unreachable: Callable[[str], str], refused: Callable[[str], str]
+) -> Any:
+    """A probe's call, retried while the target may still be starting; what stays unreachable,
+    or refuses, ends the run as one sentence (a CorpusError), before any corpus text is sent."""
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            return call()
+        except TransientError as error:
+            if attempt == PROBE_ATTEMPTS - 1:
+                raise CorpusError(unreachable(error.reason)) from None
+            time.sleep(1.0 * (attempt + 1))
+        except (PermanentError, SplitRequest) as error:
+            raise CorpusError(refused(error.reason)) from None
+    raise AssertionError("unreachable")
 
 
 def open_target(
