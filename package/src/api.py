@@ -31,6 +31,7 @@ from errors import (
     too_large,
     unsupported_media_type,
 )
+from fingerprint import service_fingerprint
 from model import DeadlineExceeded, Embedder, Embeddings
 from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, quantize
 from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
@@ -206,6 +207,7 @@ class EmbeddingAPI:
                     "max_seq_length": spec.max_seq_length,
                     **spec.prompt_info(),
                     "limits": asdict(self.settings.limits),
+                    "fingerprint": service_fingerprint(self.settings, self.embedder),
                 },
             )
         if operation not in EMBEDDING_OPERATIONS:

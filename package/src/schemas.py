@@ -250,6 +250,27 @@ class LimitsInfo(BaseModel):
     max_body_bytes: int = Field(description="Largest request body (MAX_BODY_BYTES).")
 
 
+class Fingerprint(BaseModel):
+    """Every part that decides this service's vectors (fingerprint.py); equal parts, equal vectors."""
+
+    version: int
+    model_sha256: str = Field(description="sha256 of the weights (model.safetensors).")
+    backend: str
+    graph: str = Field(description="The ONNX file the backend runs, or `weights` for torch.")
+    graph_sha256: str
+    device: Literal["cpu", "cuda"]
+    precision: str
+    max_seq_length: int
+    do_lower_case: bool
+    pooling: str
+    normalize: bool
+    include_prompt: bool
+    dimension: int
+    calibration_sha256: str = Field(description="sha256 of the int8/uint8 ranges; empty without them.")
+    prompts: dict[str, str] = Field(description="The prompt text applied with no input_type (`default`) and "
+                                    "with each input_type.")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
@@ -264,6 +285,9 @@ class HealthResponse(BaseModel):
     default_prompt_name: str | None = None
     input_types: dict[InputType, str | None] = Field(description="The prompt name each input_type applies.")
     limits: LimitsInfo = Field(description="Request limits, so bulk clients can check inputs before sending.")
+    fingerprint: Fingerprint = Field(
+        description="What decides the vectors: embed-corpus --reuse trusts an earlier vector only under equal parts."
+    )
 
 
 class ModelCard(BaseModel):
