@@ -23,9 +23,10 @@ EXAMPLES = """\
 examples:
   embed-corpus corpus.jsonl --output vectors.parquet                      # the model in this process
   embed-corpus corpus.csv --output vectors.parquet --target http://localhost:8000
-  embed-corpus s3://bucket/corpus.jsonl --output s3://bucket/vectors.parquet \
+  embed-corpus s3://bucket/corpus.jsonl --output s3://bucket/vectors.parquet \\
       --target lambda://embedding-model --region eu-west-1
   embed-corpus corpus.jsonl --output vectors.parquet --resume            # after a crash or Ctrl-C
+  embed-corpus corpus.jsonl --output new.parquet --reuse old.parquet --changes changes.parquet
 """
 
 
@@ -125,6 +126,18 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--retries", type=positive, default=8, help="attempts per request, the first included (default: 8)"
+    )
+    p.add_argument(
+        "--reuse",
+        metavar="OLD",
+        help="an earlier output (a path or s3://bucket/key): rows whose exact text it holds get its vector "
+        "(same bytes, no model call) when its fingerprint equals this run's; other rows are embedded",
+    )
+    p.add_argument(
+        "--changes",
+        metavar="CHANGES",
+        help="with --reuse: also write a Parquet file of what a vector store must do to go from OLD to "
+        "OUTPUT (id, op upsert|delete, embedding, tokens); ids must be unique in both",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--report-json", metavar="FILE", help="also write the report's figures as JSON")

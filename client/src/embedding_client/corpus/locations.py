@@ -7,12 +7,13 @@ from the standard AWS configuration (credentials chain, `AWS_ENDPOINT_URL_S3` fo
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from embedding_client.corpus.errors import CorpusError, InputError
 
@@ -102,6 +103,20 @@ class Storage:
         self._s3_call(location, "download_file", Bucket=location.bucket, Key=location.key, Filename=path)
         return path
 
+    def open_read(self, location: Location) -> IO[bytes]:
+        """A seekable binary file: local, or an S3 object read in ranged GETs as it is read (a
+        Parquet reader fetches only the footer and the columns it asks for)."""
+        if not location.is_s3:
+            try:
+                return open(location.uri, "rb")
+            except FileNotFoundError:
+                raise InputError(f"{location.uri} does not exist") from None
+            except IsADirectoryError:
+                raise InputError(f"{location.uri} is a folder, not a file") from None
+        head = self._s3_call(location, "head_object", Bucket=location.bucket, Key=location.key)
+        raw = _S3RangeFile(self, location, int(head["ContentLength"]))
+        return io.BufferedReader(raw, buffer_size=S3_READ_BLOCK)
+
     def read_bytes(self, location: Location) -> bytes:
         if location.is_s3:
             response = self._s3_call(location, "get_object", Bucket=location.bucket, Key=location.key)
@@ -173,6 +188,43 @@ class Storage:
             return getattr(self.s3, operation)(**kwargs)
         except Exception as error:
             raise _s3_error(location, error) from None
+
+
+S3_READ_BLOCK = 1 << 20  # one GET per MiB at least: Parquet's small footer reads stay few
+
+
+class _S3RangeFile(io.RawIOBase):
+    """An S3 object as a seekable raw file: each read is one ranged GET."""
+
+    def __init__(self, storage: Storage, location: Location, size: int):
+        self._storage, self._location, self._size, self._at = storage, location, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self._size}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def readinto(self, buffer) -> int:
+        end = min(self._at + len(buffer), self._size)
+        if end <= self._at:
+            return 0
+        where = self._location
+        response = self._storage._s3_call(
+            where, "get_object", Bucket=where.bucket, Key=where.key, Range=f"bytes={self._at}-{end - 1}"
+        )
+        data = response["Body"].read()
+        buffer[: len(data)] = data
+        self._at += len(data)
+        return len(data)
 
 
 def _describe(error: Exception) -> str:

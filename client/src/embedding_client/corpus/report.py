@@ -19,12 +19,12 @@ from embedding_client.corpus.targets import Invocation
 ASSUMED_MEMORY_MB = 1769  # Terraform's default: one full vCPU
 
 REPORT = Template("""\
-embed-corpus: $texts texts -> $output
+embed-corpus: $rows texts -> $output
   target      $target ($model, $dimension dims, $embedding_type)
-  texts       $texts in this run$skipped_note$rejected_note
+  texts       $texts$embedded_word in this run$reused_note$skipped_note$rejected_note
   tokens      $tokens
   wall time   $wall ($rate texts/s)
-  requests    $requests ($retries retries, $splits splits)$truncated_note
+  requests    $requests ($retries retries, $splits splits)$truncated_note$saved_note$changes_note
 $cost""")
 
 LAMBDA_COST = Template("""\
@@ -57,11 +57,39 @@ class RunStats:
     invocations: list[Invocation] = field(default_factory=list)
     lambda_memory_mb: int | None = None
     lambda_architecture: str | None = None
+    reuse: str | None = None  # --reuse OLD
+    rows_reused: int = 0  # rows whose vector came from OLD (no model call)
+    tokens_reused: int = 0
+    changes: dict | None = None  # --changes: file, upserts, deletes
+
+    @property
+    def rows_embedded(self) -> int:
+        return self.texts
+
+    def model_seconds_saved(self) -> float | None:
+        """Reused rows x this run's measured model seconds per embedded row (None: none embedded)."""
+        if not self.rows_reused:
+            return 0.0
+        if not self.texts:
+            return None
+        return self.rows_reused * sum(call.seconds for call in self.invocations) / self.texts
+
+    def usd_saved(self) -> dict | None:
+        """Lambda: reused rows x this run's $ per embedded row, per architecture."""
+        if not self.target.startswith("lambda://"):
+            return None
+        if not self.rows_reused:
+            return {name: 0.0 for name in prices.LAMBDA_GB_SECOND}
+        per_text = lambda_bill(self)["usd_per_million_texts"]
+        return {name: None if usd is None else usd * self.rows_reused / 1e6 for name, usd in per_text.items()}
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("invocations")
         data["texts_per_s"] = self.texts / self.wall_s if self.wall_s else None
+        data["rows_embedded"] = self.rows_embedded
+        data["model_seconds_saved"] = self.model_seconds_saved()
+        data["usd_saved"] = self.usd_saved()
         if self.target.startswith("lambda://"):
             data["lambda"] = lambda_bill(self)
         return data
@@ -108,7 +136,17 @@ def lambda_bill(stats: RunStats) -> dict:
 def render(stats: RunStats) -> str:
     rate = stats.texts / stats.wall_s if stats.wall_s else 0.0
     return REPORT.substitute(
+        rows=f"{stats.texts + stats.rows_reused:,}",
         texts=f"{stats.texts:,}",
+        embedded_word=" embedded" if stats.reuse else "",
+        reused_note=_reused_note(stats),
+        saved_note=_saved_note(stats),
+        changes_note=(
+            f"\n  changes     {stats.changes['upserts']:,} upserts, {stats.changes['deletes']:,} deletes -> "
+            f"{stats.changes['file']}"
+            if stats.changes
+            else ""
+        ),
         output=stats.output,
         target=stats.target,
         model=stats.model,
@@ -135,6 +173,31 @@ def render(stats: RunStats) -> str:
         ),
         cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else "",
     )
+
+
+def _reused_note(stats: RunStats) -> str:
+    if not stats.reuse:
+        return ""
+    total = stats.texts + stats.rows_reused
+    share = stats.rows_reused / total * 100 if total else 0.0
+    return f"; {stats.rows_reused:,} reused from {stats.reuse} ({share:.1f}% of {total:,})"
+
+
+def _saved_note(stats: RunStats) -> str:
+    if not stats.rows_reused:
+        return ""
+    seconds = stats.model_seconds_saved()
+    if seconds is None:
+        return "\n  saved       every row was reused: no model call at all (no rate measured to price it)"
+    line = (
+        f"\n  saved       ~{seconds:,.1f} s of model time ({stats.rows_reused:,} reused rows x this run's "
+        f"{seconds / stats.rows_reused * 1000:,.2f} ms per embedded row)"
+    )
+    usd = stats.usd_saved()
+    if usd:
+        arch = stats.lambda_architecture or "x86_64"
+        line += f"; ~${_money(usd[arch])} on {arch} at this run's price per text"
+    return line
 
 
 def _lambda_cost(stats: RunStats) -> str:

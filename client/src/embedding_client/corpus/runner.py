@@ -9,8 +9,10 @@ back, and a request that fails for good stops new work and names its rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from array import array
 import os
 import tempfile
 import time
@@ -22,13 +24,17 @@ from typing import IO, Iterator
 import numpy as np
 import orjson
 
+from embedding_client.corpus.changes import ChangeSet
 from embedding_client.corpus.errors import CorpusError, InputError, PermanentError
+from embedding_client.corpus.fingerprint import digest, run_parts
+from embedding_client.corpus.hashing import TEXT_HASH, SortedKeys, id_keys, text_hashes
 from embedding_client.corpus.locations import Location, Storage, parse_location
 from embedding_client.corpus.plan import Shard, pack_requests, shards
 from embedding_client.corpus.progress import Progress, ProgressLogHandler
 from embedding_client.corpus.readers import Rejected, Row, detect_format, read_rows, row_label
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.retry import Counters, RetryPolicy, embed_with_retries
+from embedding_client.corpus.reuse import OldOutput
 from embedding_client.corpus.shards import MANIFEST_VERSION, OutputSchema, ShardStore
 from embedding_client.corpus.targets import (
     EmbedOptions,
@@ -67,6 +73,8 @@ class Options:
     overwrite: bool = False
     retries: int = 8
     request_timeout: float | None = None  # seconds; None: the target's default
+    reuse: str | None = None  # an earlier output whose vectors stand in for unchanged texts
+    changes: str | None = None  # where to write the OLD -> NEW change set (needs reuse)
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Scan:
     ids_are_ints: bool = True
     rejected: int = 0
     sample: list[Rejected] = field(default_factory=list)  # the first few rejected rows, for messages
+    id_keys: bytearray | None = None  # with --changes: each row's 16-byte id key, to find duplicates
+    numbers: array | None = None  # ... and its line (row) number
 
 
 @dataclass
@@ -99,10 +109,12 @@ def checked_rows(path: str, fmt: str, options: Options, limits: Limits) -> Itera
             yield item
 
 
-def scan(path: str, fmt: str, options: Options, limits: Limits, sink: IO[bytes] | None = None) -> Scan:
+def scan(
+    path: str, fmt: str, options: Options, limits: Limits, sink: IO[bytes] | None = None, keys: bool = False
+) -> Scan:
     """Count and check every row; rejected rows go to `sink` as JSON lines (memory stays flat
-    even when every row of a huge input is rejected)."""
-    result = Scan()
+    even when every row of a huge input is rejected). `keys`: also collect each row's id key."""
+    result = Scan(id_keys=bytearray() if keys else None, numbers=array("q") if keys else None)
     for item in checked_rows(path, fmt, options, limits):
         if isinstance(item, Rejected):
             result.rejected += 1
@@ -115,7 +127,19 @@ def scan(path: str, fmt: str, options: Options, limits: Limits, sink: IO[bytes] 
         else:
             result.rows += 1
             result.ids_are_ints = result.ids_are_ints and isinstance(item.id, int)
+            if keys:
+                result.id_keys += id_keys([item.id]).tobytes()
+                result.numbers.append(item.number)
     return result
+
+
+def first_duplicate_id(found: Scan) -> tuple[int, int] | None:
+    """The line numbers of two rows with the same id, or None."""
+    if not found.id_keys:
+        return None
+    keys = np.frombuffer(found.id_keys, dtype=np.uint8).reshape(-1, 16)
+    pair = SortedKeys.of(keys).first_duplicate()
+    return None if pair is None else (found.numbers[pair[0]], found.numbers[pair[1]])
 
 
 def problems(found: Scan, fmt: str) -> str:
@@ -137,17 +161,23 @@ class Run:
         self.storage = Storage(options.region)
         self.source = parse_location(options.input, "INPUT")
         self.output = parse_location(options.output, "--output")
+        self.old = parse_location(options.reuse, "--reuse") if options.reuse else None
+        self.changes = parse_location(options.changes, "--changes") if options.changes else None
         self.fmt = options.format or detect_format(self.source.name)
         self.store = ShardStore(self.output, self.storage)
         self.counters = Counters()
         self.failures: list[Failure] = []
+        self.reuse: OldOutput | None = None  # OLD, open, when its vectors may be reused
+        self.change_set: ChangeSet | None = None
 
     def execute(self) -> RunStats | None:
         """The report's figures, or None when an earlier run already finished this output."""
-        if self.source.uri == self.output.uri:
-            raise InputError("--output must not be the input file")
+        self._check_locations()
         fingerprint = self.storage.fingerprint(self.source)
+        old_version = self.storage.fingerprint(self.old) if self.old else None
         self.storage.check_writable(self.output)
+        if self.changes:
+            self.storage.check_writable(self.changes)
         if self._finished_already():
             return None
         started = time.perf_counter()
@@ -160,14 +190,58 @@ class Run:
             concurrency=self.options.concurrency,
             timeout=self.options.request_timeout,
         )
+        old = None
         try:
             for note in target.info.notes:
                 log.info("%s", note)
+            parts = self._fingerprint_parts(target.info)
+            if self.old:
+                old = self._open_old(parts, target.info.dimension)
             with tempfile.TemporaryDirectory(prefix="embed-corpus-") as scratch:
                 path = self.storage.local_copy(self.source, scratch)
-                return self._embed(target, path, fingerprint, started, scratch)
+                return self._embed(target, path, fingerprint, old_version, parts, old, started, scratch)
         finally:
+            if self.change_set is not None:
+                self.change_set.discard()
+            if old is not None:
+                old.close()
             target.close()
+
+    def _check_locations(self) -> None:
+        if self.source.uri == self.output.uri:
+            raise InputError("--output must not be the input file")
+        if self.changes and not self.old:
+            raise InputError("--changes lists what changed since an earlier output: name it with --reuse OLD")
+        if self.old and self.old.uri == self.output.uri:
+            raise InputError("--reuse must name an earlier output, not --output itself: write NEW beside OLD")
+        if self.changes and self.changes.uri in (self.output.uri, self.source.uri, self.old.uri):
+            raise InputError("--changes must be a file of its own, not INPUT, --output or --reuse")
+        if self.old and not self.storage.exists(self.old):
+            raise InputError(f"--reuse {self.old.uri} does not exist")
+
+    def _fingerprint_parts(self, info) -> dict:
+        return run_parts(
+            info.fingerprint,
+            info.where or self.options.target,
+            info.model_id,
+            info.dimension,
+            self.options.input_type,
+            self.options.embedding_type,
+        )
+
+    def _open_old(self, parts: dict, dimension: int) -> OldOutput:
+        """OLD checked against this run; its text index built only when its vectors may be used."""
+        old = OldOutput(self.old, self.storage, digest(parts), parts, dimension)
+        if old.same:
+            old.index_texts()
+            log.info("--reuse: %s rows of %s indexed", f"{old.rows:,}", self.old.uri)
+        else:
+            log.warning(
+                "--reuse: nothing is reused, every row is embedded: %s was made differently (%s)",
+                self.old.uri,
+                "; ".join(old.differences) or "its fingerprint differs",
+            )
+        return old
 
     def _finished_already(self) -> bool:
         if not self.storage.exists(self.output) or self.store.manifest() is not None:
@@ -179,16 +253,37 @@ class Run:
             raise InputError(f"{self.output.uri} exists: pass --overwrite to replace it")
         return False
 
-    def _embed(self, target: Target, path: str, fingerprint: dict, started: float, scratch: str) -> RunStats:
+    def _embed(
+        self,
+        target: Target,
+        path: str,
+        fingerprint: dict,
+        old_version: dict | None,
+        parts: dict,
+        old: OldOutput | None,
+        started: float,
+        scratch: str,
+    ) -> RunStats:
         info = target.info
         rejects_path = os.path.join(scratch, "rejects.jsonl")
         with open(rejects_path, "wb") as sink:
-            found = scan(path, self.fmt, self.options, info.limits, sink)
+            found = scan(path, self.fmt, self.options, info.limits, sink, keys=self.changes is not None)
         self._handle_rejects(found, rejects_path)
         if not found.rows:
             raise InputError(f"{self.source.uri} holds no text to embed")
-        schema = self._schema(found, info)
-        committed = self.store.start(self._manifest(fingerprint, found, info), self.options.resume)
+        duplicate = first_duplicate_id(found)
+        if duplicate is not None:
+            label = row_label(self.fmt)
+            raise InputError(
+                f"--changes needs unique ids, and {self.source.uri} repeats an id on {label}s "
+                f"{duplicate[0]} and {duplicate[1]}; nothing was embedded"
+            )
+        found.id_keys = found.numbers = None
+        schema = self._schema(found, info, parts)
+        if old is not None and self.changes is not None:
+            self.change_set = ChangeSet(old, schema, self.changes, self.storage)
+        self.reuse = old if old is not None and old.same else None
+        committed = self.store.start(self._manifest(fingerprint, old_version, found, info, parts), self.options.resume)
         count = math.ceil(found.rows / self.options.shard_size)
         done_before = sum(self._shard_rows(index, found.rows) for index in committed if index < count)
         stats = RunStats(
@@ -201,6 +296,7 @@ class Run:
             rejected=found.rejected,
             lambda_memory_mb=getattr(target, "memory_mb", None),
             lambda_architecture=getattr(target, "architecture", None),
+            reuse=self.old.uri if self.old else None,
         )
         if committed:
             log.info(
@@ -227,7 +323,16 @@ class Run:
         if self.failures:
             raise CorpusError(self._failure_message(count))
         log.info("assembling %s from %d shards", self.output.uri, count)
-        self.store.assemble(count, schema)
+        change_set = self.change_set
+        self.store.assemble(
+            count,
+            schema,
+            on_shard=change_set.add if change_set else None,
+            before_publish=change_set.publish if change_set else None,
+        )
+        if change_set is not None:
+            stats.changes = {"file": self.changes.uri, "upserts": change_set.upserts, "deletes": change_set.deletes}
+            self.change_set = None
         stats.wall_s = time.perf_counter() - started
         return stats
 
@@ -243,7 +348,7 @@ class Run:
         concurrency = self.options.concurrency or target.default_concurrency
         budget = target.budget(self.options.batch_size or target.default_batch_size)
         policy = RetryPolicy(attempts=self.options.retries)
-        in_flight: dict[Future, tuple[ShardBuffer, int, int]] = {}
+        in_flight: dict[Future, tuple[ShardBuffer, np.ndarray]] = {}
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
         interrupted = True
         try:
@@ -252,37 +357,57 @@ class Run:
                     break
                 if shard.index in committed:
                     continue
-                texts = shard.texts
+                buffer = ShardBuffer(shard, schema, text_hashes(shard.texts))
+                todo = self._reuse_into(buffer, stats, progress)
+                texts = [shard.rows[i].text for i in todo]
                 requests = pack_requests(texts, budget)
-                buffer = ShardBuffer(shard, schema, len(requests))
+                buffer.pending = len(requests)
+                if buffer.complete:  # every row reused: nothing to send
+                    self.store.commit(shard.index, buffer.table())
                 for start, end in requests:
                     while len(in_flight) >= 2 * concurrency:
                         self._collect(in_flight, schema, stats, progress)
                     future = pool.submit(
                         embed_with_retries, target.embed, texts[start:end], policy, self.counters
                     )
-                    in_flight[future] = (buffer, start, end)
+                    in_flight[future] = (buffer, todo[start:end])
             while in_flight:
                 self._collect(in_flight, schema, stats, progress)
             interrupted = False
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
 
+    def _reuse_into(self, buffer: ShardBuffer, stats: RunStats, progress: Progress) -> np.ndarray:
+        """OLD's vectors for the shard's rows whose text OLD holds; the rows left to embed."""
+        everything = np.arange(len(buffer.shard.rows))
+        if self.reuse is None:
+            return everything
+        found = self.reuse.texts.lookup(buffer.hashes)
+        hit = np.flatnonzero(found >= 0)
+        if len(hit):
+            vectors, tokens = self.reuse.vectors(found[hit], buffer.schema.width, buffer.vectors.dtype)
+            buffer.fill(hit, vectors, tokens, count=False)
+            stats.rows_reused += len(hit)
+            known = [t for t in tokens if t is not None]
+            stats.tokens_reused += sum(known)
+            progress.advance(len(hit))
+        return np.flatnonzero(found < 0)
+
     def _collect(self, in_flight: dict, schema: OutputSchema, stats: RunStats, progress: Progress) -> None:
         done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
         for future in done:
-            buffer, start, end = in_flight.pop(future)
+            buffer, positions = in_flight.pop(future)
             try:
                 embedded = future.result()
             except PermanentError as error:
-                self._fail(buffer.shard.rows[start:end], error.reason)
+                self._fail([buffer.shard.rows[i] for i in positions], error.reason)
                 continue
             except Exception as error:  # a bug: still name the rows, never lose them silently
                 log.debug("request failed", exc_info=True)
-                self._fail(buffer.shard.rows[start:end], f"{type(error).__name__}: {error}")
+                self._fail([buffer.shard.rows[i] for i in positions], f"{type(error).__name__}: {error}")
                 continue
-            buffer.fill(start, end, embedded.vectors, embedded.tokens)
-            stats.texts += end - start
+            buffer.fill(positions, embedded.vectors, embedded.tokens)
+            stats.texts += len(positions)
             stats.requests += len(embedded.invocations)
             stats.invocations.extend(embedded.invocations)
             stats.tokens = (
@@ -295,7 +420,7 @@ class Run:
                 if stats.truncated is None or embedded.truncated is None
                 else stats.truncated + embedded.truncated
             )
-            progress.advance(end - start)
+            progress.advance(len(positions))
             if buffer.complete:
                 self.store.commit(buffer.shard.index, buffer.table())
 
@@ -341,7 +466,7 @@ class Run:
     def _rejects(self) -> Location:
         return self.output.sibling(REJECTS_SUFFIX)
 
-    def _schema(self, found: Scan, info) -> OutputSchema:
+    def _schema(self, found: Scan, info, parts: dict) -> OutputSchema:
         metadata = {
             "model": info.model_id,
             "dimension": str(info.dimension),
@@ -349,6 +474,9 @@ class Run:
             "input_type": self.options.input_type or "",
             "rows": str(found.rows),
             "source": self.source.uri,
+            "text_hash": TEXT_HASH,
+            "fingerprint": digest(parts),
+            "fingerprint_parts": json.dumps(parts, sort_keys=True),
             "generator": "embed-corpus (embedding-client)",
         }
         return OutputSchema(
@@ -358,8 +486,8 @@ class Run:
             metadata,
         )
 
-    def _manifest(self, fingerprint: dict, found: Scan, info) -> dict:
-        """What a resumed run must agree on (the target may change, the model may not)."""
+    def _manifest(self, fingerprint: dict, old_version: dict | None, found: Scan, info, parts: dict) -> dict:
+        """What a resumed run must agree on (the target may change, what makes a vector may not)."""
         return {
             "version": MANIFEST_VERSION,
             "input": self.source.uri,
@@ -374,6 +502,10 @@ class Run:
             "dimension": info.dimension,
             "embedding_type": self.options.embedding_type,
             "input_type": self.options.input_type,
+            "fingerprint": digest(parts),
+            "reuse": self.old.uri if self.old else None,
+            "reuse_version": old_version,
+            "changes": self.changes.uri if self.changes else None,
         }
 
     def _shard_rows(self, index: int, rows: int) -> int:
@@ -395,26 +527,29 @@ def logs_through(progress: Progress) -> Iterator[None]:
 
 
 class ShardBuffer:
-    """One shard's vectors as its requests come back, in any order."""
+    """One shard's vectors as they arrive (reused from OLD, or back from requests in any order)."""
 
-    def __init__(self, shard: Shard, schema: OutputSchema, requests: int):
+    def __init__(self, shard: Shard, schema: OutputSchema, hashes: np.ndarray):
         self.shard = shard
         self.schema = schema
+        self.hashes = hashes
         self.vectors = np.empty((len(shard.rows), schema.width), dtype=output_dtype(schema.embedding_type))
-        self.tokens: list | None = [0] * len(shard.rows)
-        self.pending = requests
+        self.tokens: list = [None] * len(shard.rows)
+        self.pending = 0  # requests still out
 
     @property
     def complete(self) -> bool:
         return self.pending == 0
 
-    def fill(self, start: int, end: int, vectors: np.ndarray, tokens: list[int] | None) -> None:
-        self.vectors[start:end] = vectors
-        if tokens is None:
-            self.tokens = None
-        elif self.tokens is not None:
-            self.tokens[start:end] = tokens
-        self.pending -= 1
+    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens: list | None, count: bool = True) -> None:
+        """Rows at `positions` (of the shard) get these vectors and token counts."""
+        self.vectors[positions] = vectors
+        if tokens is not None:
+            for position, value in zip(positions.tolist(), tokens):
+                self.tokens[position] = value
+        if count:
+            self.pending -= 1
 
     def table(self):
-        return self.schema.table(self.shard.rows, self.vectors, self.tokens)
+        return self.schema.table(self.shard.rows, self.vectors, self.tokens, self.hashes)
+

@@ -26,7 +26,8 @@ from embedding_client.corpus.readers import Row
 
 PARTS_SUFFIX = ".parts"
 MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: text hashes and the fingerprint (a version-1 run can't be resumed)
+HASH_COLUMN = "text_sha256"  # sha256 of the exact text embedded (before any prompt), 32 bytes
 _ARROW_VALUES = {
     "float": pa.float32(),
     "int8": pa.int8(),
@@ -42,7 +43,8 @@ def shard_name(index: int) -> str:
 
 @dataclass(frozen=True)
 class OutputSchema:
-    """Columns `id`, `embedding` (a fixed-size list, the model's dimension), `tokens`; metadata."""
+    """Columns `id`, `embedding` (a fixed-size list, the model's dimension), `tokens`,
+    `text_sha256`; metadata (model, dimension, the run's fingerprint and its parts...)."""
 
     ids_are_ints: bool
     embedding_type: str
@@ -57,21 +59,29 @@ class OutputSchema:
                     "embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False
                 ),
                 pa.field("tokens", pa.int32()),
+                pa.field(HASH_COLUMN, pa.binary(32), nullable=False),
             ]
         )
         return schema.with_metadata(self.metadata) if with_metadata else schema
 
-    def table(self, rows: list[Row], vectors: np.ndarray, tokens: list[int] | None) -> pa.Table:
+    def table(self, rows: list[Row], vectors: np.ndarray, tokens: list, hashes: np.ndarray) -> pa.Table:
         ids = [row.id if self.ids_are_ints else str(row.id) for row in rows]
-        flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=_ARROW_VALUES[self.embedding_type])
         return pa.table(
             [
                 pa.array(ids, type=self.arrow().field("id").type),
-                pa.FixedSizeListArray.from_arrays(flat, self.width),
-                pa.array(tokens if tokens is not None else [None] * len(rows), type=pa.int32()),
+                vector_array(vectors, self.embedding_type, self.width),
+                pa.array(tokens, type=pa.int32()),
+                pa.FixedSizeBinaryArray.from_buffers(
+                    pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
+                ),
             ],
             schema=self.arrow(),
         )
+
+
+def vector_array(vectors: np.ndarray, embedding_type: str, width: int) -> pa.FixedSizeListArray:
+    flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=_ARROW_VALUES[embedding_type])
+    return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
 class ShardStore:
@@ -123,8 +133,10 @@ class ShardStore:
         pq.write_table(table, sink)
         self.storage.write_bytes(self.folder.child(shard_name(index)), sink.getvalue())
 
-    def assemble(self, count: int, schema: OutputSchema) -> None:
-        """Shards 0..count-1, in order, into OUTPUT; then the parts are removed."""
+    def assemble(self, count: int, schema: OutputSchema, on_shard=None, before_publish=None) -> None:
+        """Shards 0..count-1, in order, into OUTPUT; then the parts are removed. `on_shard` sees
+        each shard's table as it is copied; `before_publish` runs once all are, before OUTPUT
+        takes its name (a change set is published first, so a finished OUTPUT always has one)."""
         directory = None if self.output.is_s3 else os.path.dirname(os.path.abspath(self.output.uri))
         handle, path = tempfile.mkstemp(prefix=".embed-corpus-", suffix=".parquet", dir=directory)
         os.close(handle)
@@ -132,7 +144,12 @@ class ShardStore:
             with pq.ParquetWriter(path, schema.arrow(with_metadata=True)) as writer:
                 for index in range(count):
                     data = self.storage.read_bytes(self.folder.child(shard_name(index)))
-                    writer.write_table(pq.read_table(pa.BufferReader(data), schema=schema.arrow()))
+                    table = pq.read_table(pa.BufferReader(data), schema=schema.arrow())
+                    writer.write_table(table)
+                    if on_shard is not None:
+                        on_shard(table)
+            if before_publish is not None:
+                before_publish()
             self.storage.put_file(path, self.output)
         finally:
             if os.path.exists(path):

@@ -130,6 +130,8 @@ class HttpTarget:
             notes=()
             if ours
             else (f"{self.root} is not this project's service: default limits, no token counts",),
+            fingerprint=health.get("fingerprint") if ours else None,
+            where=self.root,
         )
         if not info.dimension:  # another server: one tiny request tells the dimension
             probe = self._probe_dimension(info)

@@ -216,6 +216,8 @@ class LambdaTarget:
                     dimension=int(health["dimension"]),
                     limits=Limits.from_health(health),
                     max_seq_length=int(health.get("max_seq_length") or 512),
+                    fingerprint=health.get("fingerprint"),
+                    where=f"lambda://{self.name}",
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 pass  # another function's answer: the embedding probe says whether it embeds
@@ -238,6 +240,7 @@ class LambdaTarget:
             kind="lambda",
             model_id=model_id,
             dimension=len(vector) // 4,
+            where=f"lambda://{self.name}",
             notes=("the function's /health needs its API key (--api-key): default limits",),
         )
 

@@ -43,6 +43,7 @@ class LocalTarget:
         if src not in sys.path:
             sys.path.insert(0, src)
         try:
+            from fingerprint import service_fingerprint
             from model import model_load
             from settings import SettingsError, load_settings
         except ImportError as error:
@@ -80,6 +81,8 @@ class LocalTarget:
                 f"model layer: {settings.backend} on {settings.device}, {settings.precision}, "
                 f"{settings.effective_threads} threads",
             ),
+            fingerprint=service_fingerprint(settings, self._embedder),
+            where="local",
         )
 
     def budget(self, batch_size: int) -> RequestBudget:

@@ -79,6 +79,8 @@ class TargetInfo:
     max_seq_length: int = 512
     ours: bool = True  # this project's service: it counts tokens per text and knows input_type
     notes: tuple[str, ...] = ()
+    fingerprint: dict | None = None  # the service's /health `fingerprint` (None: not ours, or unread)
+    where: str = ""  # the target as named on the command line
 
 
 @dataclass(frozen=True)

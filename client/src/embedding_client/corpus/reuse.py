@@ -1,0 +1,165 @@
+"""`--reuse OLD`: an earlier output whose vectors stand in for texts it already embedded.
+
+OLD is opened once, checked (Parquet, written with text hashes, the same dimension), and its
+fingerprint compared with this run's. Under an equal fingerprint its `text_sha256` column becomes
+a `SortedKeys` index (~20 bytes a row, built one row group at a time), and a shard's lookups
+return OLD's rows; their vectors and token counts are then read from OLD's row groups (a few
+kept in memory, since a re-run reads them in order), bytes unchanged. With `--changes`, OLD's
+ids get an index too (`id_index`), with the first 8 bytes of each row's text hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from typing import IO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedding_client.corpus.errors import InputError
+from embedding_client.corpus.fingerprint import differences
+from embedding_client.corpus.hashing import KEY_BYTES, SortedKeys, hash_column, id_keys, split_key
+from embedding_client.corpus.locations import Location, Storage
+from embedding_client.corpus.shards import HASH_COLUMN
+
+log = logging.getLogger("embed_corpus")
+CACHED_ROW_GROUPS = 4
+UPGRADE_HINT = "run once without --reuse to write an output that can be reused"
+
+
+class OldOutput:
+    def __init__(self, location: Location, storage: Storage, fingerprint: str, parts: dict, dimension: int):
+        self.location = location
+        self._handle: IO[bytes] = storage.open_read(location)
+        try:
+            self._file = pq.ParquetFile(self._handle)
+        except (pa.ArrowInvalid, OSError) as error:
+            self._handle.close()
+            raise InputError(f"--reuse {location.uri} is not a readable Parquet file ({error})") from None
+        schema = self._file.schema_arrow
+        metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        self.rows = self._file.metadata.num_rows
+        if not {"id", "embedding"} <= set(schema.names):
+            self.close()
+            raise InputError(
+                f"--reuse {location.uri} is not an embed-corpus output (it has no id and embedding columns)"
+            )
+        if HASH_COLUMN not in schema.names or "fingerprint" not in metadata:
+            self.close()
+            raise InputError(
+                f"--reuse {location.uri} was written before outputs carried text hashes, so its vectors "
+                f"cannot be matched to texts: {UPGRADE_HINT}"
+            )
+        old_dimension = int(metadata.get("dimension") or 0)
+        if old_dimension != dimension:
+            self.close()
+            raise InputError(
+                f"--reuse {location.uri} holds {old_dimension}-dimensional vectors of "
+                f"{metadata.get('model', 'another model')}; this run makes {dimension}-dimensional ones: "
+                "point --reuse at an output of this model"
+            )
+        self.id_is_int = pa.types.is_integer(schema.field("id").type)
+        self.embedding_type = schema.field("embedding").type
+        self.same = metadata["fingerprint"] == fingerprint
+        self.differences = [] if self.same else differences(json.loads(metadata.get("fingerprint_parts") or "{}"), parts)
+        starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)])
+        self._group_starts = starts
+        self._cache: OrderedDict[int, tuple[pa.Array, pa.Array | None]] = OrderedDict()
+        self._has_tokens = "tokens" in schema.names
+        self.texts: SortedKeys | None = None
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def index_texts(self) -> SortedKeys:
+        """OLD's text hashes, sorted: the reuse index."""
+        high = np.empty(self.rows, dtype=np.uint64)
+        low = np.empty(self.rows, dtype=np.uint64)
+        for start, hashes in self._hash_batches():
+            high[start : start + len(hashes)], low[start : start + len(hashes)] = split_key(hashes)
+        self.texts = SortedKeys(high, low)
+        return self.texts
+
+    def id_index(self) -> tuple[SortedKeys, np.ndarray]:
+        """OLD's ids, sorted, and the first 8 bytes of each OLD row's text hash (row order).
+        Duplicate ids are refused: a change set needs one row per id."""
+        keys = np.empty((self.rows, KEY_BYTES), dtype=np.uint8)
+        text_high = np.empty(self.rows, dtype=np.uint64)
+        at = 0
+        for batch in self._file.iter_batches(columns=["id", HASH_COLUMN]):
+            count = batch.num_rows
+            keys[at : at + count] = id_keys(batch.column("id").to_pylist())
+            text_high[at : at + count] = split_key(hash_column(batch.column(HASH_COLUMN)))[0]
+            at += count
+        index = SortedKeys.of(keys)
+        del keys
+        duplicate = index.first_duplicate()
+        if duplicate is not None:
+            first, second = duplicate
+            raise InputError(
+                f"--changes needs unique ids, and --reuse {self.location.uri} has id "
+                f"{self.ids([first])[0]!r} on rows {first + 1} and {second + 1}"
+            )
+        return index, text_high
+
+    def ids(self, rows: list[int] | np.ndarray) -> list:
+        """The ids of OLD's rows (0-based, any order)."""
+        return self._take(np.asarray(rows, dtype=np.int64), "id").to_pylist()
+
+    def id_batches(self):
+        """(first row, ids) per row group: OLD's ids in order, a row group at a time."""
+        start = 0
+        for batch in self._file.iter_batches(columns=["id"]):
+            yield start, batch.column("id")
+            start += batch.num_rows
+
+    def vectors(self, rows: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, list]:
+        """OLD's vectors (its bytes, unchanged) and token counts for these rows, in this order."""
+        vectors = np.empty((len(rows), width), dtype=dtype)
+        tokens: list = [None] * len(rows)
+        groups = np.searchsorted(self._group_starts, rows, side="right") - 1
+        for group in np.unique(groups):
+            which = np.flatnonzero(groups == group)
+            local = rows[which] - self._group_starts[group]
+            embeddings, counts = self._row_group(int(group))
+            taken = embeddings.take(pa.array(local))
+            vectors[which] = np.asarray(taken.flatten().to_numpy(zero_copy_only=False)).reshape(-1, width)
+            if counts is not None:
+                for slot, value in zip(which, counts.take(pa.array(local)).to_pylist()):
+                    tokens[slot] = value
+        return vectors, tokens
+
+    def _row_group(self, group: int) -> tuple[pa.Array, pa.Array | None]:
+        if group in self._cache:
+            self._cache.move_to_end(group)
+            return self._cache[group]
+        columns = ["embedding", "tokens"] if self._has_tokens else ["embedding"]
+        table = self._file.read_row_group(group, columns=columns)
+        entry = (
+            table.column("embedding").combine_chunks(),
+            table.column("tokens").combine_chunks() if self._has_tokens else None,
+        )
+        self._cache[group] = entry
+        if len(self._cache) > CACHED_ROW_GROUPS:
+            self._cache.popitem(last=False)
+        return entry
+
+    def _take(self, rows: np.ndarray, column: str) -> pa.Array:
+        groups = np.searchsorted(self._group_starts, rows, side="right") - 1
+        out: list = [None] * len(rows)
+        for group in np.unique(groups):
+            which = np.flatnonzero(groups == group)
+            values = self._file.read_row_group(int(group), columns=[column]).column(column)
+            for slot, value in zip(which, values.take(pa.array(rows[which] - self._group_starts[group])).to_pylist()):
+                out[slot] = value
+        return pa.array(out)
+
+    def _hash_batches(self):
+        start = 0
+        for batch in self._file.iter_batches(columns=[HASH_COLUMN]):
+            yield start, hash_column(batch.column(HASH_COLUMN))
+            start += batch.num_rows
+
