@@ -29,6 +29,8 @@ from corpus_helpers import (
 )
 from fault_proxy import FaultProxy
 
+from embedding_client.corpus.shards import MANIFEST_VERSION
+
 KILL_TEXTS = 240
 KILL_SHARD = 30
 
@@ -121,9 +123,12 @@ def test_given_a_changed_input_then_resume_refuses(tmp_path, texts):
     source = write_jsonl(tmp_path / "corpus.jsonl", texts[:10])
     output = tmp_path / "out.parquet"
     (tmp_path / "out.parquet.parts").mkdir()
-    manifest = {"version": 1, "input": str(source), "input_version": {"size": 1, "mtime_ns": 1}}
+    manifest = {"version": MANIFEST_VERSION, "input": str(source), "input_version": {"size": 1, "mtime_ns": 1}}
     (tmp_path / "out.parquet.parts" / "manifest.json").write_text(json.dumps(manifest))
     assert_clear_error(run_cli(source, "--output", output, "--resume"), 2, "input_version", "differs")
+    manifest["version"] = MANIFEST_VERSION - 1  # an unfinished run of an older embed-corpus
+    (tmp_path / "out.parquet.parts" / "manifest.json").write_text(json.dumps(manifest))
+    assert_clear_error(run_cli(source, "--output", output, "--resume"), 2, "another version of embed-corpus")
 
 
 def http_proxy(http_url: str, faults: list[str]) -> FaultProxy:

@@ -111,6 +111,12 @@ class ShardStore:
                 f"{self.folder.uri} holds an earlier, unfinished run: add --resume to continue it, "
                 "or delete that folder to start over"
             )
+        if earlier.get("version") != manifest["version"]:
+            raise InputError(
+                f"--resume: {self.folder.uri} was started by another version of embed-corpus (manifest "
+                f"version {earlier.get('version')!r}, this one writes {manifest['version']}); delete that "
+                "folder to start over"
+            )
         changed = [key for key in manifest if earlier.get(key) != manifest[key]]
         if changed:
             key = changed[0]
