@@ -8,6 +8,7 @@ adapter can run the model through its dynamic batcher while Lambda calls it dire
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -31,10 +32,12 @@ from errors import (
     too_large,
     unsupported_media_type,
 )
+from chunking import ChunkingError
 from fingerprint import service_fingerprint
 from model import DeadlineExceeded, Embedder, Embeddings
 from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, quantize
-from schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
+from model_config import INPUT_TYPE_PROMPTS
+from schemas import ChunkRequest, OpenAIEmbeddingRequest, SeedEmbeddingRequest
 from settings import Limits, Settings
 from token_arrays import TokenArrayDecoder, decode_input
 
@@ -44,6 +47,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "/": {"POST": "embed"},
     "/v1/embeddings": {"POST": "openai_embeddings"},
     "/embeddings": {"POST": "openai_embeddings"},
+    "/v1/chunks": {"POST": "chunks"},
+    "/chunks": {"POST": "chunks"},
     "/status": {"GET": "status"},
     "/health": {"GET": "health"},
     "/v1/models": {"GET": "models"},
@@ -70,6 +75,15 @@ class Reply:
     tokens: int = 0
     truncated: int = 0  # texts cut at the model's maximum length
     error_code: str | None = None
+
+
+@dataclass
+class ChunkJob:
+    """A validated chunking request: tokenizer work only, run off the event loop."""
+
+    request: ChunkRequest
+    texts: list[str]
+    prompt: str | None
 
 
 @dataclass
@@ -181,7 +195,7 @@ class EmbeddingAPI:
 
     def prepare(
         self, operation: str, body: bytes, content_type: str | None, path: str = ""
-    ) -> EmbedJob | Reply:
+    ) -> EmbedJob | ChunkJob | Reply:
         """Everything before the model: validated job, or a complete reply. `path` is only
         read by the `model` operation (the id after /v1/models/)."""
         if operation == "status":
@@ -207,9 +221,12 @@ class EmbeddingAPI:
                     "max_seq_length": spec.max_seq_length,
                     **spec.prompt_info(),
                     "limits": asdict(self.settings.limits),
+                    "chunk_window": self._chunk_windows(),
                     "fingerprint": service_fingerprint(self.settings, self.embedder),
                 },
             )
+        if operation == "chunks":
+            return self._prepare_chunks(body, content_type)
         if operation not in EMBEDDING_OPERATIONS:
             raise internal_error()
         limits = self.settings.limits
@@ -229,7 +246,78 @@ class EmbeddingAPI:
         if operation == "openai_embeddings":
             self._check_dimensions(request)
             self._check_calibrated(request)
-        return EmbedJob(operation, request, texts, self.embedder.spec.prompt_for(request.input_type))
+        prompt = self.embedder.spec.prompt_for(request.input_type)
+        if not request.truncate:
+            self._check_fits(texts, prompt, isinstance(request.input, str))
+        return EmbedJob(operation, request, texts, prompt)
+
+    def _check_fits(self, texts: list[str], prompt: str | None, single: bool) -> None:
+        """truncate=false: an input the model would cut is refused, named, with its tokens."""
+        overlong = self.embedder.overlong(texts, prompt)
+        if overlong:
+            index, tokens = overlong[0]
+            where = "input" if single else f"input[{index}]"
+            more = f" ({len(overlong) - 1} more inputs are too long too)" if len(overlong) > 1 else ""
+            raise bad_request(
+                f"{where} has {tokens} tokens and the model reads at most {self.embedder.spec.max_seq_length} "
+                f"(special tokens and prompt included){more}; with truncate=false it is refused instead of "
+                "cut: split it with POST /v1/chunks (embed-corpus --chunk-tokens), or send truncate=true",
+                param="input",
+                code="input_too_long",
+            )
+
+    def _prepare_chunks(self, body: bytes, content_type: str | None) -> ChunkJob:
+        limits = self.settings.limits
+        request = validate(ChunkRequest, decode_json(body, content_type, limits), limits)
+        self._check_model(request.model, "model")
+        if not self.ready:
+            raise not_ready()
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        prompt = self.embedder.spec.prompt_for(request.input_type)
+        window = self.embedder.chunk_window(prompt)
+        try:
+            self.embedder.chunker.check(request.chunk_tokens or window, request.chunk_overlap,
+                                        self.embedder.resolved_prompt(prompt))
+        except ChunkingError as error:
+            param = "chunk_overlap" if str(error).startswith("chunk_overlap") else "chunk_tokens"
+            raise bad_request(str(error), param=param) from None
+        return ChunkJob(request, texts, prompt)
+
+    def chunk_reply(self, job: ChunkJob) -> Reply:
+        """The spans of each text (tokenizer work: seconds for megabytes, so FastAPI runs it in a thread)."""
+        request = job.request
+        window, results = self.embedder.chunk(job.texts, request.chunk_tokens, request.chunk_overlap, job.prompt)
+        data = [
+            {
+                "object": "chunks",
+                "index": index,
+                "tokens": total,
+                "chunks": [{"start": c.start, "end": c.end, "tokens": c.tokens} for c in chunks],
+            }
+            for index, (chunks, total) in enumerate(results)
+        ]
+        tokens = sum(total for _, total in results)
+        reply = json_reply(
+            200,
+            {
+                "object": "list",
+                "model": self.settings.model_id,
+                "chunk_tokens": window,
+                "chunk_overlap": request.chunk_overlap,
+                "window": self.embedder.chunk_window(job.prompt),
+                "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+        reply.items, reply.tokens = len(job.texts), tokens
+        return reply
+
+    def _chunk_windows(self) -> dict[str, int]:
+        windows = {"default": self.embedder.chunk_window(None)}
+        windows.update(
+            {kind: self.embedder.chunk_window(self.embedder.spec.prompt_for(kind)) for kind in INPUT_TYPE_PROMPTS}
+        )
+        return windows
 
     def _check_calibrated(self, request: OpenAIEmbeddingRequest) -> None:
         wanted = [t for t in request.embedding_types or () if t in CALIBRATED_TYPES]
@@ -340,6 +428,8 @@ class EmbeddingAPI:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
+            if isinstance(prepared, ChunkJob):
+                return self.chunk_reply(prepared)
             deadline = None if budget_s is None else time.monotonic() + budget_s
             try:
                 result = self.embedder.embed(prepared.texts, deadline=deadline, prompt=prepared.prompt)
@@ -365,6 +455,8 @@ class EmbeddingAPI:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
+            if isinstance(prepared, ChunkJob):
+                return await asyncio.to_thread(self.chunk_reply, prepared)
             return self.finish(prepared, await embed(prepared.texts, prompt=prepared.prompt))
         except ApiError as error:
             return error_reply(error)

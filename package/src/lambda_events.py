@@ -52,10 +52,17 @@ def is_http_event(event: Any) -> bool:
 OPENAI_ONLY_FIELDS = frozenset(OpenAIEmbeddingRequest.model_fields) - frozenset(SeedEmbeddingRequest.model_fields)
 
 
+# Fields only the chunking extension has: a direct event that uses one is a /v1/chunks body.
+CHUNK_ONLY_FIELDS = frozenset({"chunk_tokens", "chunk_overlap"})
+
+
 def direct_operation(event: dict) -> str:
-    """A direct event is the body of `POST /` (the seed's event), or of `POST /v1/embeddings`
+    """A direct event is the body of `POST /` (the seed's event), of `POST /v1/embeddings`
     when it names any field only that route has, so bulk clients can ask for base64 vectors
-    (about twice as many fit in Lambda's 6 MB response) with the request they already send."""
+    (about twice as many fit in Lambda's 6 MB response) with the request they already send,
+    or of `POST /v1/chunks` when it names `chunk_tokens` or `chunk_overlap`."""
+    if CHUNK_ONLY_FIELDS.intersection(event):
+        return "chunks"
     return "openai_embeddings" if OPENAI_ONLY_FIELDS.intersection(event) else "embed"
 
 

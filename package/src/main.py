@@ -30,6 +30,8 @@ from model import model_load, model_unload
 from model_config import ModelFilesError, read_model_spec
 from quantize import CALIBRATED_TYPES, CALIBRATION_FILE, EMBEDDING_TYPES
 from schemas import (
+    ChunkRequest,
+    ChunkResponse,
     HealthResponse,
     ModelCard,
     ModelList,
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ordinary_tokens=api.token_decoder.spec.ordinary_tokens if api.token_decoder else None,
         embedding_types=_documented_types(settings),
     )
+    chunk_body = request_body_doc(ChunkRequest, settings.limits, None)
     prometheus_text = {200: {"description": "Prometheus text format",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}
 
@@ -141,6 +144,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             responses=responses_doc(OpenAIEmbeddingResponse),
             summary=f"Embed text (OpenAI-compatible){'' if prefix else ', without /v1'}",
             operation_id=f"create_embeddings{prefix.replace('/', '_')}",
+        )
+        app.add_api_route(
+            f"{prefix}/chunks", endpoint("chunks"), methods=["POST"],
+            dependencies=protected("chunks"), openapi_extra=chunk_body,
+            responses=responses_doc(ChunkResponse),
+            summary=f"Cut long texts into chunks that fit the window (ours){'' if prefix else ', without /v1'}",
+            operation_id=f"create_chunks{prefix.replace('/', '_')}",
         )
         app.add_api_route(
             f"{prefix}/models", endpoint("models"), methods=["GET"], dependencies=protected("models"),

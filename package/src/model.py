@@ -21,6 +21,7 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
+from chunking import Chunk, Chunker
 from model_config import ModelSpec, read_model_spec
 from pooling import exclude_prompt, l2_normalize, pool
 from prefetch import Prefetch
@@ -116,6 +117,37 @@ class Embedder:
         self._lock = threading.Lock()
         self._seconds_per_token = 0.0  # measured; predicts whether the next sub-batch fits
         self.calibration_ranges: np.ndarray | None = None  # int8/uint8 outputs (quantize.py)
+        self._chunker: Chunker | None = None
+
+    @property
+    def chunker(self) -> Chunker:
+        """The model's chunker (its tokenizer, untruncated), built on first use: no cold-start cost."""
+        if self._chunker is None:
+            self._chunker = Chunker.of(self._tokenizer, self.spec.max_seq_length)
+        return self._chunker
+
+    def resolved_prompt(self, prompt: str | None) -> str:
+        """The prompt `embed(prompt=...)` applies: None is the model's default."""
+        return (self.spec.default_prompt if prompt is None else prompt) or ""
+
+    def chunk_window(self, prompt: str | None = None) -> int:
+        return self.chunker.window(self.resolved_prompt(prompt))
+
+    def chunk(
+        self, texts: list[str], chunk_tokens: int | None, overlap: int = 0, prompt: str | None = None
+    ) -> tuple[int, list[tuple[list[Chunk], int]]]:
+        """Each text's chunks (spans that fit the window under this prompt) and its total tokens;
+        `chunk_tokens` None is the whole window. Raises chunking.ChunkingError for bad sizes."""
+        window = chunk_tokens or self.chunk_window(prompt)
+        self.chunker.check(window, overlap, self.resolved_prompt(prompt))
+        return window, [self.chunker.chunk(text, window, overlap) for text in texts]
+
+    def overlong(self, texts: list[str], prompt: str | None = None) -> list[tuple[int, int]]:
+        """(index, tokens) of each text the model would cut: prompt and special tokens included."""
+        prompt = self.resolved_prompt(prompt)
+        counts = self.chunker.count([prompt + text for text in texts])
+        limit = self.spec.max_seq_length - self.chunker.special_tokens
+        return [(index, count + self.chunker.special_tokens) for index, count in enumerate(counts) if count > limit]
 
     @property
     def dimension(self) -> int:

@@ -140,6 +140,14 @@ def check_embedding_types(value: Any) -> list[str] | None:
     return list(dict.fromkeys(value))  # repeated names give one entry each
 
 
+TRUNCATE_DOC = (
+    "true (the default, as sentence-transformers): an input longer than the model's window is cut to "
+    "it (the response's x-truncated-inputs header counts them). false: such an input is refused with "
+    "a 400 naming it, its tokens and the window; split it with POST /v1/chunks. The same name as "
+    "text-embeddings-inference's."
+)
+
+
 class SeedEmbeddingRequest(BaseModel):
     """The seed article's request: `{"input": "..."}`, or a list of strings."""
 
@@ -148,6 +156,7 @@ class SeedEmbeddingRequest(BaseModel):
     )
     input: str | list[str] = Field(description="Text to embed, or a list of texts.")
     input_type: InputType | None = Field(default=None, description=INPUT_TYPE_DOC)
+    truncate: bool = Field(default=True, description=TRUNCATE_DOC)
 
     _check_input = field_validator("input", mode="before")(check_input)
     _check_input_type = field_validator("input_type", mode="before")(check_input_type)
@@ -190,10 +199,61 @@ class OpenAIEmbeddingRequest(BaseModel):
         description="Ours: true adds `tokens` to each data item, the tokens the model read for that input "
         "(after truncation, prompt included), so bulk clients can record them per text.",
     )
+    truncate: bool = Field(default=True, description=TRUNCATE_DOC)
 
     _check_input = field_validator("input", mode="before")(check_openai_input)
     _check_input_type = field_validator("input_type", mode="before")(check_input_type)
     _check_embedding_types = field_validator("embedding_types", mode="before")(check_embedding_types)
+
+
+class ChunkRequest(BaseModel):
+    """Ours: `POST /v1/chunks` cuts long texts into spans that each fit the window, at paragraph,
+    sentence and word breaks chosen from the content (an edit moves only the chunks near it).
+    Embed each span's text (`text[start:end]`) with /v1/embeddings as usual."""
+
+    model_config = ConfigDict(
+        strict=True, json_schema_extra={"examples": [{"input": [EXAMPLE_TEXT], "chunk_tokens": 128}]}
+    )
+    input: str | list[str] = Field(description="A text to chunk, or a list of texts.")
+    chunk_tokens: int | None = Field(
+        default=None,
+        description="Most tokens per chunk, at least 8 and at most the window (/health `chunk_window`: "
+        "the model's maximum less its special tokens and the prompt). Default: the window.",
+    )
+    chunk_overlap: int = Field(
+        default=0,
+        description="Up to this many tokens of a chunk's end repeated at the next one's start, cut at a "
+        "sentence or word start; less than half of chunk_tokens.",
+    )
+    input_type: InputType | None = Field(
+        default=None, description="The prompt the chunks will be embedded with: its tokens shrink the window."
+    )
+    model: str | None = Field(default=None, description="The served model's id (GET /v1/models).")
+
+    _check_input = field_validator("input", mode="before")(check_input)
+    _check_input_type = field_validator("input_type", mode="before")(check_input_type)
+
+
+class ChunkSpan(BaseModel):
+    start: int = Field(description="Offset of the chunk's first character (Python string index).")
+    end: int = Field(description="Offset just past its last character: the chunk is text[start:end].")
+    tokens: int = Field(description="Tokens of text[start:end] on its own, without special tokens.")
+
+
+class TextChunks(BaseModel):
+    object: Literal["chunks"] = "chunks"
+    index: int
+    tokens: int = Field(description="Tokens of the whole text, untruncated.")
+    chunks: list[ChunkSpan]
+
+
+class ChunkResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    chunk_tokens: int
+    chunk_overlap: int
+    window: int = Field(description="The most chunk_tokens may be under this input_type.")
+    data: list[TextChunks]
 
 
 class Usage(BaseModel):
@@ -285,6 +345,10 @@ class HealthResponse(BaseModel):
     default_prompt_name: str | None = None
     input_types: dict[InputType, str | None] = Field(description="The prompt name each input_type applies.")
     limits: LimitsInfo = Field(description="Request limits, so bulk clients can check inputs before sending.")
+    chunk_window: dict[str, int] = Field(
+        description="The most tokens a chunk may hold (POST /v1/chunks), with no input_type (`default`) "
+        "and with each input_type: the model's maximum less its special tokens and the prompt."
+    )
     fingerprint: Fingerprint = Field(
         description="What decides the vectors: embed-corpus --reuse trusts an earlier vector only under equal parts."
     )
