@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedding_client.corpus.hashing import hash_column, id_keys, split_key
+from embedding_client.corpus.hashing import hash_column, split_key
 from embedding_client.corpus.locations import Location, Storage
-from embedding_client.corpus.reuse import OldOutput
+from embedding_client.corpus.reuse import OldOutput, row_keys
 from embedding_client.corpus.shards import HASH_COLUMN, OutputSchema
 
 UPSERT, DELETE = "upsert", "delete"
@@ -32,23 +32,28 @@ class ChangeSet:
         self.upserts = self.deletes = 0
         self.ints = schema.ids_are_ints and old.id_is_int
         new_schema = schema.arrow()
-        self.schema = pa.schema(
-            [
-                pa.field("id", pa.int64() if self.ints else pa.string(), nullable=False),
-                pa.field("op", pa.string(), nullable=False),
-                pa.field("embedding", new_schema.field("embedding").type),
-                pa.field("tokens", pa.int32()),
-            ]
-        ).with_metadata({"old": old.location.uri, "model": schema.metadata.get("model", "")})
+        self.chunked, self.with_text = schema.chunked, schema.with_text
+        fields = [pa.field("id", pa.int64() if self.ints else pa.string(), nullable=False)]
+        if self.chunked:
+            fields.append(pa.field("chunk", pa.int32(), nullable=False))
+        fields += [
+            pa.field("op", pa.string(), nullable=False),
+            pa.field("embedding", new_schema.field("embedding").type),
+            pa.field("tokens", pa.int32()),
+        ]
+        if self.with_text:
+            fields.append(pa.field("text", pa.string()))
+        self.schema = pa.schema(fields).with_metadata(
+            {"old": old.location.uri, "model": schema.metadata.get("model", "")}
+        )
         directory = None if location.is_s3 else os.path.dirname(os.path.abspath(location.uri))
         handle, self.path = tempfile.mkstemp(prefix=".embed-corpus-changes-", suffix=".parquet", dir=directory)
         os.close(handle)
         self.writer = pq.ParquetWriter(self.path, self.schema)
 
     def add(self, table: pa.Table) -> None:
-        """One NEW shard: its new or changed rows become upserts."""
-        ids = table.column("id").to_pylist()
-        rows = self.index.lookup(id_keys(ids))
+        """One NEW shard: its new or changed rows (chunks) become upserts."""
+        rows = self.index.lookup(row_keys(table))
         known = rows >= 0
         self.seen[rows[known]] = True
         unchanged = known.copy()
@@ -59,18 +64,17 @@ class ChangeSet:
             unchanged[:] = False
         upserts = table.filter(pa.array(~unchanged))
         if upserts.num_rows:
-            self._write(upserts.column("id"), UPSERT, upserts.column("embedding"), upserts.column("tokens"))
+            self._write(upserts, UPSERT)
             self.upserts += upserts.num_rows
 
     def publish(self) -> None:
         """Deletes for OLD's ids that NEW lacks, then the file takes its name."""
-        for start, ids in self.old.id_batches():
-            gone = ~self.seen[start : start + len(ids)]
+        for start, keys in self.old.id_batches():
+            gone = ~self.seen[start : start + keys.num_rows]
             if gone.any():
-                kept = ids.filter(pa.array(gone))
-                empty = pa.nulls(len(kept), self.schema.field("embedding").type)
-                self._write(kept, DELETE, empty, pa.nulls(len(kept), pa.int32()))
-                self.deletes += len(kept)
+                kept = keys.filter(pa.array(gone))
+                self._write(kept, DELETE)
+                self.deletes += kept.num_rows
         self.writer.close()
         self.storage.put_file(self.path, self.location)
 
@@ -79,9 +83,17 @@ class ChangeSet:
         if os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _write(self, ids, op: str, embeddings, tokens) -> None:
-        if not self.ints:
-            ids = pa.array([str(value) for value in ids.to_pylist()], type=pa.string())
-        self.writer.write_table(
-            pa.table([ids, pa.array([op] * len(ids)), embeddings, tokens], schema=self.schema)
-        )
+    def _write(self, rows, op: str) -> None:
+        """Rows of NEW (upserts) or OLD's keys (deletes: no embedding, tokens or text)."""
+        count = rows.num_rows
+        columns = []
+        for field in self.schema:
+            if field.name == "op":
+                columns.append(pa.array([op] * count, type=pa.string()))
+            elif field.name == "id" and not self.ints:
+                columns.append(pa.array([str(value) for value in rows.column("id").to_pylist()], type=pa.string()))
+            elif field.name in rows.schema.names:
+                columns.append(rows.column(field.name))
+            else:
+                columns.append(pa.nulls(count, field.type))
+        self.writer.write_table(pa.table(columns, schema=self.schema))

@@ -27,6 +27,7 @@ examples:
       --target lambda://embedding-model --region eu-west-1
   embed-corpus corpus.jsonl --output vectors.parquet --resume            # after a crash or Ctrl-C
   embed-corpus corpus.jsonl --output new.parquet --reuse old.parquet --changes changes.parquet
+  embed-corpus docs.jsonl --output chunks.parquet --chunk-tokens 200 --chunk-overlap 20 --with-text
 """
 
 
@@ -138,6 +139,29 @@ def parser() -> argparse.ArgumentParser:
         metavar="CHANGES",
         help="with --reuse: also write a Parquet file of what a vector store must do to go from OLD to "
         "OUTPUT (id, op upsert|delete, embedding, tokens); ids must be unique in both",
+    )
+    p.add_argument(
+        "--chunk-tokens",
+        type=positive,
+        metavar="N",
+        help="embed every token: cut each text into chunks of at most N tokens at paragraph, sentence and "
+        "word breaks chosen from the content (an edit moves only nearby chunks); a row per chunk, with "
+        "chunk, start and end; N at most the model's window (its maximum less special tokens and prompt)",
+    )
+    p.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=0,
+        metavar="M",
+        help="repeat up to M tokens of a chunk's end at the next one's start, cut at a sentence or word "
+        "start (default: 0; less than half of --chunk-tokens)",
+    )
+    p.add_argument("--with-text", action="store_true", help="also write each row's (chunk's) text")
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="with --chunk-tokens against a server that can't chunk (not this project's): the model's "
+        "sentence-transformers folder, to chunk here with its tokenizer",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--report-json", metavar="FILE", help="also write the report's figures as JSON")

@@ -41,6 +41,18 @@ class Row:
 
 
 @dataclass(frozen=True)
+class ChunkRow:
+    """One chunk of a row's text (`--chunk-tokens`): the row's number and id, the chunk's place."""
+
+    number: int
+    id: Any
+    chunk: int  # 0, 1, 2... within the row's text
+    start: int  # [start, end) in the row's text, Python string indices
+    end: int
+    text: str  # the chunk's own text: text[start:end]
+
+
+@dataclass(frozen=True)
 class Rejected:
     number: int
     id: Any

@@ -19,10 +19,10 @@ from embedding_client.corpus.targets import Invocation
 ASSUMED_MEMORY_MB = 1769  # Terraform's default: one full vCPU
 
 REPORT = Template("""\
-embed-corpus: $rows texts -> $output
+embed-corpus: $rows $unit -> $output
   target      $target ($model, $dimension dims, $embedding_type)
-  texts       $texts$embedded_word in this run$reused_note$skipped_note$rejected_note
-  tokens      $tokens
+  $unit_label$texts$embedded_word in this run$reused_note$skipped_note$rejected_note
+  tokens      $tokens$chunks_note
   wall time   $wall ($rate texts/s)
   requests    $requests ($retries retries, $splits splits)$truncated_note$saved_note$changes_note
 $cost""")
@@ -61,6 +61,12 @@ class RunStats:
     rows_reused: int = 0  # rows whose vector came from OLD (no model call)
     tokens_reused: int = 0
     changes: dict | None = None  # --changes: file, upserts, deletes
+    chunk_tokens: int | None = None  # --chunk-tokens
+    documents: int = 0  # texts chunked in this run
+    chunks: int = 0
+    documents_split: int = 0  # texts cut into more than one chunk
+    input_tokens: int = 0  # the chunked texts' tokens, untruncated
+    chunk_tokens_total: int = 0  # tokens in their chunks (overlap counted again)
 
     @property
     def rows_embedded(self) -> int:
@@ -137,10 +143,13 @@ def render(stats: RunStats) -> str:
     rate = stats.texts / stats.wall_s if stats.wall_s else 0.0
     return REPORT.substitute(
         rows=f"{stats.texts + stats.rows_reused:,}",
+        unit="chunks" if stats.chunk_tokens is not None else "texts",
+        unit_label="chunks      " if stats.chunk_tokens is not None else "texts       ",
         texts=f"{stats.texts:,}",
         embedded_word=" embedded" if stats.reuse else "",
         reused_note=_reused_note(stats),
         saved_note=_saved_note(stats),
+        chunks_note=_chunks_note(stats),
         changes_note=(
             f"\n  changes     {stats.changes['upserts']:,} upserts, {stats.changes['deletes']:,} deletes -> "
             f"{stats.changes['file']}"
@@ -172,6 +181,18 @@ def render(stats: RunStats) -> str:
             else ""
         ),
         cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else "",
+    )
+
+
+def _chunks_note(stats: RunStats) -> str:
+    """Documents, chunks, and how much of the input the chunks hold (all of it)."""
+    if stats.chunk_tokens is None:
+        return ""
+    covered = 100.0 if not stats.input_tokens else min(stats.chunk_tokens_total, stats.input_tokens) / stats.input_tokens * 100
+    return (
+        f"\n  documents   {stats.chunks:,} chunks of at most {stats.chunk_tokens} tokens from {stats.documents:,} "
+        f"texts ({stats.documents_split:,} split); {stats.chunk_tokens_total:,} tokens in chunks for "
+        f"{stats.input_tokens:,} in the input ({covered:.1f}% embedded, none truncated)"
     )
 
 

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from embedding_client.corpus.errors import PermanentError, SplitRequest, TransientError
 from embedding_client.corpus.targets import Embedded, merge
@@ -50,13 +50,15 @@ class Counters:
 
 
 def embed_with_retries(
-    embed: Callable[[list[str]], Embedded],
+    embed: Callable[[list[str]], Any],
     texts: list[str],
     policy: RetryPolicy,
     counters: Counters,
     sleep: Callable[[float], None] = time.sleep,
+    merge: Callable[[list], Any] = merge,
 ) -> Embedded:
-    """Vectors for `texts`, or PermanentError with the last reason."""
+    """`embed(texts)` (vectors, or with `merge=merge_chunked` a target's chunks), or PermanentError
+    with the last reason; halves of a split request are put back together with `merge`."""
     for attempt in range(policy.attempts):
         try:
             return embed(texts)
@@ -68,7 +70,7 @@ def embed_with_retries(
             log.info("splitting a request of %d texts in two: %s", len(texts), error.reason)
             return merge(
                 [
-                    embed_with_retries(embed, part, policy, counters, sleep)
+                    embed_with_retries(embed, part, policy, counters, sleep, merge)
                     for part in (texts[:half], texts[half:])
                 ]
             )

@@ -62,6 +62,7 @@ class OldOutput:
                 "point --reuse at an output of this model"
             )
         self.id_is_int = pa.types.is_integer(schema.field("id").type)
+        self.chunked = "chunk" in schema.names  # rows are chunks, keyed (id, chunk)
         self.embedding_type = schema.field("embedding").type
         self.same = metadata["fingerprint"] == fingerprint
         self.differences = [] if self.same else differences(json.loads(metadata.get("fingerprint_parts") or "{}"), parts)
@@ -89,9 +90,10 @@ class OldOutput:
         keys = np.empty((self.rows, KEY_BYTES), dtype=np.uint8)
         text_high = np.empty(self.rows, dtype=np.uint64)
         at = 0
-        for batch in self._file.iter_batches(columns=["id", HASH_COLUMN]):
+        columns = ["id", "chunk", HASH_COLUMN] if self.chunked else ["id", HASH_COLUMN]
+        for batch in self._file.iter_batches(columns=columns):
             count = batch.num_rows
-            keys[at : at + count] = id_keys(batch.column("id").to_pylist())
+            keys[at : at + count] = row_keys(batch)
             text_high[at : at + count] = split_key(hash_column(batch.column(HASH_COLUMN)))[0]
             at += count
         index = SortedKeys.of(keys)
@@ -99,8 +101,9 @@ class OldOutput:
         duplicate = index.first_duplicate()
         if duplicate is not None:
             first, second = duplicate
+            what = "id and chunk" if self.chunked else "id"
             raise InputError(
-                f"--changes needs unique ids, and --reuse {self.location.uri} has id "
+                f"--changes needs unique ids, and --reuse {self.location.uri} has {what} "
                 f"{self.ids([first])[0]!r} on rows {first + 1} and {second + 1}"
             )
         return index, text_high
@@ -109,11 +112,19 @@ class OldOutput:
         """The ids of OLD's rows (0-based, any order)."""
         return self._take(np.asarray(rows, dtype=np.int64), "id").to_pylist()
 
+
+def row_keys(batch) -> np.ndarray:
+    """Each row's key: its id, or (id, chunk) for chunk rows; ids by their text form."""
+    ids = batch.column("id").to_pylist()
+    if "chunk" not in batch.schema.names:
+        return id_keys(ids)
+    return id_keys(f"{value}\x1f{chunk}" for value, chunk in zip(ids, batch.column("chunk").to_pylist()))
+
     def id_batches(self):
-        """(first row, ids) per row group: OLD's ids in order, a row group at a time."""
+        """(first row, batch of id [and chunk]) per row group: OLD's keys in order."""
         start = 0
-        for batch in self._file.iter_batches(columns=["id"]):
-            yield start, batch.column("id")
+        for batch in self._file.iter_batches(columns=["id", "chunk"] if self.chunked else ["id"]):
+            yield start, batch
             start += batch.num_rows
 
     def vectors(self, rows: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, list]:

@@ -25,22 +25,24 @@ import numpy as np
 import orjson
 
 from embedding_client.corpus.changes import ChangeSet
+from embedding_client.corpus.choose_target import open_target
 from embedding_client.corpus.errors import CorpusError, InputError, PermanentError
 from embedding_client.corpus.fingerprint import digest, run_parts
 from embedding_client.corpus.hashing import TEXT_HASH, SortedKeys, id_keys, text_hashes
 from embedding_client.corpus.locations import Location, Storage, parse_location
-from embedding_client.corpus.plan import Shard, pack_requests, shards
+from embedding_client.corpus.plan import RequestBudget, Shard, pack_requests, shards
 from embedding_client.corpus.progress import Progress, ProgressLogHandler
-from embedding_client.corpus.readers import Rejected, Row, detect_format, read_rows, row_label
+from embedding_client.corpus.readers import ChunkRow, Rejected, Row, detect_format, read_rows, row_label
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.retry import Counters, RetryPolicy, embed_with_retries
 from embedding_client.corpus.reuse import OldOutput
 from embedding_client.corpus.shards import MANIFEST_VERSION, OutputSchema, ShardStore
 from embedding_client.corpus.targets import (
+    Chunked,
     EmbedOptions,
     Limits,
     Target,
-    open_target,
+    merge_chunked,
     output_dtype,
     output_width,
 )
@@ -49,6 +51,8 @@ log = logging.getLogger("embed_corpus")
 DEFAULT_SHARD_SIZE = 10_000
 REJECTS_SUFFIX = ".rejects.jsonl"
 SHOWN_PROBLEMS = 5
+MIN_CHUNK_TOKENS = 8  # the service's chunking.MIN_CHUNK_TOKENS
+CHUNK_REQUEST_BYTES = 6 * 1024 * 1024 - 256 * 1024  # within Lambda's payload limit, as embedding requests
 
 
 @dataclass
@@ -75,6 +79,10 @@ class Options:
     request_timeout: float | None = None  # seconds; None: the target's default
     reuse: str | None = None  # an earlier output whose vectors stand in for unchanged texts
     changes: str | None = None  # where to write the OLD -> NEW change set (needs reuse)
+    chunk_tokens: int | None = None  # cut each text into chunks of at most this many tokens
+    chunk_overlap: int = 0
+    with_text: bool = False  # write each row's (chunk's) text too
+    tokenizer: str | None = None  # a model folder to chunk with where the target can't
 
 
 @dataclass
@@ -169,6 +177,7 @@ class Run:
         self.failures: list[Failure] = []
         self.reuse: OldOutput | None = None  # OLD, open, when its vectors may be reused
         self.change_set: ChangeSet | None = None
+        self.chunk = None  # texts -> list[Chunked], when --chunk-tokens: the target's or --tokenizer's
 
     def execute(self) -> RunStats | None:
         """The report's figures, or None when an earlier run already finished this output."""
@@ -194,6 +203,8 @@ class Run:
         try:
             for note in target.info.notes:
                 log.info("%s", note)
+            if self.options.chunk_tokens is not None:
+                self.chunk = self._chunker(target)
             parts = self._fingerprint_parts(target.info)
             if self.old:
                 old = self._open_old(parts, target.info.dimension)
@@ -218,6 +229,37 @@ class Run:
             raise InputError("--changes must be a file of its own, not INPUT, --output or --reuse")
         if self.old and not self.storage.exists(self.old):
             raise InputError(f"--reuse {self.old.uri} does not exist")
+
+    def _chunker(self, target: Target):
+        """The target's own chunker (our service's /v1/chunks, or the model in-process), else the
+        service's chunker on --tokenizer's folder; the sizes are checked against its window."""
+        options = self.options
+        window, chunk = target.info.chunk_window, target.chunk
+        if window is None:
+            if not options.tokenizer:
+                raise InputError(
+                    f"--chunk-tokens: {target.info.where or options.target} cannot chunk (it is not this "
+                    "project's service, so it can't tell its tokenizer): pass --tokenizer DIR, the model's "
+                    "sentence-transformers folder, to chunk here with its tokenizer"
+                )
+            from embedding_client.corpus.tokenizer_chunker import TokenizerChunker
+
+            local = TokenizerChunker(options.tokenizer)
+            window, chunk = local.window, local.chunk
+        elif options.tokenizer:
+            log.info("--tokenizer is not needed: %s chunks with its own tokenizer", target.info.where)
+        if not MIN_CHUNK_TOKENS <= options.chunk_tokens <= window:
+            raise InputError(
+                f"--chunk-tokens must be between {MIN_CHUNK_TOKENS} and {window}, the most tokens a chunk may "
+                f"hold on this model (its maximum less its special tokens and any prompt); got "
+                f"{options.chunk_tokens}"
+            )
+        if not 0 <= options.chunk_overlap or 2 * options.chunk_overlap >= options.chunk_tokens:
+            raise InputError(
+                f"--chunk-overlap must be at least 0 and less than half of --chunk-tokens "
+                f"({options.chunk_tokens}); got {options.chunk_overlap}"
+            )
+        return chunk
 
     def _fingerprint_parts(self, info) -> dict:
         return run_parts(
@@ -281,6 +323,15 @@ class Run:
         found.id_keys = found.numbers = None
         schema = self._schema(found, info, parts)
         if old is not None and self.changes is not None:
+            if old.chunked != schema.chunked:
+                raise InputError(
+                    f"--changes: {self.old.uri} holds "
+                    + ("chunks" if old.chunked else "whole texts")
+                    + " and this run writes "
+                    + ("chunks" if schema.chunked else "whole texts")
+                    + ", so their keys can't be matched: run with the same chunking as OLD (vectors are "
+                    "still reused without --changes)"
+                )
             self.change_set = ChangeSet(old, schema, self.changes, self.storage)
         self.reuse = old if old is not None and old.same else None
         committed = self.store.start(self._manifest(fingerprint, old_version, found, info, parts), self.options.resume)
@@ -297,6 +348,7 @@ class Run:
             lambda_memory_mb=getattr(target, "memory_mb", None),
             lambda_architecture=getattr(target, "architecture", None),
             reuse=self.old.uri if self.old else None,
+            chunk_tokens=self.options.chunk_tokens,
         )
         if committed:
             log.info(
@@ -347,6 +399,7 @@ class Run:
     ) -> None:
         concurrency = self.options.concurrency or target.default_concurrency
         budget = target.budget(self.options.batch_size or target.default_batch_size)
+        self.limits = target.info.limits
         policy = RetryPolicy(attempts=self.options.retries)
         in_flight: dict[Future, tuple[ShardBuffer, np.ndarray]] = {}
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="embed")
@@ -357,13 +410,19 @@ class Run:
                     break
                 if shard.index in committed:
                     continue
-                buffer = ShardBuffer(shard, schema, text_hashes(shard.texts))
+                rows, documents = shard.rows, None
+                if self.chunk is not None:
+                    chunked = self._chunked(shard, pool, policy, stats)
+                    if chunked is None:
+                        break
+                    rows, documents = chunked
+                buffer = ShardBuffer(shard.index, rows, schema, text_hashes(row.text for row in rows), documents)
                 todo = self._reuse_into(buffer, stats, progress)
-                texts = [shard.rows[i].text for i in todo]
+                texts = [rows[i].text for i in todo]
                 requests = pack_requests(texts, budget)
                 buffer.pending = len(requests)
                 if buffer.complete:  # every row reused: nothing to send
-                    self.store.commit(shard.index, buffer.table())
+                    self.store.commit(buffer.index, buffer.table())
                 for start, end in requests:
                     while len(in_flight) >= 2 * concurrency:
                         self._collect(in_flight, schema, stats, progress)
@@ -377,20 +436,57 @@ class Run:
         finally:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
 
+    def _chunked(
+        self, shard: Shard, pool: ThreadPoolExecutor, policy: RetryPolicy, stats: RunStats
+    ) -> tuple[list[ChunkRow], np.ndarray] | None:
+        """The shard's texts as chunk rows (input order, then chunk order) and each chunk's
+        document (its index in the shard); None when a chunking request failed for good."""
+        texts = shard.texts
+        budget = RequestBudget(max_items=self.limits.max_items, max_request_bytes=CHUNK_REQUEST_BYTES)
+        requests = pack_requests(texts, budget)
+        size, overlap = self.options.chunk_tokens, self.options.chunk_overlap
+        futures = [
+            pool.submit(
+                embed_with_retries,
+                lambda part: self.chunk(part, size, overlap),
+                texts[start:end],
+                policy,
+                self.counters,
+                merge=merge_chunked,
+            )
+            for start, end in requests
+        ]
+        results: list[Chunked] = []
+        for future, (start, end) in zip(futures, requests):
+            try:
+                results.extend(future.result())
+            except PermanentError as error:
+                self._fail(shard.rows[start:end], f"chunking: {error.reason}")
+                return None
+        rows: list[ChunkRow] = []
+        documents: list[int] = []
+        for index, (row, chunked) in enumerate(zip(shard.rows, results)):
+            for number, (start, end, _) in enumerate(chunked.spans):
+                rows.append(ChunkRow(row.number, row.id, number, start, end, row.text[start:end]))
+                documents.append(index)
+            stats.documents += 1
+            stats.chunks += len(chunked.spans)
+            stats.documents_split += len(chunked.spans) > 1
+            stats.input_tokens += chunked.tokens
+            stats.chunk_tokens_total += sum(tokens for _, _, tokens in chunked.spans)
+        return rows, np.asarray(documents, dtype=np.int64)
+
     def _reuse_into(self, buffer: ShardBuffer, stats: RunStats, progress: Progress) -> np.ndarray:
         """OLD's vectors for the shard's rows whose text OLD holds; the rows left to embed."""
-        everything = np.arange(len(buffer.shard.rows))
         if self.reuse is None:
-            return everything
+            return np.arange(len(buffer.rows))
         found = self.reuse.texts.lookup(buffer.hashes)
         hit = np.flatnonzero(found >= 0)
         if len(hit):
             vectors, tokens = self.reuse.vectors(found[hit], buffer.schema.width, buffer.vectors.dtype)
-            buffer.fill(hit, vectors, tokens, count=False)
+            progress.advance(buffer.fill(hit, vectors, tokens, count=False))
             stats.rows_reused += len(hit)
-            known = [t for t in tokens if t is not None]
-            stats.tokens_reused += sum(known)
-            progress.advance(len(hit))
+            stats.tokens_reused += sum(t for t in tokens if t is not None)
         return np.flatnonzero(found < 0)
 
     def _collect(self, in_flight: dict, schema: OutputSchema, stats: RunStats, progress: Progress) -> None:
@@ -400,13 +496,13 @@ class Run:
             try:
                 embedded = future.result()
             except PermanentError as error:
-                self._fail([buffer.shard.rows[i] for i in positions], error.reason)
+                self._fail([buffer.rows[i] for i in positions], error.reason)
                 continue
             except Exception as error:  # a bug: still name the rows, never lose them silently
                 log.debug("request failed", exc_info=True)
-                self._fail([buffer.shard.rows[i] for i in positions], f"{type(error).__name__}: {error}")
+                self._fail([buffer.rows[i] for i in positions], f"{type(error).__name__}: {error}")
                 continue
-            buffer.fill(positions, embedded.vectors, embedded.tokens)
+            documents_done = buffer.fill(positions, embedded.vectors, embedded.tokens)
             stats.texts += len(positions)
             stats.requests += len(embedded.invocations)
             stats.invocations.extend(embedded.invocations)
@@ -420,9 +516,9 @@ class Run:
                 if stats.truncated is None or embedded.truncated is None
                 else stats.truncated + embedded.truncated
             )
-            progress.advance(len(positions))
+            progress.advance(documents_done)
             if buffer.complete:
-                self.store.commit(buffer.shard.index, buffer.table())
+                self.store.commit(buffer.index, buffer.table())
 
     def _fail(self, rows: list[Row], reason: str) -> None:
         self.failures.append(Failure(rows, reason))
@@ -479,11 +575,16 @@ class Run:
             "fingerprint_parts": json.dumps(parts, sort_keys=True),
             "generator": "embed-corpus (embedding-client)",
         }
+        if self.options.chunk_tokens is not None:
+            metadata["chunk_tokens"] = str(self.options.chunk_tokens)
+            metadata["chunk_overlap"] = str(self.options.chunk_overlap)
         return OutputSchema(
             found.ids_are_ints,
             self.options.embedding_type,
             output_width(self.options.embedding_type, info.dimension),
             metadata,
+            chunked=self.options.chunk_tokens is not None,
+            with_text=self.options.with_text,
         )
 
     def _manifest(self, fingerprint: dict, old_version: dict | None, found: Scan, info, parts: dict) -> dict:
@@ -506,6 +607,9 @@ class Run:
             "reuse": self.old.uri if self.old else None,
             "reuse_version": old_version,
             "changes": self.changes.uri if self.changes else None,
+            "chunk_tokens": self.options.chunk_tokens,
+            "chunk_overlap": self.options.chunk_overlap,
+            "with_text": self.options.with_text,
         }
 
     def _shard_rows(self, index: int, rows: int) -> int:
@@ -527,29 +631,36 @@ def logs_through(progress: Progress) -> Iterator[None]:
 
 
 class ShardBuffer:
-    """One shard's vectors as they arrive (reused from OLD, or back from requests in any order)."""
+    """One shard's rows (its texts, or their chunks) and their vectors as they arrive: reused from
+    OLD, or back from requests in any order. `documents` maps each row to its text in the shard
+    (chunks), so progress counts texts whose every chunk is done."""
 
-    def __init__(self, shard: Shard, schema: OutputSchema, hashes: np.ndarray):
-        self.shard = shard
+    def __init__(self, index: int, rows: list, schema: OutputSchema, hashes: np.ndarray, documents=None):
+        self.index = index
+        self.rows = rows
         self.schema = schema
         self.hashes = hashes
-        self.vectors = np.empty((len(shard.rows), schema.width), dtype=output_dtype(schema.embedding_type))
-        self.tokens: list = [None] * len(shard.rows)
+        self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
+        self.tokens: list = [None] * len(rows)
         self.pending = 0  # requests still out
+        self.documents = documents if documents is not None else np.arange(len(rows))
+        self.left = np.bincount(self.documents, minlength=int(self.documents.max(initial=-1)) + 1)
 
     @property
     def complete(self) -> bool:
         return self.pending == 0
 
-    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens: list | None, count: bool = True) -> None:
-        """Rows at `positions` (of the shard) get these vectors and token counts."""
+    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens: list | None, count: bool = True) -> int:
+        """Rows at `positions` get these vectors and token counts; returns the texts now complete."""
         self.vectors[positions] = vectors
         if tokens is not None:
             for position, value in zip(positions.tolist(), tokens):
                 self.tokens[position] = value
         if count:
             self.pending -= 1
+        touched = self.documents[positions]
+        np.subtract.at(self.left, touched, 1)
+        return int(np.count_nonzero(self.left[np.unique(touched)] == 0))
 
     def table(self):
-        return self.schema.table(self.shard.rows, self.vectors, self.tokens, self.hashes)
-
+        return self.schema.table(self.rows, self.vectors, self.tokens, self.hashes)

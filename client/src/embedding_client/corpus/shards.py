@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.locations import Location, Storage
-from embedding_client.corpus.readers import Row
+from embedding_client.corpus.readers import ChunkRow, Row
 
 PARTS_SUFFIX = ".parts"
 MANIFEST = "manifest.json"
@@ -50,33 +50,48 @@ class OutputSchema:
     embedding_type: str
     width: int
     metadata: dict[str, str]
+    chunked: bool = False  # --chunk-tokens: a row per chunk, with `chunk`, `start` and `end`
+    with_text: bool = False  # --with-text: each row's (chunk's) text too
 
     def arrow(self, with_metadata: bool = False) -> pa.Schema:
-        schema = pa.schema(
-            [
-                pa.field("id", pa.int64() if self.ids_are_ints else pa.string(), nullable=False),
-                pa.field(
-                    "embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False
-                ),
-                pa.field("tokens", pa.int32()),
-                pa.field(HASH_COLUMN, pa.binary(32), nullable=False),
+        fields = [pa.field("id", pa.int64() if self.ids_are_ints else pa.string(), nullable=False)]
+        if self.chunked:
+            fields += [
+                pa.field("chunk", pa.int32(), nullable=False),
+                pa.field("start", pa.int64(), nullable=False),
+                pa.field("end", pa.int64(), nullable=False),
             ]
-        )
+        fields += [
+            pa.field("embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False),
+            pa.field("tokens", pa.int32()),
+            pa.field(HASH_COLUMN, pa.binary(32), nullable=False),
+        ]
+        if self.with_text:
+            fields.append(pa.field("text", pa.string(), nullable=False))
+        schema = pa.schema(fields)
         return schema.with_metadata(self.metadata) if with_metadata else schema
 
-    def table(self, rows: list[Row], vectors: np.ndarray, tokens: list, hashes: np.ndarray) -> pa.Table:
-        ids = [row.id if self.ids_are_ints else str(row.id) for row in rows]
-        return pa.table(
-            [
-                pa.array(ids, type=self.arrow().field("id").type),
-                vector_array(vectors, self.embedding_type, self.width),
-                pa.array(tokens, type=pa.int32()),
-                pa.FixedSizeBinaryArray.from_buffers(
-                    pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
-                ),
-            ],
-            schema=self.arrow(),
-        )
+    def table(
+        self, rows: list[Row] | list[ChunkRow], vectors: np.ndarray, tokens: list, hashes: np.ndarray
+    ) -> pa.Table:
+        columns = [pa.array([row.id if self.ids_are_ints else str(row.id) for row in rows])]
+        if self.chunked:
+            columns += [
+                pa.array([row.chunk for row in rows], type=pa.int32()),
+                pa.array([row.start for row in rows], type=pa.int64()),
+                pa.array([row.end for row in rows], type=pa.int64()),
+            ]
+        columns += [
+            vector_array(vectors, self.embedding_type, self.width),
+            pa.array(tokens, type=pa.int32()),
+            pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
+            ),
+        ]
+        if self.with_text:
+            columns.append(pa.array([row.text for row in rows], type=pa.string()))
+        schema = self.arrow()
+        return pa.table([column.cast(field.type) for column, field in zip(columns, schema)], schema=schema)
 
 
 def vector_array(vectors: np.ndarray, embedding_type: str, width: int) -> pa.FixedSizeListArray:

@@ -23,15 +23,18 @@ from embedding_client.corpus.errors import (
 )
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.targets import (
+    Chunked,
     Embedded,
     EmbedOptions,
     Invocation,
     Limits,
     TargetInfo,
+    chunk_request,
     decode_vector,
     error_message,
     openai_request,
     output_dtype,
+    parse_chunk_response,
     parse_openai_response,
     probe_with_retries,
     status_error,
@@ -89,14 +92,16 @@ class HttpTarget:
         embedded.invocations = [Invocation(time.perf_counter() - started)]
         return embedded
 
+    def chunk(self, texts: list[str], chunk_tokens: int, overlap: int) -> list[Chunked]:
+        body = orjson.dumps(chunk_request(texts, chunk_tokens, overlap, self._options))
+        return parse_chunk_response(_json(self._post(body, "/v1/chunks")), len(texts))
+
     def close(self) -> None:
         self._client.close()
 
-    def _post(self, body: bytes) -> httpx.Response:
+    def _post(self, body: bytes, path: str = "/v1/embeddings") -> httpx.Response:
         try:
-            response = self._client.post(
-                "/v1/embeddings", content=body, headers={"content-type": "application/json"}
-            )
+            response = self._client.post(path, content=body, headers={"content-type": "application/json"})
         except httpx.TimeoutException as error:
             raise TransientError(f"timed out ({type(error).__name__})") from None
         except httpx.TransportError as error:  # refused, reset, closed mid-response
@@ -132,6 +137,7 @@ class HttpTarget:
             else (f"{self.root} is not this project's service: default limits, no token counts",),
             fingerprint=health.get("fingerprint") if ours else None,
             where=self.root,
+            chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
         )
         if not info.dimension:  # another server: one tiny request tells the dimension
             probe = self._probe_dimension(info)

@@ -29,14 +29,17 @@ from embedding_client.corpus.errors import (
 )
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.targets import (
+    Chunked,
     Embedded,
     EmbedOptions,
     Invocation,
     Limits,
     TargetInfo,
+    chunk_request,
     error_message,
     openai_request,
     output_width,
+    parse_chunk_response,
     parse_openai_response,
     probe_with_retries,
     status_error,
@@ -137,6 +140,13 @@ class LambdaTarget:
         embedded.invocations = [call]
         return embedded
 
+    def chunk(self, texts: list[str], chunk_tokens: int, overlap: int) -> list[Chunked]:
+        """A direct event naming chunk_tokens is served as POST /v1/chunks."""
+        payload, _ = self._invoke(orjson.dumps(chunk_request(texts, chunk_tokens, overlap, self._options)))
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            raise status_error(int(payload["error"].get("status") or 500), error_message(payload))
+        return parse_chunk_response(payload, len(texts))
+
     def close(self) -> None:
         pass
 
@@ -218,6 +228,7 @@ class LambdaTarget:
                     max_seq_length=int(health.get("max_seq_length") or 512),
                     fingerprint=health.get("fingerprint"),
                     where=f"lambda://{self.name}",
+                    chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 pass  # another function's answer: the embedding probe says whether it embeds

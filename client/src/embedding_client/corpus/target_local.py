@@ -15,7 +15,7 @@ from pathlib import Path
 
 from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.plan import RequestBudget
-from embedding_client.corpus.targets import Embedded, EmbedOptions, Invocation, Limits, TargetInfo
+from embedding_client.corpus.targets import Chunked, Embedded, EmbedOptions, Invocation, Limits, TargetInfo
 
 # client/src/embedding_client/corpus/target_local.py -> the repository root
 _REPO_SRC = Path(__file__).resolve().parents[4] / "package" / "src"
@@ -83,6 +83,7 @@ class LocalTarget:
             ),
             fingerprint=service_fingerprint(settings, self._embedder),
             where="local",
+            chunk_window=self._embedder.chunk_window(self._prompt),
         )
 
     def budget(self, batch_size: int) -> RequestBudget:
@@ -102,6 +103,10 @@ class LocalTarget:
             result.truncated_count,
             [Invocation(time.perf_counter() - started)],
         )
+
+    def chunk(self, texts: list[str], chunk_tokens: int, overlap: int) -> list[Chunked]:
+        _, results = self._embedder.chunk(texts, chunk_tokens, overlap, prompt=self._prompt)
+        return [Chunked(total, [(c.start, c.end, c.tokens) for c in chunks]) for chunks, total in results]
 
     def close(self) -> None:
         from model import model_unload

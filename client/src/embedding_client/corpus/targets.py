@@ -1,7 +1,9 @@
 """What every target shares: what it reports after a probe, what one call returns, the OpenAI wire.
 
 A target embeds one request's texts and says what that cost; it never retries (retry.py does).
-`open_target` picks the target from `--target`: `local`, `http(s)://...` or `lambda://NAME`.
+`choose_target.open_target` picks the target from `--target`: `local`, `http(s)://...` or
+`lambda://NAME` (it lives apart so that the target modules, which import this one, are never
+imported back from here).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 
 from embedding_client.corpus.errors import (
     CorpusError,
-    InputError,
     PermanentError,
     SplitRequest,
     TransientError,
@@ -81,6 +82,7 @@ class TargetInfo:
     notes: tuple[str, ...] = ()
     fingerprint: dict | None = None  # the service's /health `fingerprint` (None: not ours, or unread)
     where: str = ""  # the target as named on the command line
+    chunk_window: int | None = None  # the most tokens a chunk may hold here (None: it can't chunk)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,43 @@ def merge(parts: list[Embedded]) -> Embedded:
     )
 
 
+@dataclass(frozen=True)
+class Chunked:
+    """One text's chunks, as the service's chunker cut them: (start, end, tokens) spans."""
+
+    tokens: int  # the whole text's tokens, untruncated
+    spans: list[tuple[int, int, int]]
+
+
+def parse_chunk_response(payload: Any, count: int) -> list[Chunked]:
+    """A /v1/chunks body -> one Chunked per text, in order; anything else is refused."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list) or len(data) != count:
+        raise PermanentError(f"the target answered {len(data) if isinstance(data, list) else 'no'} chunk lists "
+                             f"for {count} texts")
+    out: list[Chunked | None] = [None] * count
+    try:
+        for item in data:
+            spans = [(int(c["start"]), int(c["end"]), int(c["tokens"])) for c in item["chunks"]]
+            out[int(item["index"])] = Chunked(int(item["tokens"]), spans)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise PermanentError("the target's chunk response is not shaped like POST /v1/chunks'") from None
+    if any(item is None for item in out):
+        raise PermanentError("the target's chunk response misses a text")
+    return out  # type: ignore[return-value]
+
+
+def merge_chunked(parts: list[list[Chunked]]) -> list[Chunked]:
+    return [item for part in parts for item in part]
+
+
+def chunk_request(texts: list[str], chunk_tokens: int, overlap: int, options: EmbedOptions) -> dict:
+    body: dict[str, Any] = {"input": texts, "chunk_tokens": chunk_tokens, "chunk_overlap": overlap}
+    if options.input_type:
+        body["input_type"] = options.input_type
+    return body
+
+
 class Target(Protocol):
     info: TargetInfo
     default_batch_size: int
@@ -120,6 +159,8 @@ class Target(Protocol):
     def budget(self, batch_size: int) -> RequestBudget: ...
 
     def embed(self, texts: list[str]) -> Embedded: ...
+
+    def chunk(self, texts: list[str], chunk_tokens: int, overlap: int) -> list[Chunked]: ...
 
     def close(self) -> None: ...
 
@@ -217,41 +258,3 @@ def probe_with_retries(
         except (PermanentError, SplitRequest) as error:
             raise CorpusError(refused(error.reason)) from None
     raise AssertionError("unreachable")
-
-
-def open_target(
-    spec: str,
-    options: EmbedOptions,
-    *,
-    endpoint_urls: list[str],
-    region: str | None,
-    api_key: str | None,
-    concurrency: int | None,
-    timeout: float | None = None,
-) -> Target:
-    """`local`, `http(s)://HOST[:PORT]` or `lambda://FUNCTION_NAME`; probes it before returning."""
-    if options.embedding_type not in OUTPUT_TYPES:
-        raise InputError(f"--embedding-type must be one of {', '.join(OUTPUT_TYPES)}")
-    if endpoint_urls and not spec.startswith("lambda://"):
-        raise InputError("--endpoint-url points boto3 at Lambda endpoints: it needs --target lambda://NAME")
-    if spec == "local":
-        from embedding_client.corpus.target_local import LocalTarget
-
-        return LocalTarget(options)
-    if spec.startswith(("http://", "https://")):
-        from embedding_client.corpus.target_http import HttpTarget
-
-        return HttpTarget(spec, options, api_key=api_key, concurrency=concurrency, timeout=timeout)
-    if spec.startswith("lambda://"):
-        from embedding_client.corpus.target_lambda import LambdaTarget
-
-        return LambdaTarget(
-            spec[len("lambda://") :],
-            options,
-            endpoint_urls=endpoint_urls,
-            region=region,
-            api_key=api_key,
-            concurrency=concurrency,
-            timeout=timeout,
-        )
-    raise InputError(f"--target {spec!r}: use local, http(s)://HOST[:PORT] or lambda://FUNCTION_NAME")
