@@ -11,6 +11,9 @@ script is spent, requests pass through untouched. Faults, as the two upstreams w
   must retry, and the work is done twice, but the rows must still come out once);
 - `stall`: answered only after `stall_s` seconds (a client timeout);
 - `deny`: 403, as AWS answers credentials it does not recognise.
+
+`hidden` paths answer 404 as another server would: our service then looks like any other
+OpenAI-compatible server (no /health limits, no /v1/chunks).
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ class FaultProxy:
         matches: Callable[[str, str, bytes], bool] = lambda method, path, body: method == "POST",
         stall_s: float = 3.0,
         deny_all: bool = False,
+        hidden: tuple[str, ...] = (),
     ):
+        self.hidden = hidden
         self.upstream = upstream.rstrip("/")
         self.faults = list(faults or [])
         self.flavour = flavour
@@ -93,6 +98,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.path.split("?")[0] in proxy.hidden:
+                    return self._send(404, {"content-type": "application/json"}, b'{"detail":"Not Found"}')
                 fault = proxy._next_fault(self.command, self.path, body)
                 if fault == "drop":
                     return self._reset()

@@ -26,9 +26,11 @@ import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.config._checks import NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from cases import assert_openai_error
 
@@ -40,7 +42,12 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 OPERATIONS = [("POST", "/"), ("POST", "/v1/embeddings"), ("GET", "/v1/models"), ("GET", "/v1/models/{model_id}"),
               ("POST", "/embeddings"), ("GET", "/models"), ("GET", "/models/{model_id}"), ("GET", "/status"),
-              ("GET", "/health"), ("GET", "/metrics")]
+              ("GET", "/health"), ("GET", "/metrics"), ("POST", "/v1/chunks"), ("POST", "/chunks")]
+# The chunk routes' bounds depend on each other (chunk_overlap < chunk_tokens / 2 <= the window / 2), which
+# a JSON schema can't say: there schemathesis can't tell valid from invalid data, so its acceptance and
+# rejection checks are off, and test_the_chunk_route_accepts_exactly_the_valid_sizes says it by hand.
+CHUNK_PATHS = ("/v1/chunks", "/chunks")
+DATA_CHECKS = (positive_data_acceptance, negative_data_rejection)
 
 
 # Invalid data may also be refused as too large: a generated body over MAX_BODY_BYTES gets 413.
@@ -76,30 +83,62 @@ def test_every_operation_conforms_to_the_openapi_document(api_schema, http_url, 
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)
     def check(case):
-        case.call_and_validate(base_url=http_url, timeout=60)
+        excluded = list(DATA_CHECKS) if path in CHUNK_PATHS else None
+        case.call_and_validate(base_url=http_url, timeout=60, excluded_checks=excluded)
 
     check()
 
 
-@pytest.fixture(scope="module")
-def schemathesis_cli(http_url, tmp_path_factory) -> subprocess.CompletedProcess:
-    """One CLI run: examples, coverage (boundary values) and fuzzing phases, --checks all."""
+def run_schemathesis_cli(http_url: str, folder, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(SCHEMATHESIS), "run", f"{http_url}/openapi.json", "--checks", "all", "--max-examples", "30",
-         "--workers", "1", "--request-timeout", "60", "--seed", "1", "--no-color"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path_factory.mktemp("schemathesis"),
+        [str(SCHEMATHESIS), "run", f"{http_url}/openapi.json", "--max-examples", "30",
+         "--workers", "1", "--request-timeout", "60", "--seed", "1", "--no-color", *flags],
+        capture_output=True, text=True, timeout=600, cwd=folder,
     )
 
 
+@pytest.fixture(scope="module")
+def schemathesis_cli(http_url, tmp_path_factory) -> list[subprocess.CompletedProcess]:
+    """CLI runs: examples, coverage (boundary values) and fuzzing phases, --checks all; the chunk
+    routes apart, without the two data checks (see CHUNK_PATHS)."""
+    folder = tmp_path_factory.mktemp("schemathesis")
+    return [
+        run_schemathesis_cli(http_url, folder, "--checks", "all", "--exclude-path-regex", "chunks$"),
+        run_schemathesis_cli(http_url, folder, "--checks", "all", "--include-path-regex", "chunks$",
+                             "--exclude-checks", ",".join(check.__name__ for check in DATA_CHECKS)),
+    ]
+
+
 def test_schemathesis_cli_finds_no_server_error(schemathesis_cli):
-    output = schemathesis_cli.stdout + schemathesis_cli.stderr
-    assert "Test cases:" in output, output[-3000:]  # it really ran
-    assert "Server error" not in output, output[-6000:]
+    for run in schemathesis_cli:
+        output = run.stdout + run.stderr
+        assert "Test cases:" in output, output[-3000:]  # it really ran
+        assert "Server error" not in output, output[-6000:]
 
 
 def test_schemathesis_cli_with_all_checks_finds_nothing(schemathesis_cli):
-    output = schemathesis_cli.stdout + schemathesis_cli.stderr
-    assert schemathesis_cli.returncode == 0, output[-6000:]
+    for run in schemathesis_cli:
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output[-6000:]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@given(size=st.integers(-5, 300), overlap=st.integers(-3, 160),
+       texts=st.lists(st.text(min_size=1, max_size=300), min_size=1, max_size=3))
+def test_the_chunk_route_accepts_exactly_the_valid_sizes(http_url, size, overlap, texts):
+    body = {"input": texts, "chunk_tokens": size, "chunk_overlap": overlap}
+    response = httpx.post(f"{http_url}/v1/chunks", json=body, timeout=60)
+    valid = 8 <= size <= 254 and 0 <= overlap and 2 * overlap < size
+    assert response.status_code == (200 if valid else 400), (body, response.text)
+    if not valid:
+        error = response.json()["error"]
+        assert error["param"] in ("chunk_tokens", "chunk_overlap") and error["type"] == "invalid_request_error"
+        return
+    data = response.json()["data"]
+    assert [item["index"] for item in data] == list(range(len(texts)))
+    for item, text in zip(data, texts):
+        assert item["chunks"] and all(0 <= c["start"] <= c["end"] <= len(text) and c["tokens"] <= size
+                                      for c in item["chunks"])
 
 
 # --------------------------------------------------------------------------- helpers

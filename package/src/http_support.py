@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from api import EmbeddingAPI
+from chunking import MIN_CHUNK_TOKENS
 from errors import ApiError, too_large
 from schemas import ErrorResponse
 from settings import Limits
@@ -84,6 +85,11 @@ def request_body_doc(
     if "embedding_types" in schema["properties"] and embedding_types is not None:
         # int8/uint8 only where the model folder has calibration ranges
         schema["properties"]["embedding_types"]["anyOf"][0]["items"] = {"enum": list(embedding_types), "type": "string"}
+    if "chunk_tokens" in schema["properties"]:
+        # The upper bounds depend on each other and on the prompt (chunk_overlap < chunk_tokens / 2 <=
+        # the window / 2): the descriptions say so and a 400 names the one broken.
+        schema["properties"]["chunk_tokens"]["anyOf"] = [{"type": "integer", "minimum": MIN_CHUNK_TOKENS}, {"type": "null"}]
+        schema["properties"]["chunk_overlap"].update({"type": "integer", "minimum": 0})
     return {
         "requestBody": {
             "required": True,

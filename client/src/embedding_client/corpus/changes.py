@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from embedding_client.corpus.hashing import hash_column, split_key
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.reuse import OldOutput, row_keys
-from embedding_client.corpus.shards import HASH_COLUMN, OutputSchema
+from embedding_client.corpus.shards import HASH_COLUMN, WRITE_OPTIONS, OutputSchema
 
 UPSERT, DELETE = "upsert", "delete"
 
@@ -49,7 +49,7 @@ class ChangeSet:
         directory = None if location.is_s3 else os.path.dirname(os.path.abspath(location.uri))
         handle, self.path = tempfile.mkstemp(prefix=".embed-corpus-changes-", suffix=".parquet", dir=directory)
         os.close(handle)
-        self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer = pq.ParquetWriter(self.path, self.schema, **WRITE_OPTIONS)
 
     def add(self, table: pa.Table) -> None:
         """One NEW shard: its new or changed rows (chunks) become upserts."""

@@ -43,11 +43,16 @@ class SortedKeys:
     """Keys in sorted order with the row each came from; -1 where a key is absent."""
 
     def __init__(self, high: np.ndarray, low: np.ndarray):
-        """Takes `high` and `low` over and sorts them in place (one 8-byte temporary at a time,
-        so building peaks near 32 bytes a row and settles at 20)."""
-        order = np.lexsort((low, high))
+        """Takes `high` and `low` over and sorts them in place, by `high` (keys whose high halves
+        tie, a duplicate text or one 64-bit collision in 2^64, are then put in `low` order), with
+        one 8-byte temporary at a time: building peaks near 32 bytes a row and settles at 20."""
+        order = np.argsort(high)
         high[:] = high[order]
         low[:] = low[order]
+        ties = np.flatnonzero(high[1:] == high[:-1])
+        if len(ties) and np.any(low[ties + 1] < low[ties]):  # a collision: the slow, exact order
+            fix = np.lexsort((low, high))
+            high[:], low[:], order = high[fix], low[fix], order[fix]
         self.high, self.low = high, low
         self.rows = order.astype(np.uint32 if len(order) < 2**32 else np.int64)
 

@@ -17,6 +17,7 @@ from typing import IO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedding_client.corpus.errors import InputError
@@ -33,11 +34,12 @@ UPGRADE_HINT = "run once without --reuse to write an output that can be reused"
 class OldOutput:
     def __init__(self, location: Location, storage: Storage, fingerprint: str, parts: dict, dimension: int):
         self.location = location
-        self._handle: IO[bytes] = storage.open_read(location)
+        # A local OLD is memory-mapped (its pages are read in place); an S3 one read in ranged GETs.
+        self._handle: IO[bytes] | None = storage.open_read(location) if location.is_s3 else None
         try:
-            self._file = pq.ParquetFile(self._handle)
+            self._file = pq.ParquetFile(self._handle or location.uri, memory_map=not location.is_s3)
         except (pa.ArrowInvalid, OSError) as error:
-            self._handle.close()
+            self.close()
             raise InputError(f"--reuse {location.uri} is not a readable Parquet file ({error})") from None
         schema = self._file.schema_arrow
         metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
@@ -68,12 +70,13 @@ class OldOutput:
         self.differences = [] if self.same else differences(json.loads(metadata.get("fingerprint_parts") or "{}"), parts)
         starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)])
         self._group_starts = starts
-        self._cache: OrderedDict[int, tuple[pa.Array, pa.Array | None]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._has_tokens = "tokens" in schema.names
         self.texts: SortedKeys | None = None
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def index_texts(self) -> SortedKeys:
         """OLD's text hashes, sorted: the reuse index."""
@@ -91,7 +94,7 @@ class OldOutput:
         text_high = np.empty(self.rows, dtype=np.uint64)
         at = 0
         columns = ["id", "chunk", HASH_COLUMN] if self.chunked else ["id", HASH_COLUMN]
-        for batch in self._file.iter_batches(columns=columns):
+        for _, batch in self._row_groups(columns):
             count = batch.num_rows
             keys[at : at + count] = row_keys(batch)
             text_high[at : at + count] = split_key(hash_column(batch.column(HASH_COLUMN)))[0]
@@ -113,46 +116,37 @@ class OldOutput:
         return self._take(np.asarray(rows, dtype=np.int64), "id").to_pylist()
 
 
-def row_keys(batch) -> np.ndarray:
-    """Each row's key: its id, or (id, chunk) for chunk rows; ids by their text form."""
-    ids = batch.column("id").to_pylist()
-    if "chunk" not in batch.schema.names:
-        return id_keys(ids)
-    return id_keys(f"{value}\x1f{chunk}" for value, chunk in zip(ids, batch.column("chunk").to_pylist()))
-
     def id_batches(self):
-        """(first row, batch of id [and chunk]) per row group: OLD's keys in order."""
-        start = 0
-        for batch in self._file.iter_batches(columns=["id", "chunk"] if self.chunked else ["id"]):
-            yield start, batch
-            start += batch.num_rows
+        """(first row, table of id [and chunk]) per row group: OLD's keys in order."""
+        return self._row_groups(["id", "chunk"] if self.chunked else ["id"])
 
-    def vectors(self, rows: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, list]:
-        """OLD's vectors (its bytes, unchanged) and token counts for these rows, in this order."""
+    def vectors(self, rows: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """OLD's vectors (its bytes, unchanged) and token counts (-1: unknown) for these rows."""
         vectors = np.empty((len(rows), width), dtype=dtype)
-        tokens: list = [None] * len(rows)
+        tokens = np.empty(len(rows), dtype=np.int64)
         groups = np.searchsorted(self._group_starts, rows, side="right") - 1
         for group in np.unique(groups):
             which = np.flatnonzero(groups == group)
             local = rows[which] - self._group_starts[group]
             embeddings, counts = self._row_group(int(group))
-            taken = embeddings.take(pa.array(local))
-            vectors[which] = np.asarray(taken.flatten().to_numpy(zero_copy_only=False)).reshape(-1, width)
-            if counts is not None:
-                for slot, value in zip(which, counts.take(pa.array(local)).to_pylist()):
-                    tokens[slot] = value
+            vectors[which] = embeddings.reshape(-1, width)[local]
+            tokens[which] = counts[local]
         return vectors, tokens
 
-    def _row_group(self, group: int) -> tuple[pa.Array, pa.Array | None]:
+    def _row_group(self, group: int) -> tuple[np.ndarray, np.ndarray]:
+        """A row group's vectors (flat, as stored) and token counts, decoded once and kept a while."""
         if group in self._cache:
             self._cache.move_to_end(group)
             return self._cache[group]
         columns = ["embedding", "tokens"] if self._has_tokens else ["embedding"]
         table = self._file.read_row_group(group, columns=columns)
-        entry = (
-            table.column("embedding").combine_chunks(),
-            table.column("tokens").combine_chunks() if self._has_tokens else None,
+        values = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        counts = (
+            pc.fill_null(table.column("tokens"), -1).to_numpy().astype(np.int64)
+            if self._has_tokens
+            else np.full(table.num_rows, -1, dtype=np.int64)
         )
+        entry = (values, counts)
         self._cache[group] = entry
         if len(self._cache) > CACHED_ROW_GROUPS:
             self._cache.popitem(last=False)
@@ -169,8 +163,18 @@ def row_keys(batch) -> np.ndarray:
         return pa.array(out)
 
     def _hash_batches(self):
-        start = 0
-        for batch in self._file.iter_batches(columns=[HASH_COLUMN]):
-            yield start, hash_column(batch.column(HASH_COLUMN))
-            start += batch.num_rows
+        for start, table in self._row_groups([HASH_COLUMN]):
+            yield start, hash_column(table.column(HASH_COLUMN))
 
+    def _row_groups(self, columns: list[str]):
+        """(first row, table) for each row group, read one at a time (memory stays flat)."""
+        for group in range(self._file.num_row_groups):
+            yield int(self._group_starts[group]), self._file.read_row_group(group, columns=columns)
+
+
+def row_keys(batch) -> np.ndarray:
+    """Each row's key: its id, or (id, chunk) for chunk rows; ids by their text form."""
+    ids = batch.column("id").to_pylist()
+    if "chunk" not in batch.schema.names:
+        return id_keys(ids)
+    return id_keys(f"{value}\x1f{chunk}" for value, chunk in zip(ids, batch.column("chunk").to_pylist()))

@@ -486,7 +486,7 @@ class Run:
             vectors, tokens = self.reuse.vectors(found[hit], buffer.schema.width, buffer.vectors.dtype)
             progress.advance(buffer.fill(hit, vectors, tokens, count=False))
             stats.rows_reused += len(hit)
-            stats.tokens_reused += sum(t for t in tokens if t is not None)
+            stats.tokens_reused += int(tokens[tokens >= 0].sum())
         return np.flatnonzero(found < 0)
 
     def _collect(self, in_flight: dict, schema: OutputSchema, stats: RunStats, progress: Progress) -> None:
@@ -641,7 +641,7 @@ class ShardBuffer:
         self.schema = schema
         self.hashes = hashes
         self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
-        self.tokens: list = [None] * len(rows)
+        self.tokens = np.full(len(rows), -1, dtype=np.int64)  # -1: the target did not say
         self.pending = 0  # requests still out
         self.documents = documents if documents is not None else np.arange(len(rows))
         self.left = np.bincount(self.documents, minlength=int(self.documents.max(initial=-1)) + 1)
@@ -650,12 +650,11 @@ class ShardBuffer:
     def complete(self) -> bool:
         return self.pending == 0
 
-    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens: list | None, count: bool = True) -> int:
+    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens, count: bool = True) -> int:
         """Rows at `positions` get these vectors and token counts; returns the texts now complete."""
         self.vectors[positions] = vectors
         if tokens is not None:
-            for position, value in zip(positions.tolist(), tokens):
-                self.tokens[position] = value
+            self.tokens[positions] = tokens
         if count:
             self.pending -= 1
         touched = self.documents[positions]
