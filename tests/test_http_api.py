@@ -149,3 +149,9 @@ def test_given_unknown_route_or_method_then_404_and_405_in_openai_shape(http):
     wrong = http.get("/v1/embeddings")
     assert wrong.status_code == 405
     assert_openai_error(wrong.json(), "method_not_allowed")
+
+
+def test_a_model_id_of_a_newline_is_not_the_model_list(http):
+    """urlsplit drops "\\n" from URLs: the id must come from the path as received (found by schemathesis)."""
+    response = http.get("/v1/models/%0A")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedding_client.corpus.fingerprint import differences, digest
-from embedding_client.corpus.hashing import SortedKeys, id_keys, text_hashes
+from embedding_client.corpus.hashing import SortedKeys, id_keys, split_key, text_hashes
 
 # Few distinct high halves, many low halves: plenty of equal highs.
 key = st.tuples(st.integers(0, 3), st.integers(0, 2**64 - 1))
@@ -30,6 +30,23 @@ def test_lookup_finds_every_stored_key_and_nothing_else(stored, asked):
     queries = asked + stored
     found = index.lookup(as_keys(queries)) if queries else np.empty(0)
     assert [int(row) for row in found] == [reference.get(pair, -1) for pair in queries]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(key, max_size=60, unique=True), st.lists(key, max_size=60))
+def test_an_8_byte_index_finds_a_row_with_the_same_high_half(stored, asked):
+    """The reuse index keeps 8 bytes: a hit names a row whose high half matches (the caller
+    confirms the full hash); a miss means no stored key has that high half."""
+    keys = as_keys(stored)
+    index = SortedKeys(split_key(keys)[0])
+    queries = asked + stored
+    found = index.lookup(as_keys(queries)) if queries else np.empty(0, dtype=np.int64)
+    highs = {pair[0] for pair in stored}
+    for pair, row in zip(queries, found.tolist()):
+        assert (row >= 0) == (pair[0] in highs)
+        if row >= 0:
+            assert stored[row][0] == pair[0]
+    assert index.nbytes == 12 * len(stored)
 
 
 @settings(max_examples=100, deadline=None)

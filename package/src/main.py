@@ -99,7 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         batcher: Batcher = request.app.state.batcher
         embed = partial(batcher.embed, timeout_s=settings.request_timeout_s)
         reply = await api.handle_async(
-            operation, body, request.headers.get("content-type"), embed, request.url.path
+            # the decoded path as received: request.url.path goes through urlsplit, which drops
+            # "\n" and "\t", so /v1/models/%0A would read as /v1/models/ (the list)
+            operation, body, request.headers.get("content-type"), embed, request.scope["path"]
         )
         if reply.items:
             log.info(

@@ -1,10 +1,13 @@
-"""Fixed-width keys for texts and ids, and a sorted index over them that costs ~20 bytes a row.
+"""Fixed-width keys for texts and ids, and a sorted index over them that costs 12-20 bytes a row.
 
 A text's key is the sha256 of its UTF-8 bytes (the `text_sha256` column, 32 bytes). An id's key
 is the sha256 of its text form (`7` and `"7"` are one id), cut to 16 bytes. `SortedKeys` holds
-the first 16 bytes of each key as two big-endian uint64 arrays, sorted, plus each key's row, and
-answers a whole shard's lookups at once with `searchsorted`: no dict of Python strings, so an
-index over 10^8 rows fits in memory and builds in seconds.
+the first 8 bytes of each key (or 16, as two uint64 arrays), big-endian, sorted, plus each key's
+row as 4 bytes, and answers a whole shard's lookups at once with `searchsorted`: no dict of
+Python strings, so an index over 10^8 rows fits in memory and builds in seconds. The reuse index
+keeps 8 bytes (12 a row): a match is confirmed against OLD's full 32-byte hash when its vector is
+read, so a 64-bit collision costs a re-embedding, never a wrong vector. The id index of
+`--changes` has nothing to confirm against and keeps 16.
 """
 
 from __future__ import annotations
@@ -42,19 +45,22 @@ def split_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class SortedKeys:
     """Keys in sorted order with the row each came from; -1 where a key is absent."""
 
-    def __init__(self, high: np.ndarray, low: np.ndarray):
+    def __init__(self, high: np.ndarray, low: np.ndarray | None = None):
         """Takes `high` and `low` over and sorts them in place, by `high` (keys whose high halves
-        tie, a duplicate text or one 64-bit collision in 2^64, are then put in `low` order), with
-        one 8-byte temporary at a time: building peaks near 32 bytes a row and settles at 20."""
+        tie, a duplicate text or one 64-bit collision in 2^64, are then put in `low` order). The
+        permutation is kept as 4-byte rows and applied one array at a time, so building peaks at
+        ~28 bytes a row (the arrays, the rows and one 8-byte temporary) and settles at 20."""
         order = np.argsort(high)
-        high[:] = high[order]
-        low[:] = low[order]
-        ties = np.flatnonzero(high[1:] == high[:-1])
-        if len(ties) and np.any(low[ties + 1] < low[ties]):  # a collision: the slow, exact order
-            fix = np.lexsort((low, high))
-            high[:], low[:], order = high[fix], low[fix], order[fix]
-        self.high, self.low = high, low
-        self.rows = order.astype(np.uint32 if len(order) < 2**32 else np.int64)
+        rows = order.astype(np.uint32 if len(order) < 2**32 else np.int64)
+        del order
+        high[:] = high[rows]
+        if low is not None:
+            low[:] = low[rows]
+            ties = np.flatnonzero(high[1:] == high[:-1])
+            if len(ties) and np.any(low[ties + 1] < low[ties]):  # a collision: the slow, exact order
+                fix = np.lexsort((low, high))
+                high[:], low[:], rows = high[fix], low[fix], rows[fix]
+        self.high, self.low, self.rows = high, low, rows
 
     @classmethod
     def of(cls, keys: np.ndarray) -> "SortedKeys":
@@ -65,14 +71,20 @@ class SortedKeys:
 
     @property
     def nbytes(self) -> int:
-        return self.high.nbytes + self.low.nbytes + self.rows.nbytes
+        return self.high.nbytes + (self.low.nbytes if self.low is not None else 0) + self.rows.nbytes
 
     def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """The row of each key (int64), or -1."""
+        """The row of each key (int64), or -1; without `low`, the row of a key with the same first
+        8 bytes (the caller confirms it)."""
         found = np.full(len(keys), -1, dtype=np.int64)
         if not len(self.rows) or not len(keys):
             return found
         high, low = split_key(keys)
+        if self.low is None:
+            at = np.minimum(np.searchsorted(self.high, high, side="left"), len(self.rows) - 1)
+            hit = self.high[at] == high
+            found[hit] = self.rows[at[hit]]
+            return found
         # Sorted by (high, low): the first entry not below (high, low) is the match, if any.
         at = np.searchsorted(self.high, high, side="left")
         last = len(self.rows) - 1
@@ -89,7 +101,9 @@ class SortedKeys:
 
     def first_duplicate(self) -> tuple[int, int] | None:
         """Two rows (in row order) that hold the same key, or None."""
-        same = (self.high[1:] == self.high[:-1]) & (self.low[1:] == self.low[:-1])
+        same = self.high[1:] == self.high[:-1]
+        if self.low is not None:
+            same &= self.low[1:] == self.low[:-1]
         where = np.flatnonzero(same)
         if not len(where):
             return None

@@ -34,10 +34,11 @@ UPGRADE_HINT = "run once without --reuse to write an output that can be reused"
 class OldOutput:
     def __init__(self, location: Location, storage: Storage, fingerprint: str, parts: dict, dimension: int):
         self.location = location
-        # A local OLD is memory-mapped (its pages are read in place); an S3 one read in ranged GETs.
+        # A local OLD is read with the OS's reads (not memory-mapped: mapped pages would count as
+        # this process's memory, 32 bytes a row for the hash column alone); an S3 one in ranged GETs.
         self._handle: IO[bytes] | None = storage.open_read(location) if location.is_s3 else None
         try:
-            self._file = pq.ParquetFile(self._handle or location.uri, memory_map=not location.is_s3)
+            self._file = pq.ParquetFile(self._handle or location.uri)
         except (pa.ArrowInvalid, OSError) as error:
             self.close()
             raise InputError(f"--reuse {location.uri} is not a readable Parquet file ({error})") from None
@@ -70,7 +71,7 @@ class OldOutput:
         self.differences = [] if self.same else differences(json.loads(metadata.get("fingerprint_parts") or "{}"), parts)
         starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)])
         self._group_starts = starts
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._has_tokens = "tokens" in schema.names
         self.texts: SortedKeys | None = None
 
@@ -79,12 +80,12 @@ class OldOutput:
             self._handle.close()
 
     def index_texts(self) -> SortedKeys:
-        """OLD's text hashes, sorted: the reuse index."""
+        """OLD's text hashes' first 8 bytes, sorted: the reuse index (`vectors` confirms a match
+        against the full hash)."""
         high = np.empty(self.rows, dtype=np.uint64)
-        low = np.empty(self.rows, dtype=np.uint64)
         for start, hashes in self._hash_batches():
-            high[start : start + len(hashes)], low[start : start + len(hashes)] = split_key(hashes)
-        self.texts = SortedKeys(high, low)
+            high[start : start + len(hashes)] = split_key(hashes)[0]
+        self.texts = SortedKeys(high)
         return self.texts
 
     def id_index(self) -> tuple[SortedKeys, np.ndarray]:
@@ -120,25 +121,31 @@ class OldOutput:
         """(first row, table of id [and chunk]) per row group: OLD's keys in order."""
         return self._row_groups(["id", "chunk"] if self.chunked else ["id"])
 
-    def vectors(self, rows: np.ndarray, width: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """OLD's vectors (its bytes, unchanged) and token counts (-1: unknown) for these rows."""
+    def vectors(
+        self, rows: np.ndarray, hashes: np.ndarray, width: int, dtype: np.dtype
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """OLD's vectors (its bytes, unchanged) and token counts (-1: unknown) for these rows, and
+        whether each row's full text hash is the one expected (`hashes`): the index matched 8 bytes."""
         vectors = np.empty((len(rows), width), dtype=dtype)
         tokens = np.empty(len(rows), dtype=np.int64)
+        same = np.empty(len(rows), dtype=bool)
         groups = np.searchsorted(self._group_starts, rows, side="right") - 1
         for group in np.unique(groups):
             which = np.flatnonzero(groups == group)
             local = rows[which] - self._group_starts[group]
-            embeddings, counts = self._row_group(int(group))
+            embeddings, counts, stored = self._row_group(int(group))
             vectors[which] = embeddings.reshape(-1, width)[local]
             tokens[which] = counts[local]
-        return vectors, tokens
+            same[which] = (stored[local] == hashes[which]).all(axis=1)
+        return vectors, tokens, same
 
-    def _row_group(self, group: int) -> tuple[np.ndarray, np.ndarray]:
-        """A row group's vectors (flat, as stored) and token counts, decoded once and kept a while."""
+    def _row_group(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A row group's vectors (flat, as stored), token counts and text hashes, decoded once and
+        kept a while (a re-run reads OLD in order)."""
         if group in self._cache:
             self._cache.move_to_end(group)
             return self._cache[group]
-        columns = ["embedding", "tokens"] if self._has_tokens else ["embedding"]
+        columns = ["embedding", HASH_COLUMN] + (["tokens"] if self._has_tokens else [])
         table = self._file.read_row_group(group, columns=columns)
         values = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
         counts = (
@@ -146,7 +153,7 @@ class OldOutput:
             if self._has_tokens
             else np.full(table.num_rows, -1, dtype=np.int64)
         )
-        entry = (values, counts)
+        entry = (values, counts, hash_column(table.column(HASH_COLUMN)).copy())
         self._cache[group] = entry
         if len(self._cache) > CACHED_ROW_GROUPS:
             self._cache.popitem(last=False)

@@ -483,7 +483,11 @@ class Run:
         found = self.reuse.texts.lookup(buffer.hashes)
         hit = np.flatnonzero(found >= 0)
         if len(hit):
-            vectors, tokens = self.reuse.vectors(found[hit], buffer.schema.width, buffer.vectors.dtype)
+            vectors, tokens, same = self.reuse.vectors(
+                found[hit], buffer.hashes[hit], buffer.schema.width, buffer.vectors.dtype
+            )
+            found[hit[~same]] = -1  # 8 bytes alike, another text: embed it
+            hit, vectors, tokens = hit[same], vectors[same], tokens[same]
             progress.advance(buffer.fill(hit, vectors, tokens, count=False))
             stats.rows_reused += len(hit)
             stats.tokens_reused += int(tokens[tokens >= 0].sum())
