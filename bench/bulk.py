@@ -8,63 +8,72 @@
 3. $ per 1M passages on Lambda, x86_64 and arm64, from the emulator's billed durations (REPORT
    lines), next to the hosted API's standard and batch prices, for each precision the model
    folder has.
+4. `--reuse OLD` (bench/bulk_reuse.py): a re-run after 1% of the texts changed, locally (wall
+   time) and on a 2-RIE fleet (billed ms), against the full run; the bookkeeping's rate with no
+   model, and its memory per OLD row.
+5. `--chunk-tokens N` (bench/bulk_chunks.py): the service's chunker alone on one core (MB/s, and
+   its time as a share of embedding the same documents), chunked documents against the same
+   chunks embedded as pre-cut passages (`--target local`, tokens/s), and the share of the
+   standard library docstrings' tokens plain truncation at the model's window would lose.
+
+bulk.py runs sections 1-3 itself; each later section is a module with `measure(sizes, folder)`
+and `render(results, sections)`, and shares the command-running helpers in corpus_runs.py.
 
 Writes docs/benchmarks/bulk.md (from templates/bulk.md) and bulk.json.
 
-    .venv/bin/python bench/bulk.py            # ~6 min on 2 cores
+    .venv/bin/python bench/bulk.py            # ~25 min on 2 cores (--reuse ~13 of them, --chunk-tokens ~5)
     .venv/bin/python bench/bulk.py --quick --out /tmp/bulk
+    .venv/bin/python bench/bulk.py --quick --only reuse --out /tmp/bulk   # section 4 alone
+    .venv/bin/python bench/bulk.py --quick --only chunks --out /tmp/bulk  # section 5 alone
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_env  # noqa: E402
-from bench_services import SRC, free_port, parse_rie_log, start_rie, wait_for_port  # noqa: E402
+import bulk_chunks  # noqa: E402
+import bulk_reuse  # noqa: E402
+from bench_services import SRC  # noqa: E402
 from corpus import mixed, passages  # noqa: E402
+from corpus_runs import Fleet, child_env, embed_corpus, say, service_settings, write_formats  # noqa: E402
 from report import Sections, num, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "benchmarks"
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "bulk.md"
-EMBED_CORPUS = Path(sys.executable).parent / "embed-corpus"
-FORMATS = ("jsonl", "csv", "parquet", "text")
-FULL = {"local_texts": 1500, "fleet_texts": 600, "price_passages": 256}
-QUICK = {"local_texts": 150, "fleet_texts": 60, "price_passages": 24}
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
+MODULES = {"reuse": bulk_reuse, "chunks": bulk_chunks}  # section modules: measure(sizes, folder), render
+TITLES = {"reuse": "re-running with --reuse", "chunks": "chunking long documents"}
+SECTIONS = tuple(MODULES)  # their results, each under its own key, after the first three sections
+FULL = {
+    "local_texts": 1500,
+    "fleet_texts": 600,
+    "price_passages": 256,
+    "reuse_texts": 100_000,
+    "reuse_fleet_texts": 10_000,
+    "reuse_rate_rows": 200_000,
+    "reuse_memory_rows": 1_000_000,
+    "chunk_speed_bytes": 5_000_000,
+    "chunk_documents": 60,
 }
-
-
-def say(message: str) -> None:
-    print(f"[bench-bulk] {message}", flush=True)
-
-
-def write_formats(folder: Path, texts: list[str]) -> dict[str, Path]:
-    """The same texts (ids doc-0...) in each input format."""
-    ids = [f"doc-{i}" for i in range(len(texts))]
-    files = {fmt: folder / f"corpus.{'txt' if fmt == 'text' else fmt}" for fmt in FORMATS}
-    files["jsonl"].write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))
-    pacsv.write_csv(pa.table({"id": ids, "text": texts}), files["csv"])
-    pq.write_table(pa.table({"id": ids, "text": texts}), files["parquet"])
-    files["text"].write_text("".join(t + "\n" for t in texts))
-    return files
+QUICK = {
+    "local_texts": 150,
+    "fleet_texts": 60,
+    "price_passages": 24,
+    "reuse_texts": 2_000,
+    "reuse_fleet_texts": 400,
+    "reuse_rate_rows": 20_000,
+    "reuse_memory_rows": 100_000,
+    "chunk_speed_bytes": 500_000,
+    "chunk_documents": 6,
+}
 
 
 def model_layer_rate(texts: list[str], batch: int) -> float:
@@ -82,48 +91,12 @@ def model_layer_rate(texts: list[str], batch: int) -> float:
         handle.flush()
         out = subprocess.run(
             [sys.executable, "-c", code, str(SRC), handle.name, str(batch)],
-            env=_env(),
+            env=child_env(),
             capture_output=True,
             text=True,
             check=True,
         )
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def embed_corpus(source: Path, folder: Path, *args: str, env: dict | None = None) -> dict:
-    """One run of the installed command: its report, plus the client process's CPU seconds."""
-    output, report = folder / "out.parquet", folder / "report.json"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            str(EMBED_CORPUS),
-            str(source),
-            "--output",
-            str(output),
-            "--overwrite",
-            "-q",
-            "--report-json",
-            str(report),
-            *args,
-        ],
-        env=_env(env),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = json.loads(report.read_text())
-    result["client_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result["process_wall_s"] = wall
-    result["sustained_texts_per_s"] = result["texts"] / result["embed_s"]
-    return result
-
-
-def _env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY", "AWS_"))}
-    return {**env, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
 def local_vs_model_layer(texts: list[str], folder: Path) -> dict:
@@ -149,45 +122,6 @@ def local_vs_model_layer(texts: list[str], folder: Path) -> dict:
         "runs": runs,
         "ratios": {fmt: run["sustained_texts_per_s"] / reference for fmt, run in runs.items()},
     }
-
-
-class Fleet:
-    """N real RIEs, each with its own runtime API address and pinned to its own CPU."""
-
-    def __init__(self, count: int, folder: Path, precision: str = "fp32"):
-        self.logs = [folder / f"rie-{precision}-{i}.log" for i in range(count)]
-        self.ports = [free_port() for _ in range(count)]
-        model_dir, env = str(_settings().model_dir), {"EMBEDDING_PRECISION": precision}
-        self.processes = []
-        for index, (port, log) in enumerate(zip(self.ports, self.logs)):
-            with open(log, "wb") as handle:
-                self.processes.append(start_rie("onnx", model_dir, port, handle, cpu=index, extra_env=env))
-        for port in self.ports:
-            wait_for_port(port)
-
-    @property
-    def urls(self) -> str:
-        return ",".join(f"http://127.0.0.1:{port}" for port in self.ports)
-
-    def embed(self, source: Path, folder: Path, *args: str) -> dict:
-        """`embed-corpus --target lambda://function` over this fleet."""
-        return embed_corpus(
-            source, folder, "--target", "lambda://function", "--endpoint-url", self.urls, *args, env=AWS_ENV
-        )
-
-    def warm(self, source: Path, folder: Path) -> None:
-        """Every sandbox past its init, so the figures are a warm fleet's (small requests reach each)."""
-        self.embed(source, folder, "--batch-size", "8")
-
-    def billed_ms(self) -> list[float]:
-        """The emulators' own REPORT lines for the embedding invocations (the probe's first excluded)."""
-        reports = [r for log in self.logs for r in parse_rie_log(log.read_text(errors="replace"))["reports"]]
-        return [r["billed_ms"] for r in reports if r["init_duration_ms"] is None]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def fleet_scaling(texts: list[str], folder: Path) -> dict:
@@ -250,21 +184,33 @@ def lambda_price(texts: list[str], folder: Path, precision: str) -> dict:
     }
 
 
-def _settings():
-    """The service's settings as the fleet and the local target will read them (MODEL_DIR...)."""
-    sys.path.insert(0, str(SRC))
-    from settings import load_settings
-
-    return load_settings()
-
-
 def precisions() -> list[str]:
-    model_dir = _settings().model_dir
+    model_dir = service_settings().model_dir
     return ["fp32"] + (["int8"] if (model_dir / "onnx" / "model_int8.onnx").is_file() else [])
 
 
-def render(results: dict) -> str:
+def render(results: dict, only: str | None = None) -> str:
+    """bulk.md, or with `--only` that section's own page (bulk-<section>.md) under a header."""
     s = Sections(TEMPLATE)
+    if only is None:
+        parts = [_document(results, s)]
+    else:
+        parts = [
+            s(
+                "section_header",
+                title=TITLES[only],
+                command=results["command"],
+                date=results["date"],
+                duration=f"{results['duration_s']:.0f}",
+                cpu=_cpu(results["machine"]),
+                json=f"bulk-{only}.json",
+            )
+        ]
+    parts += [MODULES[name].render(results[name], s) for name in SECTIONS if name in results]
+    return "\n\n".join(parts + [s("reproduce")])
+
+
+def _document(results: dict, s: Sections) -> str:
     local, fleet = results["local"], results["fleet"]
     local_rows = [
         [
@@ -350,26 +296,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--only",
+        choices=SECTIONS,
+        help="run only this section: its own page, bulk-SECTION.md and .json, beside bulk.md",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     results = {
-        "command": "make bench-bulk" + (" (--quick)" if args.quick else ""),
+        "command": "make bench-bulk"
+        + (f" BENCH_BULK_ARGS='--only {args.only}'" if args.only else "")
+        + (" (--quick)" if args.quick else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": bench_env.machine(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         folder = Path(tmp)
-        flat = [text.replace("\n", " ") for text in mixed(sizes["local_texts"], seed=11)]
-        results["local"] = local_vs_model_layer(flat, folder)
-        results["fleet"] = fleet_scaling(flat[: sizes["fleet_texts"]], folder)
-        long = passages(sizes["price_passages"], seed=5)
-        results["prices"] = [lambda_price(long, folder, precision) for precision in precisions()]
+        if args.only is None:
+            flat = [text.replace("\n", " ") for text in mixed(sizes["local_texts"], seed=11)]
+            results["local"] = local_vs_model_layer(flat, folder)
+            results["fleet"] = fleet_scaling(flat[: sizes["fleet_texts"]], folder)
+            long = passages(sizes["price_passages"], seed=5)
+            results["prices"] = [lambda_price(long, folder, precision) for precision in precisions()]
+        for name in SECTIONS:
+            if args.only in (None, name):
+                results[name] = MODULES[name].measure(sizes, folder)
     results["duration_s"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bulk.json").write_text(json.dumps(results, indent=1, default=str))
-    (args.out / "bulk.md").write_text(render(results) + "\n")
-    say(f"wrote {args.out / 'bulk.md'} and bulk.json in {results['duration_s']:.0f} s")
+    name = f"bulk-{args.only}" if args.only else "bulk"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=1, default=str))
+    (args.out / f"{name}.md").write_text(render(results, args.only) + "\n")
+    say(f"wrote {args.out / name}.md and .json in {results['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def stacks(s: Sections, results: dict) -> str:
     )
 
 
-def _met(ok: bool) -> str:
+def met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
@@ -165,7 +165,7 @@ def _cold_target_rows(t: dict) -> list[list]:
                 "cold start, ours / seed stack (sentence-transformers + torch)",
                 f"{x['ours_s']:.2f} s / {x['seed_s']:.2f} s = **{x['ratio']:.3f}**",
                 "<= 0.10",
-                _met(x["met"]),
+                met(x["met"]),
             ]
         )
     if "lambda_init_vs_seed_cold_start" in t:
@@ -190,7 +190,7 @@ def _short_target_rows(b: str, th: str, row: dict) -> list[list]:
                 f"{what} / seed stack",
                 f"{measured} = **{row['ratio_vs_st']:.2f}x**",
                 ">= 1.5x",
-                _met(row["met"]),
+                met(row["met"]),
             ]
         )
     if "ratio_vs_fastembed" in row:
@@ -233,7 +233,7 @@ def _int8_target_rows(int8: dict, skipped: dict) -> list[list]:
                     f"{row['int8_texts_per_s']:.1f} / {row['fp32_texts_per_s']:.1f} texts/s = "
                     + (f"**{ratio}**" if "met" in row else ratio),
                     f"{row['target']}x" if "target" in row else "",
-                    _met(row["met"]) if "met" in row else "",
+                    met(row["met"]) if "met" in row else "",
                 ]
             )
     return rows
@@ -249,7 +249,7 @@ def _fidelity_target_rows(t: dict) -> list[list]:
             "fp32 (ours, ONNX) unchanged: min cosine vs sentence-transformers, every text",
             measured,
             "> 0.9999",
-            _met(x["met"]),
+            met(x["met"]),
         ]
     ]
 

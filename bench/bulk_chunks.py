@@ -1,0 +1,298 @@
+"""`embed-corpus --chunk-tokens N` (bulk.py's `chunks` section): what chunking long documents
+costs, and what truncating them instead would lose.
+
+Chunking is worth having only if cutting a document into window-sized spans costs next to
+nothing beside embedding them, and if truncation really throws text away on a realistic corpus,
+so three measurements, each against the issue's target:
+
+1. the service's chunker alone, on one core (a fresh process, one tokenizer thread, pinned
+   where `taskset` exists), over long documents: MB/s at the model's window and at 128 tokens
+   (at least 5 MB/s), next to the tokenizer's own `encode` of the same text (the chunker
+   tokenises each document once); and its time for (2)'s documents as a share of embedding
+   them (under 5%);
+2. `--target local`: tokens/s embedded with `--chunk-tokens <window>` against the same chunks'
+   texts embedded as pre-cut passages (at least 90%);
+3. plain truncation at the window on the standard library's docstrings: the share of tokens it
+   loses, which chunking keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow.parquet as pq
+
+from corpus import _docstrings
+from corpus_runs import child_env, embed_corpus, say, service_settings, write_jsonl
+from report import met, num, table
+
+MIN_DOCUMENT_TOKENS = 2000
+SEED = 7
+SMALL_CHUNKS = 128  # a second, smaller chunk size for the chunker's speed
+ONE_CORE_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1"}
+TARGETS = {"mb_per_s": 5.0, "chunk_share": 0.05, "throughput": 0.90}
+
+
+def service_chunker():
+    """The prepared model's spec and chunker, built as the service builds them: its tokenizer
+    (truncating at max_seq_length, lowercased where the model says so), then `Chunker.of`."""
+    model_dir = service_settings().model_dir  # puts the service's modules on sys.path
+    from chunking import Chunker
+    from model_config import read_model_spec
+    from tokenization import load_tokenizer, lowercase_inputs
+
+    spec = read_model_spec(model_dir)
+    tokenizer = load_tokenizer(model_dir, spec.max_seq_length)
+    if spec.do_lower_case:
+        lowercase_inputs(tokenizer)
+    return spec, tokenizer, Chunker.of(tokenizer, spec.max_seq_length)
+
+
+def long_documents(chunker) -> Iterator[str]:
+    """Documents of MIN_DOCUMENT_TOKENS+ tokens, endlessly: consecutive docstrings joined with
+    blank lines (paragraphs kept), each document from a seeded random start."""
+    docs, rng = _docstrings(), random.Random(SEED)
+    while True:
+        at = rng.randrange(len(docs))
+        document = docs[at]
+        while len(document) < 4 * MIN_DOCUMENT_TOKENS or chunker.count([document])[0] < MIN_DOCUMENT_TOKENS:
+            at += 1
+            document += "\n\n" + docs[at % len(docs)]
+        yield document
+
+
+def corpus_of(chunker, total_bytes: int, at_least: int) -> list[str]:
+    """The first documents, until they hold `total_bytes` of UTF-8 and number `at_least`."""
+    out, size = [], 0
+    for document in long_documents(chunker):
+        if size >= total_bytes and len(out) >= at_least:
+            return out
+        out.append(document)
+        size += len(document.encode())
+    raise AssertionError("unreachable")
+
+
+def _timed(step: Callable[[str], object], documents: list[str]) -> list[float]:
+    """Seconds `step` takes on each document."""
+    times = []
+    for document in documents:
+        started = time.perf_counter()
+        step(document)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def speed_child(path: str, same: int) -> None:
+    """In a fresh one-core process: seconds per document of the tokenizer's untruncated `encode`
+    and of the chunker at the window and at SMALL_CHUNKS; `same`: how many of the documents are
+    (2)'s, whose chunking time at the window is summed apart."""
+    from tokenizers import Tokenizer
+
+    documents = json.loads(Path(path).read_text())
+    spec, tokenizer, chunker = service_chunker()
+    window = chunker.window(spec.default_prompt)
+    untruncated = Tokenizer.from_str(tokenizer.to_str())
+    untruncated.no_truncation()
+    chunker.chunk(documents[0], window)  # first use (allocations, regex compile) not timed
+    encode = _timed(lambda d: untruncated.encode(d, add_special_tokens=False), documents)
+    result = {"window": window, "encode_s": sum(encode), "chunk": {}}
+    for size in (window, SMALL_CHUNKS):
+        chunks = []
+        times = _timed(lambda d, size=size: chunks.append(len(chunker.chunk(d, size)[0])), documents)
+        result["chunk"][size] = {"s": sum(times), "same_s": sum(times[:same]), "chunks": sum(chunks)}
+    print(json.dumps(result))
+
+
+def chunker_speed(documents: list[str], same: int, folder: Path) -> dict:
+    """`speed_child` over the documents, in a fresh process on one core (pinned where it can be)."""
+    path = folder / "speed-documents.json"
+    path.write_text(json.dumps(documents))
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import bulk_chunks;"
+        "bulk_chunks.speed_child(sys.argv[2], int(sys.argv[3]))"
+    )
+    bench = str(Path(__file__).resolve().parent)
+    out = subprocess.run(
+        [*pin, sys.executable, "-c", code, bench, str(path), str(same)],
+        env=child_env(ONE_CORE_ENV),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    child["chunk"] = {int(size): run for size, run in child["chunk"].items()}  # JSON keys are strings
+    megabytes = sum(len(d.encode()) for d in documents) / 1e6
+    rates = {size: megabytes / run["s"] for size, run in child["chunk"].items()}
+    say(
+        f"chunker, one core: {', '.join(f'{rate:.1f} MB/s at {size}' for size, rate in rates.items())}; "
+        f"encode alone {megabytes / child['encode_s']:.1f} MB/s"
+    )
+    return {
+        **child,
+        "documents": len(documents),
+        "megabytes": megabytes,
+        "pinned": bool(pin),
+        "encode_mb_per_s": megabytes / child["encode_s"],
+        "mb_per_s": rates,
+        "met": rates[child["window"]] >= TARGETS["mb_per_s"],
+    }
+
+
+def _local(source: Path, folder: Path, *args: str) -> dict:
+    run = embed_corpus(source, folder, "--target", "local", *args)
+    return {**run, "tokens_per_s": run["tokens"] / run["embed_s"]}
+
+
+def chunked_vs_precut(documents: list[str], window: int, folder: Path) -> dict:
+    """Tokens/s over embed_s: pre-cut, chunked, pre-cut again (the higher pre-cut kept: the
+    stricter reference). The pre-cut passages are the chunked run's own chunks (`--with-text`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = write_jsonl(folder / "documents.jsonl", documents)
+    chunking = ("--chunk-tokens", str(window))
+    extract = _local(source, folder, *chunking, "--with-text")  # also warms the page cache and imports
+    chunk_texts = pq.read_table(folder / "out.parquet", columns=["text"]).column("text").to_pylist()
+    precut = write_jsonl(folder / "precut.jsonl", chunk_texts)
+    runs = {"precut": _local(precut, folder)}
+    runs["chunked"] = _local(source, folder, *chunking)
+    runs["precut_again"] = _local(precut, folder)
+    reference = max(runs["precut"], runs["precut_again"], key=lambda run: run["tokens_per_s"])
+    ratio = runs["chunked"]["tokens_per_s"] / reference["tokens_per_s"]
+    say(
+        f"--chunk-tokens {window}, local: {runs['chunked']['tokens_per_s']:,.0f} tokens/s, pre-cut "
+        f"{runs['precut']['tokens_per_s']:,.0f} and {runs['precut_again']['tokens_per_s']:,.0f} ({ratio:.1%})"
+    )
+    return {
+        "documents": len(documents),
+        "chunk_tokens": window,
+        "runs": runs,
+        "extract_run": extract,
+        "reference": reference,
+        "ratio": ratio,
+        "met": ratio >= TARGETS["throughput"],
+    }
+
+
+def truncation_loss(chunker, window: int) -> dict:
+    """Every docstring one text: the tokens truncation at the window drops, and the tokens the
+    overlong texts' chunks hold."""
+    texts = _docstrings()
+    counts = chunker.count(texts)
+    overlong = [(text, count) for text, count in zip(texts, counts) if count > window]
+    lost = sum(count - window for _, count in overlong)
+    in_chunks = sum(c.tokens for text, _ in overlong for c in chunker.chunk(text, window)[0])
+    overlong_tokens = sum(count for _, count in overlong)
+    say(f"truncation at {window}: {lost / sum(counts):.1%} of the docstrings' tokens lost")
+    return {
+        "texts": len(texts),
+        "bytes": sum(len(t.encode()) for t in texts),
+        "tokens": sum(counts),
+        "overlong": len(overlong),
+        "overlong_tokens": overlong_tokens,
+        "longest": max(counts),
+        "lost_tokens": lost,
+        "lost_share": lost / sum(counts),
+        "chunk_tokens_kept": in_chunks,
+        "kept_share": in_chunks / overlong_tokens,
+    }
+
+
+def measure(sizes: dict, folder: Path) -> dict:
+    """Every figure of the section, at the run's sizes."""
+    spec, _, chunker = service_chunker()
+    window = chunker.window(spec.default_prompt)
+    documents = corpus_of(chunker, sizes["chunk_speed_bytes"], sizes["chunk_documents"])
+    same = documents[: sizes["chunk_documents"]]
+    speed = chunker_speed(documents, len(same), folder)
+    throughput = chunked_vs_precut(same, window, folder / "chunks")
+    share = speed["chunk"][window]["same_s"] / throughput["reference"]["embed_s"]
+    say(f"chunking (2)'s documents on one core: {share:.1%} of embedding them")
+    return {
+        "max_seq_length": spec.max_seq_length,
+        "window": window,
+        "document_tokens": sum(chunker.count(documents)) / len(documents),
+        "targets": TARGETS,
+        "speed": speed,
+        "throughput": throughput,
+        "chunk_share": {"share": share, "met": share < TARGETS["chunk_share"]},
+        "truncation": truncation_loss(chunker, window),
+    }
+
+
+def _speed_rows(speed: dict) -> list[list]:
+    rows = [["tokenizer `encode`, untruncated (reference)", "–", "–", f"{speed['encode_mb_per_s']:.1f}"]]
+    for size, run in speed["chunk"].items():
+        per_document, rate = run["chunks"] / speed["documents"], speed["mb_per_s"][size]
+        name = f"chunker, `--chunk-tokens {size}`"
+        rows.append([name, f"{run['chunks']:,}", f"{per_document:.1f}", f"{rate:.1f}"])
+    return rows
+
+
+def _run_row(name: str, run: dict, reference: float) -> list:
+    return [
+        name,
+        f"{run['texts']:,}",
+        f"{run['tokens']:,}",
+        num(run["embed_s"], 2),
+        f"{run['tokens_per_s']:,.0f}",
+        f"{100 * run['tokens_per_s'] / reference:.0f}%",
+    ]
+
+
+def _run_rows(throughput: dict) -> list[list]:
+    names = {
+        "precut": "pre-cut passages",
+        "chunked": f"documents, `--chunk-tokens {throughput['chunk_tokens']}`",
+        "precut_again": "pre-cut passages, again",
+    }
+    reference = throughput["reference"]["tokens_per_s"]
+    return [_run_row(name, throughput["runs"][key], reference) for key, name in names.items()]
+
+
+def render(results: dict, sections) -> str:
+    """The `chunks` section of templates/bulk.md."""
+    speed, throughput, truncation = results["speed"], results["throughput"], results["truncation"]
+    window = results["window"]
+    return sections(
+        "chunks",
+        window=window,
+        max_seq_length=results["max_seq_length"],
+        min_tokens=f"{MIN_DOCUMENT_TOKENS:,}",
+        speed_documents=f"{speed['documents']:,}",
+        speed_mb=f"{speed['megabytes']:.1f}",
+        document_tokens=f"{results['document_tokens']:,.0f}",
+        stdlib_kb=f"{truncation['bytes'] / 1e3:,.0f}",
+        pinned=", pinned to one CPU with `taskset -c 0`" if speed["pinned"] else "; no `taskset`: not pinned",
+        speed_table=table(["step", "chunks", "chunks / document", "MB/s"], "lrrr", _speed_rows(speed)),
+        speed_rate=f"{speed['mb_per_s'][window]:.1f}",
+        speed_met=met(speed["met"]),
+        encode_rate=f"{speed['encode_mb_per_s']:.1f}",
+        documents=throughput["documents"],
+        runs_table=table(
+            ["run", "rows", "tokens", "embed_s (s)", "tokens/s", "of pre-cut"],
+            "lrrrrr",
+            _run_rows(throughput),
+        ),
+        ratio=f"{100 * throughput['ratio']:.0f}%",
+        ratio_met=met(throughput["met"]),
+        chunk_s=f"{speed['chunk'][window]['same_s']:.3f}",
+        reference_s=f"{throughput['reference']['embed_s']:.2f}",
+        share=f"{100 * results['chunk_share']['share']:.1f}%",
+        share_met=met(results["chunk_share"]["met"]),
+        docstrings=f"{truncation['texts']:,}",
+        docstring_tokens=f"{truncation['tokens']:,}",
+        overlong=f"{truncation['overlong']:,}",
+        overlong_share=f"{100 * truncation['overlong'] / truncation['texts']:.1f}%",
+        longest=f"{truncation['longest']:,}",
+        lost=f"{100 * truncation['lost_share']:.1f}%",
+        lost_tokens=f"{truncation['lost_tokens']:,}",
+        lost_overlong=f"{100 * truncation['lost_tokens'] / truncation['overlong_tokens']:.0f}%",
+        kept=f"{100 * truncation['kept_share']:.1f}%",
+    )
