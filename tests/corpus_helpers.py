@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import REPO, service_env
+from conftest import REPO, RieServer, service_env
 
 sys.path.insert(0, str(REPO / "bench"))
 from corpus import mixed  # noqa: E402
@@ -132,3 +133,19 @@ def token_counts(http_url: str, texts: list[str]) -> tuple[list[int], int]:
     )
     response.raise_for_status()
     return [item["tokens"] for item in response.json()["data"]], int(response.headers["x-truncated-inputs"])
+
+
+@contextmanager
+def cli_target(target: str, http_url: str, folder: Path):
+    """`--target` flags and environment for `local`, `http` (the session's uvicorn) or `lambda`
+    (a fresh real RIE, stopped afterwards)."""
+    if target == "local":
+        yield [], None
+    elif target == "http":
+        yield ["--target", http_url], None
+    else:
+        rie = RieServer(folder / "rie.log")
+        try:
+            yield ["--target", "lambda://function", "--endpoint-url", rie.url], AWS_TEST_ENV
+        finally:
+            rie.stop()

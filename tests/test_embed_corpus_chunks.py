@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, RieServer
-from corpus_helpers import AWS_TEST_ENV, assert_clear_error, run_cli, seed_vectors, write_jsonl
+from conftest import REPO
+from corpus_helpers import assert_clear_error, cli_target, run_cli, seed_vectors, write_jsonl
 
 sys.path.insert(0, str(REPO / "bench"))
 from corpus import _docstrings  # noqa: E402
@@ -54,18 +54,9 @@ def read_chunks(path) -> list[dict]:
 def test_every_chunk_equals_post_root_of_its_span_on_every_target(tmp_path, documents, http_url, target,
                                                                   tmp_path_factory):
     source = write_jsonl(tmp_path / "docs.jsonl", documents)
-    flags, env, rie = [], None, None
-    if target == "http":
-        flags = ["--target", http_url]
-    elif target == "lambda":
-        rie = RieServer(tmp_path_factory.mktemp("chunk-rie") / "rie.log")
-        flags, env = ["--target", "lambda://function", "--endpoint-url", rie.url], AWS_TEST_ENV
-    try:
+    with cli_target(target, http_url, tmp_path_factory.mktemp("chunk-target")) as (flags, env):
         result = run_cli(source, "--output", tmp_path / "out.parquet", "--chunk-tokens", SIZE, "--chunk-overlap",
                          "12", "--with-text", "--report-json", tmp_path / "r.json", *flags, env=env)
-    finally:
-        if rie is not None:
-            rie.stop()
     assert result.returncode == 0, result.stderr
     rows = read_chunks(tmp_path / "out.parquet")
     ids = [row["id"] for row in rows]

@@ -22,11 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import MODEL_DIR, REPO, RieServer, service_env
+from conftest import MODEL_DIR, REPO, service_env
 from corpus_helpers import (
     AWS_TEST_ENV,
     EMBED_CORPUS,
     assert_clear_error,
+    cli_target,
     corpus_texts,
     read_output,
     run_cli,
@@ -101,17 +102,8 @@ def test_given_an_edited_corpus_then_only_the_change_is_embedded_and_the_change_
     tmp_path, corpus, http_url, target, tmp_path_factory
 ):
     folder, texts, old, source, ids, new_texts, full = corpus
-    flags, env, rie = [], None, None
-    if target == "http":
-        flags = ["--target", http_url]
-    elif target == "lambda":
-        rie = RieServer(tmp_path_factory.mktemp("reuse-rie") / "rie.log")
-        flags, env = ["--target", "lambda://function", "--endpoint-url", rie.url], AWS_TEST_ENV
-    try:
+    with cli_target(target, http_url, tmp_path_factory.mktemp("reuse-target")) as (flags, env):
         result, report = run_reuse(tmp_path, corpus, *flags, env=env)
-    finally:
-        if rie is not None:
-            rie.stop()
     assert result.returncode == 0, result.stderr
     embedded_texts = [text for text in new_texts if text not in texts]
     assert len(embedded_texts) == len(CHANGED) + len(ADDED)

@@ -8,6 +8,7 @@ modules come from this repository's `package/src` (or `EMBEDDING_SERVICE_SRC`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -19,6 +20,17 @@ from embedding_client.corpus.targets import Chunked, Embedded, EmbedOptions, Inv
 
 # client/src/embedding_client/corpus/target_local.py -> the repository root
 _REPO_SRC = Path(__file__).resolve().parents[4] / "package" / "src"
+
+
+def service_module(name: str, what: str):
+    """A module of the service's package/src (put on sys.path once), or one sentence saying why not."""
+    src = str(service_src())
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise CorpusError(f"the service's {what} in {src} can't be imported: {error}") from None
 
 
 def service_src() -> Path:
@@ -39,15 +51,10 @@ class LocalTarget:
     windows_per_call = 8
 
     def __init__(self, options: EmbedOptions):
-        src = str(service_src())
-        if src not in sys.path:
-            sys.path.insert(0, src)
-        try:
-            from fingerprint import service_fingerprint
-            from model import model_load
-            from settings import SettingsError, load_settings
-        except ImportError as error:
-            raise CorpusError(f"the service's model layer in {src} can't be imported: {error}") from None
+        service_fingerprint = service_module("fingerprint", "model layer").service_fingerprint
+        model_load = service_module("model", "model layer").model_load
+        settings_module = service_module("settings", "model layer")
+        SettingsError, load_settings = settings_module.SettingsError, settings_module.load_settings
         try:
             settings = load_settings()
         except SettingsError as error:

@@ -8,25 +8,20 @@ then the ones our service would cut for that model, and the other server embeds 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from embedding_client.corpus.errors import CorpusError, InputError
-from embedding_client.corpus.target_local import service_src
+from embedding_client.corpus.errors import InputError
+from embedding_client.corpus.target_local import service_module
 from embedding_client.corpus.targets import Chunked
 
 
 class TokenizerChunker:
     def __init__(self, folder: str):
-        src = str(service_src())
-        if src not in sys.path:
-            sys.path.insert(0, src)
-        try:
-            from chunking import Chunker
-            from model_config import ModelFilesError, read_model_spec
-            from tokenization import load_tokenizer, lowercase_inputs
-        except ImportError as error:
-            raise CorpusError(f"the service's chunker in {src} can't be imported: {error}") from None
+        Chunker = service_module("chunking", "chunker").Chunker
+        model_config = service_module("model_config", "chunker")
+        tokenization = service_module("tokenization", "chunker")
+        ModelFilesError, read_model_spec = model_config.ModelFilesError, model_config.read_model_spec
+        load_tokenizer, lowercase_inputs = tokenization.load_tokenizer, tokenization.lowercase_inputs
         path = Path(folder).expanduser()
         try:
             spec = read_model_spec(path)
