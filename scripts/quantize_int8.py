@@ -1,6 +1,6 @@
 """The int8 economy file, `onnx/model_int8.onnx`, from the checked fp32 `onnx/model.onnx`.
 
-The scheme was picked by measurement (README, "Economy precision: int8"; docs/benchmarks/quality.md):
+The scheme was picked by measurement (docs/performance.md, "Economy precision: int8"; docs/benchmarks/quality.md):
 
 - every MatMul with a weight matrix (the attention output and both feed-forward projections; in
   graphs without a fused Attention, the Q/K/V projections too) gets **per-token** activation

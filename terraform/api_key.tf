@@ -8,7 +8,7 @@ locals {
     var.api_key_secret_arn != "" ? var.api_key_secret_arn :
     var.api_key_source == "secretsmanager" ? aws_secretsmanager_secret.api_key[0].arn : aws_ssm_parameter.api_key[0].arn
   )
-  # The service's settings (README, Configuration): which variable names the key's location.
+  # The service's settings (docs/reference/settings.md): which variable names the key's location.
   api_key_environment = {
     none           = {}
     secretsmanager = { API_KEY_SECRET_ARN = local.api_key_arn }

@@ -1,4 +1,4 @@
-"""The servers the README's framework recipes run against, and how to run a recipe.
+"""The servers the documentation's framework recipes run against, and how to run a recipe.
 
 Three targets, each a real server on loopback:
 - `fastapi`: uvicorn with API_KEY (what `docker run -e API_KEY=...` serves);
@@ -7,8 +7,10 @@ Three targets, each a real server on loopback:
 - `lambda-url-key`: the handler under the RIE with API_KEY behind a Function URL with `NONE`
   auth (the deployment's API-key mode).
 
-Recipes are the files in docs/recipes/, run unchanged (README.md shows the same text): Python
-ones in this process with `runpy` (the frameworks import once), Node's with `node`.
+Recipes are the files in docs/recipes/, run unchanged: docs/frameworks.md shows the same text (and
+docs/corpus.md the LanceDB one, which tests/test_recipe_lancedb.py runs; tests/test_recipes.py checks
+that every file is shown). Python ones run in this process with `runpy` (the frameworks import once),
+Node's with `node`.
 """
 
 from __future__ import annotations

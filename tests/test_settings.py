@@ -9,7 +9,7 @@ import pytest
 from conftest import SRC
 
 sys.path.insert(0, str(SRC))
-from settings import ONNX_FILES, SettingsError, load_settings  # noqa: E402
+from settings import ONNX_FILES, SETTINGS_DOC, SettingsError, load_settings  # noqa: E402
 
 
 def test_defaults_work_without_any_environment():
@@ -122,3 +122,35 @@ def test_the_api_key_never_appears_in_the_settings_repr():
     settings = load_settings({"API_KEY": "sk-very-secret-value"})
     assert settings.api_key == "sk-very-secret-value"
     assert "sk-very-secret-value" not in repr(settings)
+
+
+class _RecordingEnv(dict):
+    """An environment that notes every variable asked for, however it is asked."""
+
+    def __init__(self, values: dict[str, str] | None = None):
+        super().__init__(values or {})
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def test_settings_doc_names_every_variable_load_settings_reads_and_no_other():
+    """SETTINGS_DOC is what docs/reference/settings.md is generated from: one row per variable."""
+    documented = [name for name, _default, _meaning in SETTINGS_DOC]
+    assert len(documented) == len(set(documented))
+    for values in ({}, {"EMBEDDING_DEVICE": "cuda", "EMBEDDING_BACKEND": "torch", "EMBEDDING_PRECISION": "fp16",
+                        "API_KEY": "k", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "3538"}):
+        env = _RecordingEnv(values)
+        load_settings(env)
+        assert env.read == set(documented)
+    assert all(default and meaning for _name, default, meaning in SETTINGS_DOC)

@@ -1,7 +1,9 @@
 """Every setting the service reads from the environment, in one place.
 
 Both targets (FastAPI and Lambda) call `load_settings()`; nothing else in the code
-reads `os.environ`, so the README's configuration table can be checked against this file.
+reads `os.environ`. `SETTINGS_DOC` lists every variable with its default and meaning: the
+documentation's configuration table is generated from it (scripts/gen_docs.py), and a test checks it
+against what `load_settings` reads.
 A bad value fails fast at start-up with the variable's name, never mid-request.
 """
 
@@ -202,6 +204,100 @@ def _check_precision(precision: str, backend: str, device: str) -> None:
         )
     if precision in ("fp16", "bf16") and backend != "torch":
         raise SettingsError(f"EMBEDDING_PRECISION={precision} needs EMBEDDING_BACKEND=torch")
+
+
+# Every environment variable load_settings() reads, as (variable, default, meaning) in Markdown:
+# scripts/gen_docs.py renders it as docs/reference/settings.md, and tests/test_settings.py checks that
+# it names exactly the variables load_settings() reads. Change it together with the code it describes.
+SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
+    ("MODEL_DIR",
+     "`/models/all-MiniLM-L6-v2` if it exists, else `<repo>/models/all-MiniLM-L6-v2`",
+     "prepared model folder"),
+    ("MODEL_ID",
+     "`sentence-transformers/<folder name>`",
+     "id reported in responses and accepted as `model`"),
+    ("EMBEDDING_BACKEND",
+     "`onnx`",
+     "`onnx` (onnxruntime, no torch) or `torch` (sentence-transformers)"),
+    ("EMBEDDING_DEVICE",
+     "`cpu`",
+     "`cuda` or `cuda:N` runs the torch backend on a GPU"),
+    ("EMBEDDING_PRECISION",
+     "`fp32`",
+     "`fp32` (vectors equal sentence-transformers); `int8` (the ONNX economy file `onnx/model_int8.onnx`, "
+     "CPU, about half the CPU time per passage; see Economy precision: int8 under Performance and cost); "
+     "`fp16`/`bf16` (torch on CUDA only); other pairs are refused at start-up"),
+    ("ONNX_FILE",
+     "`onnx/model.onnx` (`fp32`), `onnx/model_int8.onnx` (`int8`)",
+     "ONNX file inside `MODEL_DIR`; setting it overrides the precision's file"),
+    ("EMBEDDING_CALIBRATION_FILE",
+     "`MODEL_DIR`'s `quantization_calibration.npy`, if present",
+     "calibration embeddings (`(n, dimension)` `.npy`; relative to `MODEL_DIR` unless absolute) whose "
+     "per-dimension min and max set the `int8`/`uint8` ranges; a set file that is missing or of the wrong "
+     "shape stops start-up"),
+    ("EMBEDDING_THREADS",
+     "CPUs available to the process; on Lambda, one per 1,769 MB of memory "
+     "(`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`)",
+     "intra-op threads of the runtime"),
+    ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+     "unset (Lambda sets it)",
+     "the function's memory in MB, set by Lambda itself; with `EMBEDDING_THREADS` unset, the threads "
+     "follow it (one per 1,769 MB, at least one)"),
+    ("EMBEDDING_BATCH_SIZE",
+     "`32` on CPU, `256` on a GPU",
+     "most texts per runtime call"),
+    ("EMBEDDING_BATCH_TOKENS",
+     "`2048` on CPU, `65536` on a GPU",
+     "most padded tokens per runtime call (caps memory); sub-batches are cut where padding would cost more"
+     " than another call"),
+    ("MAX_INPUT_ITEMS",
+     "`2048`",
+     "items per request"),
+    ("MAX_INPUT_CHARS",
+     "`100000`",
+     "characters per item"),
+    ("MAX_BODY_BYTES",
+     "`6291456`",
+     "request body size"),
+    ("API_KEY",
+     "unset",
+     "require `Authorization: Bearer <key>` on every route but `/status` (and the docs), on FastAPI and on"
+     " Lambda Function URL / API Gateway events"),
+    ("API_KEY_SSM_PARAMETER",
+     "unset",
+     "name or ARN of an SSM SecureString holding the key, read once at start-up (instead of `API_KEY`; set"
+     " at most one of the three)"),
+    ("API_KEY_SECRET_ARN",
+     "unset",
+     "ARN (or name) of a Secrets Manager secret whose string is the key, read once at start-up"),
+    ("MODEL_ALIASES",
+     "unset",
+     "comma-separated model names accepted as the served model, e.g. "
+     "`text-embedding-ada-002,text-embedding-3-small`; responses report `MODEL_ID`"),
+    ("TOKEN_ARRAY_ENCODING",
+     "`cl100k_base`",
+     "tiktoken encoding that token-id arrays are decoded with: `cl100k_base`, `o200k_base`, or `none` "
+     "(refuse token arrays)"),
+    ("ENCODINGS_DIR",
+     "`/models/encodings` if it exists, else `<repo>/models/encodings`",
+     "folder of the `*.tiktoken.gz` rank files (`make setup`); a missing file for the chosen encoding "
+     "stops start-up"),
+    ("BATCH_WAIT_MS",
+     "`2`",
+     "FastAPI: how long the batcher waits for concurrent requests to join a model call"),
+    ("BATCH_MAX_ITEMS",
+     "`64` on CPU, `2048` on a GPU",
+     "FastAPI: most texts coalesced into one model call"),
+    ("QUEUE_MAX_ITEMS",
+     "`4096`",
+     "FastAPI: texts allowed to wait; beyond that requests get 429"),
+    ("REQUEST_TIMEOUT_S",
+     "`30`",
+     "FastAPI: a request waiting longer gets 504"),
+    ("LOG_LEVEL",
+     "`info`",
+     "`debug`, `info`, `warning`, `error`; logs are JSON lines on stdout"),
+)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
