@@ -45,6 +45,9 @@ class StubEmbedder:
     backend = SimpleNamespace(name="stub")
     calibration_ranges = None  # int8/uint8 output types are refused with a 400
 
+    def chunk_window(self, prompt: str | None = None) -> int:
+        return 254
+
     def embed(self, texts: list[str], deadline: float | None = None, prompt: str | None = None) -> Embeddings:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         vectors[:, 0] = 1.0

@@ -276,7 +276,8 @@ class EmbeddingAPI:
         prompt = self.embedder.spec.prompt_for(request.input_type)
         window = self.embedder.chunk_window(prompt)
         try:
-            self.embedder.chunker.check(request.chunk_tokens or window, request.chunk_overlap,
+            self.embedder.chunker.check(window if request.chunk_tokens is None else request.chunk_tokens,
+                                        request.chunk_overlap,
                                         self.embedder.resolved_prompt(prompt))
         except ChunkingError as error:
             param = "chunk_overlap" if str(error).startswith("chunk_overlap") else "chunk_tokens"

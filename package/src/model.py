@@ -138,7 +138,7 @@ class Embedder:
     ) -> tuple[int, list[tuple[list[Chunk], int]]]:
         """Each text's chunks (spans that fit the window under this prompt) and its total tokens;
         `chunk_tokens` None is the whole window. Raises chunking.ChunkingError for bad sizes."""
-        window = chunk_tokens or self.chunk_window(prompt)
+        window = self.chunk_window(prompt) if chunk_tokens is None else chunk_tokens
         self.chunker.check(window, overlap, self.resolved_prompt(prompt))
         return window, [self.chunker.chunk(text, window, overlap) for text in texts]
 
