@@ -10,7 +10,9 @@ script is spent, requests pass through untouched. Faults, as the two upstreams w
 - `drop-after-work`: forwarded to the server, which does the work, then reset (the client
   must retry, and the work is done twice, but the rows must still come out once);
 - `stall`: answered only after `stall_s` seconds (a client timeout);
-- `deny`: 403, as AWS answers credentials it does not recognise.
+- `deny`: 403, as AWS answers credentials it does not recognise (S3: AccessDenied, a missing grant).
+
+`bytes` counts the request and response bodies that crossed it, both ways.
 
 `hidden` paths answer 404 as another server would: our service then looks like any other
 OpenAI-compatible server (no /health limits, no /v1/chunks).
@@ -65,6 +67,7 @@ class FaultProxy:
         self.deny_all = deny_all
         self.injected: Counter = Counter()
         self.forwarded = 0  # matching requests passed to the upstream
+        self.bytes = 0  # request and response bodies through the proxy, both ways
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=600)
         self.port = free_port()
@@ -98,6 +101,8 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with proxy._lock:
+                    proxy.bytes += len(body)
                 if self.path.split("?")[0] in proxy.hidden:
                     return self._send(404, {"content-type": "application/json"}, b'{"detail":"Not Found"}')
                 fault = proxy._next_fault(self.command, self.path, body)
@@ -112,11 +117,18 @@ class FaultProxy:
                 status, headers, content = proxy._forward(self.command, self.path, self.headers, body)
                 if fault == "drop-after-work":
                     return self._reset()
+                if self.command == "HEAD":  # the object's length, and no body
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    return self.end_headers()
                 self._send(status, headers, content)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
             def _send(self, status: int, headers: dict[str, str], content: bytes) -> None:
+                with proxy._lock:
+                    proxy.bytes += len(content)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -125,7 +137,10 @@ class FaultProxy:
                 self.wfile.write(content)
 
             def _error(self, status: int) -> None:
-                if proxy.flavour == "lambda":
+                if proxy.flavour == "s3":
+                    content = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+                    headers = {"content-type": "application/xml"}
+                elif proxy.flavour == "lambda":
                     kind, content = _LAMBDA_ERRORS[status]
                     headers = {"content-type": "application/json", "x-amzn-errortype": kind}
                 else:
@@ -156,6 +171,8 @@ class FaultProxy:
             for name, value in response.headers.items()
             if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")
         }
+        if method == "HEAD":
+            passed["content-length"] = response.headers.get("content-length", "0")
         return response.status_code, passed, response.content
 
     def stop(self) -> None:

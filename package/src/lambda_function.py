@@ -4,7 +4,7 @@ The model loads at import, i.e. in Lambda's init phase, once per sandbox; every 
 after that reuses it. Direct invocations (the seed's `{"input": "hello, world!"}`, or a
 `/v1/embeddings` body: any OpenAI-only field such as `encoding_format` selects that route) get
 the response JSON object itself (not a JSON string inside JSON), errors with their status in
-the body; Function URL and API Gateway events get a proxy result `{"statusCode", "headers",
+the body; `{"shard_job": ...}` events (embed-corpus's worker mode) go to shard_jobs.py; Function URL and API Gateway events get a proxy result `{"statusCode", "headers",
 "body"}` with the same JSON bodies as the FastAPI target.
 """
 
@@ -14,7 +14,8 @@ import logging
 import time
 from typing import Any
 
-from api import EmbeddingAPI, Reply, encode_json, error_reply, resolve
+import shard_jobs
+from api import EmbeddingAPI, Reply, encode_json, error_reply, json_reply, resolve
 from errors import ApiError, bad_request, internal_error, too_large
 from lambda_events import (
     LAMBDA_RESPONSE_LIMIT_BYTES,
@@ -60,6 +61,9 @@ def _respond(event: Any, context: Any) -> tuple[str, Reply, bool]:
             # HTTP events carry the API key; direct invocations were authorised by IAM.
             API.authorize(operation, request.headers.get("authorization"))
             body, content_type = request.body, request.headers.get("content-type")
+        elif shard_jobs.is_shard_event(event):  # embed-corpus's worker mode: S3 in, S3 out
+            operation = "shard_job" if "shard_job" in event else "shard_probe"
+            return operation, json_reply(200, shard_jobs.handle(event, SETTINGS, API.embedder)), False
         else:
             body, content_type = _direct_body(event), "application/json"
             operation = direct_operation(event)

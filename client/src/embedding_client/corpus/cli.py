@@ -28,6 +28,9 @@ examples:
   embed-corpus corpus.jsonl --output vectors.parquet --resume            # after a crash or Ctrl-C
   embed-corpus corpus.jsonl --output new.parquet --reuse old.parquet --changes changes.parquet
   embed-corpus docs.jsonl --output chunks.parquet --chunk-tokens 200 --chunk-overlap 20 --with-text
+  embed-corpus 'corpus/*.jsonl.gz' --output vectors/                      # a folder of Parquet parts
+  embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \
+      --target lambda://embedding-model-bulk --embedding-type int8          # the workers read and write S3
 """
 
 
@@ -52,13 +55,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "input",
         metavar="INPUT",
-        help="JSONL, CSV, Parquet or text (one text a line); a path or s3://bucket/key",
+        help="JSONL, CSV, Parquet or text (one text a line, .gz allowed): a file, a folder, a glob, "
+        "s3://bucket/key or s3://bucket/prefix/ (every object under it, in name order, one format)",
     )
     p.add_argument(
         "--output",
         required=True,
         metavar="OUTPUT",
-        help="the Parquet file to write; a path or s3://bucket/key",
+        help="the Parquet file to write (a path or s3://bucket/key), or, ending in /, a Parquet dataset: "
+        "one part-NNNNNN.parquet per shard, then _SUCCESS",
     )
     p.add_argument(
         "--target",
@@ -81,7 +86,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency",
         type=positive,
-        help="requests in flight (default: local 1, http 4, lambda 10 or one per --endpoint-url)",
+        help="requests in flight (default: local 1, http 4, lambda: the function's reserved concurrency, "
+        "else the account's unreserved concurrency, or one per --endpoint-url)",
     )
     p.add_argument(
         "--batch-size",
@@ -162,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="with --chunk-tokens against a server that can't chunk (not this project's): the model's "
         "sentence-transformers folder, to chunk here with its tokenizer",
+    )
+    p.add_argument(
+        "--io",
+        choices=("client", "worker"),
+        help="who reads INPUT and writes OUTPUT: worker (the Lambda workers, from and to S3; the default when "
+        "INPUT and an OUTPUT/ dataset are on S3 and the function has the grants) or client (this process)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--report-json", metavar="FILE", help="also write the report's figures as JSON")

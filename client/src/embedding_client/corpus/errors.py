@@ -18,6 +18,10 @@ class InputError(CorpusError):
     exit_status = 2
 
 
+class AccessDenied(CorpusError):
+    """AWS refused these credentials this object or function (a missing grant, an expired token)."""
+
+
 class TransientError(Exception):
     """Worth retrying: throttled (429), overloaded, 5xx, timed out, connection dropped."""
 

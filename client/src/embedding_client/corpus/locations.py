@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from embedding_client.corpus.errors import CorpusError, InputError
+from embedding_client.corpus.errors import AccessDenied, CorpusError, InputError
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,20 @@ class Location:
         return Location(f"{self.uri.rstrip('/')}/{name}")
 
 
-def parse_location(uri: str, what: str) -> Location:
+def parse_location(uri: str, what: str, folder: bool = False) -> Location:
+    """A local path or an S3 object; with `folder`, a name ending in `/` (a dataset) is allowed."""
     if uri.startswith("s3://"):
         location = Location(uri)
-        if not location.bucket or not location.key or location.key.endswith("/"):
-            raise InputError(f"{what} {uri!r} must name an object: s3://bucket/key")
+        if not location.bucket or not location.key or (location.key.endswith("/") and not folder):
+            raise InputError(
+                f"{what} {uri!r} must name an object: s3://bucket/key"
+                + (" (or a dataset: s3://bucket/prefix/)" if folder else "")
+            )
         return location
     if "://" in uri:
         raise InputError(f"{what} {uri!r}: only local paths and s3://bucket/key are supported")
-    return Location(str(Path(uri).expanduser()))
+    path = str(Path(uri).expanduser())
+    return Location(path + "/" if folder and uri.endswith("/") else path)
 
 
 class Storage:
@@ -85,6 +90,19 @@ class Storage:
         if not os.path.isfile(location.uri):
             raise InputError(f"{location.uri} is not a file")
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def head(self, location: Location) -> dict:
+        return self._s3_call(location, "head_object", Bucket=location.bucket, Key=location.key)
+
+    def list_objects(self, bucket: str, prefix: str, where: Location):
+        """(key, size, etag) of every object under `prefix`, in key order, a page at a time."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], int(item["Size"]), item.get("ETag", "")
+        except Exception as error:
+            raise _s3_error(where, error) from None
 
     def exists(self, location: Location) -> bool:
         if not location.is_s3:
@@ -155,22 +173,37 @@ class Storage:
             except FileNotFoundError:
                 return set()
         prefix = directory.key.rstrip("/") + "/"
-        names: set[str] = set()
-        paginator = self.s3.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=directory.bucket, Prefix=prefix):
-                names.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
-        except Exception as error:
-            raise CorpusError(f"cannot list {directory.uri}: {_describe(error)}") from None
+            names = {key[len(prefix) :] for key, _, _ in self.list_objects(directory.bucket, prefix, directory)}
+        except InputError:  # no such bucket: nothing is there
+            return set()
         return {name for name in names if name and "/" not in name}
+
+    def copy(self, source: Location, target: Location) -> None:
+        """S3 to S3 is a server-side copy (no bytes through this process); else read and write."""
+        if source.is_s3 and target.is_s3:
+            self._s3_call(
+                target,
+                "copy_object",
+                Bucket=target.bucket,
+                Key=target.key,
+                CopySource={"Bucket": source.bucket, "Key": source.key},
+            )
+            return
+        self.write_bytes(target, self.read_bytes(source))
+
+    def delete(self, location: Location) -> None:
+        if location.is_s3:
+            self._s3_call(location, "delete_object", Bucket=location.bucket, Key=location.key)
+        elif os.path.exists(location.uri):
+            os.unlink(location.uri)
 
     def remove_tree(self, directory: Location) -> None:
         if not directory.is_s3:
             shutil.rmtree(directory.uri, ignore_errors=True)
             return
         for name in self.names(directory):
-            item = directory.child(name)
-            self._s3_call(item, "delete_object", Bucket=item.bucket, Key=item.key)
+            self.delete(directory.child(name))
 
     def check_writable(self, location: Location) -> None:
         """Fail before any model work when the output's bucket or folder is unusable."""
@@ -244,7 +277,7 @@ def _s3_error(location: Location, error: Exception) -> CorpusError:
     if code == "NoSuchBucket":
         return InputError(f"the bucket {location.bucket!r} of {location.uri} does not exist")
     if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-        return CorpusError(
+        return AccessDenied(
             f"S3 refused access to {location.uri} ({code}): check your AWS credentials and permissions"
         )
     if name == "NoCredentialsError":

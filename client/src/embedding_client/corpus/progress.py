@@ -31,7 +31,9 @@ class Progress:
         tty: bool | None = None,
         retries: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "texts",
     ):
+        self.unit = unit
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr
@@ -60,7 +62,7 @@ class Progress:
         percent = 100 * self.done / self.total if self.total else 100.0
         eta = duration(left) if left is not None else "?"
         return (
-            f"{self.done:,}/{self.total:,} texts ({percent:.0f}%), {rate:,.0f} texts/s, ETA {eta}, "
+            f"{self.done:,}/{self.total:,} {self.unit} ({percent:.0f}%), {rate:,.0f} {self.unit}/s, ETA {eta}, "
             f"{self._retries():,} retries"
         )
 

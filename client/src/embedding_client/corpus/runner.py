@@ -29,14 +29,18 @@ from embedding_client.corpus.choose_target import open_target
 from embedding_client.corpus.errors import CorpusError, InputError, PermanentError
 from embedding_client.corpus.fingerprint import digest, run_parts
 from embedding_client.corpus.hashing import TEXT_HASH, SortedKeys, id_keys, text_hashes
+from embedding_client.corpus.inputs import Inputs, list_inputs, split_rows
 from embedding_client.corpus.locations import Location, Storage, parse_location
 from embedding_client.corpus.plan import RequestBudget, Shard, pack_requests, shards
 from embedding_client.corpus.progress import Progress, ProgressLogHandler
-from embedding_client.corpus.readers import ChunkRow, Rejected, Row, detect_format, read_rows, row_label
+from embedding_client.corpus.readers import ChunkRow, Rejected, Row, row_label
+from embedding_client.corpus.splits import Split
+from embedding_client.corpus.worker_run import WorkerRun, choose_io
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.retry import Counters, RetryPolicy, embed_with_retries
 from embedding_client.corpus.reuse import OldOutput
-from embedding_client.corpus.shards import MANIFEST_VERSION, OutputSchema, ShardStore
+from embedding_client.corpus.shard_job import ShardBuffer, checked_rows, chunk_rows
+from embedding_client.corpus.shards import MANIFEST_VERSION, SUCCESS, DatasetStore, OutputSchema, open_store
 from embedding_client.corpus.targets import (
     Chunked,
     EmbedOptions,
@@ -83,6 +87,7 @@ class Options:
     chunk_overlap: int = 0
     with_text: bool = False  # write each row's (chunk's) text too
     tokenizer: str | None = None  # a model folder to chunk with where the target can't
+    io: str | None = None  # worker | client; None: worker where it can be, else client
 
 
 @dataclass
@@ -103,35 +108,28 @@ class Failure:
     reason: str
 
 
-def checked_rows(path: str, fmt: str, options: Options, limits: Limits) -> Iterator[Row | Rejected]:
-    """The reader's rows, with the target's per-text limit applied (both passes use this)."""
-    for item in read_rows(path, fmt, options.text_field, options.id_field):
-        if isinstance(item, Row) and len(item.text) > limits.max_item_chars:
-            yield Rejected(
-                item.number,
-                item.id,
-                f"the text has {len(item.text):,} characters; the target "
-                f"accepts at most {limits.max_item_chars:,} (MAX_INPUT_CHARS)",
-            )
-        else:
-            yield item
+def input_rows(storage: Storage, inputs: Inputs, options: Options) -> Iterator[Row | Rejected]:
+    """Every file of INPUT, whole and in order, as rows."""
+    for number in range(len(inputs.files)):
+        yield from split_rows(storage, inputs, Split(number, 0, 0, whole=True), options.text_field, options.id_field)
 
 
 def scan(
-    path: str, fmt: str, options: Options, limits: Limits, sink: IO[bytes] | None = None, keys: bool = False
+    items: Iterator[Row | Rejected], fmt: str, limits: Limits, sink: IO[bytes] | None = None, keys: bool = False
 ) -> Scan:
     """Count and check every row; rejected rows go to `sink` as JSON lines (memory stays flat
     even when every row of a huge input is rejected). `keys`: also collect each row's id key."""
     result = Scan(id_keys=bytearray() if keys else None, numbers=array("q") if keys else None)
-    for item in checked_rows(path, fmt, options, limits):
+    for item in checked_rows(items, limits):
         if isinstance(item, Rejected):
             result.rejected += 1
             if len(result.sample) < SHOWN_PROBLEMS:
                 result.sample.append(item)
             if sink is not None:
-                sink.write(
-                    orjson.dumps({row_label(fmt): item.number, "id": item.id, "reason": item.reason}) + b"\n"
-                )
+                record = {row_label(fmt): item.number, "id": item.id, "reason": item.reason}
+                if item.source:
+                    record = {"file": item.source, **record}
+                sink.write(orjson.dumps(record) + b"\n")
         else:
             result.rows += 1
             result.ids_are_ints = result.ids_are_ints and isinstance(item.id, int)
@@ -152,7 +150,9 @@ def first_duplicate_id(found: Scan) -> tuple[int, int] | None:
 
 def problems(found: Scan, fmt: str) -> str:
     label = row_label(fmt)
-    shown = "; ".join(f"{label} {item.number}: {item.reason}" for item in found.sample)
+    shown = "; ".join(
+        f"{item.source + ' ' if item.source else ''}{label} {item.number}: {item.reason}" for item in found.sample
+    )
     more = found.rejected - len(found.sample)
     hint = (
         " (--text-field and --id-field name the fields)"
@@ -167,12 +167,11 @@ class Run:
         self.options = options
         self.stream = stream
         self.storage = Storage(options.region)
-        self.source = parse_location(options.input, "INPUT")
-        self.output = parse_location(options.output, "--output")
-        self.old = parse_location(options.reuse, "--reuse") if options.reuse else None
+        self.inputs: Inputs | None = None  # listed when the run starts
+        self.output = parse_location(options.output, "--output", folder=True)
+        self.old = parse_location(options.reuse, "--reuse", folder=True) if options.reuse else None
         self.changes = parse_location(options.changes, "--changes") if options.changes else None
-        self.fmt = options.format or detect_format(self.source.name)
-        self.store = ShardStore(self.output, self.storage)
+        self.store = open_store(self.output, self.storage)
         self.counters = Counters()
         self.failures: list[Failure] = []
         self.reuse: OldOutput | None = None  # OLD, open, when its vectors may be reused
@@ -181,9 +180,11 @@ class Run:
 
     def execute(self) -> RunStats | None:
         """The report's figures, or None when an earlier run already finished this output."""
+        self.inputs = list_inputs(self.options.input, self.storage, self.options.format)
+        self.fmt = self.inputs.fmt
         self._check_locations()
-        fingerprint = self.storage.fingerprint(self.source)
-        old_version = self.storage.fingerprint(self.old) if self.old else None
+        fingerprint = self.inputs.version()
+        old_version = self.storage.fingerprint(_old_marker(self.old)) if self.old else None
         self.storage.check_writable(self.output)
         if self.changes:
             self.storage.check_writable(self.changes)
@@ -206,11 +207,17 @@ class Run:
             if self.options.chunk_tokens is not None:
                 self.chunk = self._chunker(target)
             parts = self._fingerprint_parts(target.info)
+            io, why = choose_io(self, target, self.inputs, self.output)
+            if io == "worker":
+                log.info("--io worker: %s; this process only plans and schedules", why)
+                worker = WorkerRun(self, target, self.inputs, self.store, parts, self._metadata(target.info, parts))
+                return worker.execute(started, fingerprint, old_version)
+            if self.options.io is None and target.info.kind == "lambda" and self.output.is_s3:
+                log.info("--io client: the corpus and vectors pass through this process: %s", why)
             if self.old:
                 old = self._open_old(parts, target.info.dimension)
             with tempfile.TemporaryDirectory(prefix="embed-corpus-") as scratch:
-                path = self.storage.local_copy(self.source, scratch)
-                return self._embed(target, path, fingerprint, old_version, parts, old, started, scratch)
+                return self._embed(target, fingerprint, old_version, parts, old, started, scratch)
         finally:
             if self.change_set is not None:
                 self.change_set.discard()
@@ -219,16 +226,19 @@ class Run:
             target.close()
 
     def _check_locations(self) -> None:
-        if self.source.uri == self.output.uri:
+        if any(file.location.uri == self.output.uri for file in self.inputs.files):
             raise InputError("--output must not be the input file")
         if self.changes and not self.old:
             raise InputError("--changes lists what changed since an earlier output: name it with --reuse OLD")
         if self.old and self.old.uri == self.output.uri:
             raise InputError("--reuse must name an earlier output, not --output itself: write NEW beside OLD")
-        if self.changes and self.changes.uri in (self.output.uri, self.source.uri, self.old.uri):
+        if self.changes and self.changes.uri in (self.output.uri, self.options.input, self.old.uri):
             raise InputError("--changes must be a file of its own, not INPUT, --output or --reuse")
-        if self.old and not self.storage.exists(self.old):
-            raise InputError(f"--reuse {self.old.uri} does not exist")
+        if self.old and not self.storage.exists(_old_marker(self.old)):
+            raise InputError(
+                f"--reuse {self.old.uri} "
+                + ("holds no finished dataset (no _SUCCESS)" if self.old.uri.endswith("/") else "does not exist")
+            )
 
     def _chunker(self, target: Target):
         """The target's own chunker (our service's /v1/chunks, or the model in-process), else the
@@ -286,19 +296,22 @@ class Run:
         return old
 
     def _finished_already(self) -> bool:
-        if not self.storage.exists(self.output) or self.store.manifest() is not None:
+        if not self.store.finished():
+            if self.options.overwrite and not self.options.resume:
+                self.store.clear()
+            self.store.check_free()
             return False
         if self.options.resume:
             log.info("%s is complete already: nothing to resume", self.output.uri)
             return True
         if not self.options.overwrite:
             raise InputError(f"{self.output.uri} exists: pass --overwrite to replace it")
+        self.store.clear()
         return False
 
     def _embed(
         self,
         target: Target,
-        path: str,
         fingerprint: dict,
         old_version: dict | None,
         parts: dict,
@@ -309,19 +322,21 @@ class Run:
         info = target.info
         rejects_path = os.path.join(scratch, "rejects.jsonl")
         with open(rejects_path, "wb") as sink:
-            found = scan(path, self.fmt, self.options, info.limits, sink, keys=self.changes is not None)
+            found = scan(self._rows(), self.fmt, info.limits, sink, keys=self.changes is not None)
         self._handle_rejects(found, rejects_path)
         if not found.rows:
-            raise InputError(f"{self.source.uri} holds no text to embed")
+            raise InputError(f"{self.options.input} holds no text to embed")
         duplicate = first_duplicate_id(found)
         if duplicate is not None:
             label = row_label(self.fmt)
             raise InputError(
-                f"--changes needs unique ids, and {self.source.uri} repeats an id on {label}s "
+                f"--changes needs unique ids, and {self.options.input} repeats an id on {label}s "
                 f"{duplicate[0]} and {duplicate[1]}; nothing was embedded"
             )
         found.id_keys = found.numbers = None
         schema = self._schema(found, info, parts)
+        if isinstance(self.store, DatasetStore):  # every part says what made it; _SUCCESS counts the rows
+            self.store.metadata = schema.metadata
         if old is not None and self.changes is not None:
             if old.chunked != schema.chunked:
                 raise InputError(
@@ -358,9 +373,7 @@ class Run:
                 f"{done_before:,}",
             )
         progress = Progress(found.rows - done_before, self.stream, retries=lambda: self.counters.retries)
-        rows = (
-            item for item in checked_rows(path, self.fmt, self.options, info.limits) if isinstance(item, Row)
-        )
+        rows = (item for item in checked_rows(self._rows(), info.limits) if isinstance(item, Row))
         embedding, cpu = time.perf_counter(), time.process_time()
         try:
             with logs_through(progress):
@@ -374,7 +387,10 @@ class Run:
         stats.retries, stats.splits = self.counters.retries, self.counters.splits
         if self.failures:
             raise CorpusError(self._failure_message(count))
-        log.info("assembling %s from %d shards", self.output.uri, count)
+        if isinstance(self.store, DatasetStore):
+            log.info("%d parts written: writing %s", count, self.output.child(SUCCESS).uri)
+        else:
+            log.info("assembling %s from %d shards", self.output.uri, count)
         change_set = self.change_set
         self.store.assemble(
             count,
@@ -463,18 +479,13 @@ class Run:
             except PermanentError as error:
                 self._fail(shard.rows[start:end], f"chunking: {error.reason}")
                 return None
-        rows: list[ChunkRow] = []
-        documents: list[int] = []
-        for index, (row, chunked) in enumerate(zip(shard.rows, results)):
-            for number, (start, end, _) in enumerate(chunked.spans):
-                rows.append(ChunkRow(row.number, row.id, number, start, end, row.text[start:end]))
-                documents.append(index)
+        for chunked in results:
             stats.documents += 1
             stats.chunks += len(chunked.spans)
             stats.documents_split += len(chunked.spans) > 1
             stats.input_tokens += chunked.tokens
             stats.chunk_tokens_total += sum(tokens for _, _, tokens in chunked.spans)
-        return rows, np.asarray(documents, dtype=np.int64)
+        return chunk_rows(shard.rows, results)
 
     def _reuse_into(self, buffer: ShardBuffer, stats: RunStats, progress: Progress) -> np.ndarray:
         """OLD's vectors for the shard's rows whose text OLD holds; the rows left to embed."""
@@ -551,7 +562,7 @@ class Run:
             return
         if self.options.on_error != "skip":
             raise InputError(
-                f"{self.source.uri}: {problems(found, self.fmt)}; nothing was embedded: fix "
+                f"{self.options.input}: {problems(found, self.fmt)}; nothing was embedded: fix "
                 f"these rows, or pass --on-error skip to write them to {self._rejects().uri} and embed "
                 "the rest"
             )
@@ -564,24 +575,14 @@ class Run:
         )
 
     def _rejects(self) -> Location:
+        if isinstance(self.store, DatasetStore):
+            return self.output.child("_rejects.jsonl")  # readers of the dataset skip `_` names
         return self.output.sibling(REJECTS_SUFFIX)
 
     def _schema(self, found: Scan, info, parts: dict) -> OutputSchema:
-        metadata = {
-            "model": info.model_id,
-            "dimension": str(info.dimension),
-            "embedding_type": self.options.embedding_type,
-            "input_type": self.options.input_type or "",
-            "rows": str(found.rows),
-            "source": self.source.uri,
-            "text_hash": TEXT_HASH,
-            "fingerprint": digest(parts),
-            "fingerprint_parts": json.dumps(parts, sort_keys=True),
-            "generator": "embed-corpus (embedding-client)",
-        }
-        if self.options.chunk_tokens is not None:
-            metadata["chunk_tokens"] = str(self.options.chunk_tokens)
-            metadata["chunk_overlap"] = str(self.options.chunk_overlap)
+        metadata = self._metadata(info, parts)
+        if not isinstance(self.store, DatasetStore):  # a dataset's parts don't (the worker's can't) know it
+            metadata["rows"] = str(found.rows)
         return OutputSchema(
             found.ids_are_ints,
             self.options.embedding_type,
@@ -591,11 +592,29 @@ class Run:
             with_text=self.options.with_text,
         )
 
+    def _metadata(self, info, parts: dict) -> dict[str, str]:
+        """What every output (file or part) says about how it was made."""
+        metadata = {
+            "model": info.model_id,
+            "dimension": str(info.dimension),
+            "embedding_type": self.options.embedding_type,
+            "input_type": self.options.input_type or "",
+            "source": self.options.input,
+            "text_hash": TEXT_HASH,
+            "fingerprint": digest(parts),
+            "fingerprint_parts": json.dumps(parts, sort_keys=True),
+            "generator": "embed-corpus (embedding-client)",
+        }
+        if self.options.chunk_tokens is not None:
+            metadata["chunk_tokens"] = str(self.options.chunk_tokens)
+            metadata["chunk_overlap"] = str(self.options.chunk_overlap)
+        return metadata
+
     def _manifest(self, fingerprint: dict, old_version: dict | None, found: Scan, info, parts: dict) -> dict:
         """What a resumed run must agree on (the target may change, what makes a vector may not)."""
         return {
             "version": MANIFEST_VERSION,
-            "input": self.source.uri,
+            "input": self.options.input,
             "input_version": fingerprint,
             "format": self.fmt,
             "text_field": self.options.text_field,
@@ -616,8 +635,16 @@ class Run:
             "with_text": self.options.with_text,
         }
 
+    def _rows(self) -> Iterator[Row | Rejected]:
+        return input_rows(self.storage, self.inputs, self.options)
+
     def _shard_rows(self, index: int, rows: int) -> int:
         return min(self.options.shard_size, rows - index * self.options.shard_size)
+
+
+def _old_marker(old: Location) -> Location:
+    """What stands for OLD's version: the file, or a dataset's `_SUCCESS`."""
+    return old.child(SUCCESS) if old.uri.endswith("/") else old
 
 
 @contextmanager
@@ -632,38 +659,3 @@ def logs_through(progress: Progress) -> Iterator[None]:
         yield
     finally:
         log.handlers[:] = saved
-
-
-class ShardBuffer:
-    """One shard's rows (its texts, or their chunks) and their vectors as they arrive: reused from
-    OLD, or back from requests in any order. `documents` maps each row to its text in the shard
-    (chunks), so progress counts texts whose every chunk is done."""
-
-    def __init__(self, index: int, rows: list, schema: OutputSchema, hashes: np.ndarray, documents=None):
-        self.index = index
-        self.rows = rows
-        self.schema = schema
-        self.hashes = hashes
-        self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
-        self.tokens = np.full(len(rows), -1, dtype=np.int64)  # -1: the target did not say
-        self.pending = 0  # requests still out
-        self.documents = documents if documents is not None else np.arange(len(rows))
-        self.left = np.bincount(self.documents, minlength=int(self.documents.max(initial=-1)) + 1)
-
-    @property
-    def complete(self) -> bool:
-        return self.pending == 0
-
-    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens, count: bool = True) -> int:
-        """Rows at `positions` get these vectors and token counts; returns the texts now complete."""
-        self.vectors[positions] = vectors
-        if tokens is not None:
-            self.tokens[positions] = tokens
-        if count:
-            self.pending -= 1
-        touched = self.documents[positions]
-        np.subtract.at(self.left, touched, 1)
-        return int(np.count_nonzero(self.left[np.unique(touched)] == 0))
-
-    def table(self):
-        return self.schema.table(self.rows, self.vectors, self.tokens, self.hashes)

@@ -1,4 +1,5 @@
-"""Committed shards next to the output, and the final Parquet file assembled from them.
+"""Committed shards next to the output, and the final Parquet file assembled from them; or, for
+an OUTPUT ending in `/`, a Parquet dataset whose parts are the shards themselves.
 
 `OUTPUT.parts/` (a folder, or an S3 prefix) holds `manifest.json`, which pins what the run is
 (input version, fields, shard size, model, output type), and one `shard-NNNNNN.parquet` per
@@ -6,6 +7,11 @@ finished shard, each written whole or not at all. A resumed run checks the manif
 the shards already there; when all are, they are concatenated in order into OUTPUT (each
 shard one row group) and the folder is removed. The file carries no timestamps, so a resumed
 run's output is byte for byte the uninterrupted one's.
+
+A dataset OUTPUT (`out/`, `s3://bucket/out/`) holds `part-NNNNNN.parquet`, one per shard, in
+input order by name, each with the run's metadata; `_embed-corpus.json` pins the run while it is
+under way, and `_SUCCESS`, written last of all, lists the parts, their rows and the run's
+fingerprint. pyarrow.dataset, DuckDB, Polars and Spark skip names starting with `_`.
 """
 
 from __future__ import annotations
@@ -42,8 +48,20 @@ _ARROW_VALUES = {
 WRITE_OPTIONS = {"use_dictionary": False}
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:06d}.parquet"
+def part_indexes(names, prefix: str) -> list[int]:
+    """The shard numbers in names like `<prefix>000012.parquet`, in order."""
+    width = len(prefix)
+    return sorted(
+        int(name[width : width + 6])
+        for name in names
+        if name.startswith(prefix) and name.endswith(".parquet") and name[width : width + 6].isdigit()
+    )
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **WRITE_OPTIONS)
+    return sink.getvalue()
 
 
 @dataclass(frozen=True)
@@ -106,26 +124,45 @@ def vector_array(vectors: np.ndarray, embedding_type: str, width: int) -> pa.Fix
 
 
 class ShardStore:
+    """Shards in `OUTPUT.parts/`, assembled into the file OUTPUT at the end."""
+
+    manifest_name = MANIFEST
+    part_prefix = "shard-"
+
     def __init__(self, output: Location, storage: Storage):
         self.output = output
         self.folder = output.sibling(PARTS_SUFFIX)
         self.storage = storage
 
+    def part_name(self, index: int) -> str:
+        return f"{self.part_prefix}{index:06d}.parquet"
+
+    def finished(self) -> bool:
+        """OUTPUT is complete: written by a run that finished."""
+        return self.storage.exists(self.output) and self.manifest() is None
+
+    def clear(self) -> None:
+        """--overwrite: what a finished run left goes (a file OUTPUT is replaced on publishing)."""
+
+    def check_free(self) -> None:
+        """Before any model work: nothing of another run's is in the way (see DatasetStore)."""
+
     def manifest(self) -> dict | None:
-        if MANIFEST not in self.storage.names(self.folder):
+        if self.manifest_name not in self.storage.names(self.folder):
             return None
+        where = self.folder.child(self.manifest_name)
         try:
-            return json.loads(self.storage.read_bytes(self.folder.child(MANIFEST)))
+            return json.loads(self.storage.read_bytes(where))
         except ValueError:
-            raise CorpusError(
-                f"{self.folder.child(MANIFEST).uri} is damaged: delete {self.folder.uri} to start over"
-            ) from None
+            raise CorpusError(f"{where.uri} is damaged: delete {self.folder.uri} to start over") from None
 
     def start(self, manifest: dict, resume: bool) -> set[int]:
         """Begin or continue the run `manifest` describes; returns the shards already committed."""
         earlier = self.manifest()
         if earlier is None:
-            self.storage.write_bytes(self.folder.child(MANIFEST), json.dumps(manifest, indent=1).encode())
+            self.storage.write_bytes(
+                self.folder.child(self.manifest_name), json.dumps(manifest, indent=1).encode()
+            )
             return set()
         if not resume:
             raise InputError(
@@ -148,17 +185,10 @@ class ShardStore:
         return self.committed()
 
     def committed(self) -> set[int]:
-        names = self.storage.names(self.folder)
-        return {
-            int(name[6:12])
-            for name in names
-            if name.startswith("shard-") and name.endswith(".parquet") and name[6:12].isdigit()
-        }
+        return set(part_indexes(self.storage.names(self.folder), self.part_prefix))
 
     def commit(self, index: int, table: pa.Table) -> None:
-        sink = io.BytesIO()
-        pq.write_table(table, sink, **WRITE_OPTIONS)
-        self.storage.write_bytes(self.folder.child(shard_name(index)), sink.getvalue())
+        self.storage.write_bytes(self.folder.child(self.part_name(index)), parquet_bytes(table))
 
     def assemble(self, count: int, schema: OutputSchema, on_shard=None, before_publish=None) -> None:
         """Shards 0..count-1, in order, into OUTPUT; then the parts are removed. `on_shard` sees
@@ -170,7 +200,7 @@ class ShardStore:
         try:
             with pq.ParquetWriter(path, schema.arrow(with_metadata=True), **WRITE_OPTIONS) as writer:
                 for index in range(count):
-                    data = self.storage.read_bytes(self.folder.child(shard_name(index)))
+                    data = self.storage.read_bytes(self.folder.child(self.part_name(index)))
                     table = pq.read_table(pa.BufferReader(data), schema=schema.arrow())
                     writer.write_table(table)
                     if on_shard is not None:
@@ -182,3 +212,83 @@ class ShardStore:
             if os.path.exists(path):
                 os.unlink(path)
         self.storage.remove_tree(self.folder)
+
+
+SUCCESS = "_SUCCESS"
+DATASET_MANIFEST = "_embed-corpus.json"
+PART_PREFIX = "part-"
+
+
+class DatasetStore(ShardStore):
+    """OUTPUT/ is the dataset: the shards are its parts, under their final names from the start."""
+
+    manifest_name = DATASET_MANIFEST
+    part_prefix = PART_PREFIX
+
+    def __init__(self, output: Location, storage: Storage):
+        super().__init__(output, storage)
+        self.folder = output
+        self.metadata: dict[str, str] = {}  # each part carries the run's metadata
+        self.rows: dict[int, int] = {}  # rows per part committed by this process
+
+    def finished(self) -> bool:
+        return SUCCESS in self.storage.names(self.folder)
+
+    def ours(self) -> list[str]:
+        names = self.storage.names(self.folder)
+        return sorted(
+            name for name in names if name.startswith(PART_PREFIX) or name in (SUCCESS, DATASET_MANIFEST)
+        )
+
+    def clear(self) -> None:
+        for name in self.ours():
+            self.storage.delete(self.folder.child(name))
+
+    def check_free(self) -> None:
+        if self.manifest() is None and self.ours():
+            raise InputError(
+                f"{self.folder.uri} already holds another run's parts ({self.ours()[0]}...): pass "
+                "--overwrite to replace them, or write to another prefix"
+            )
+
+    def start(self, manifest: dict, resume: bool) -> set[int]:
+        self.check_free()
+        return super().start(manifest, resume)
+
+    def commit(self, index: int, table: pa.Table) -> None:
+        self.rows[index] = table.num_rows
+        super().commit(index, table.replace_schema_metadata(self.metadata))
+
+    def assemble(self, count: int, schema: OutputSchema, on_shard=None, before_publish=None) -> None:
+        """No assembly: `on_shard` reads each part back in order, then `_SUCCESS` is written."""
+        parts = []
+        for index in range(count):
+            name = self.part_name(index)
+            rows = self.rows.get(index)
+            if on_shard is not None or rows is None:
+                data = self.storage.read_bytes(self.folder.child(name))
+                if on_shard is not None:
+                    on_shard(pq.read_table(pa.BufferReader(data), schema=schema.arrow()))
+                rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+            parts.append({"name": name, "rows": rows})
+        if before_publish is not None:
+            before_publish()
+        self.publish(parts, schema.metadata)
+
+    def publish(self, parts: list[dict], metadata: dict[str, str], **extra) -> None:
+        """`_SUCCESS`, last: the parts, their rows, the run's fingerprint; then the run's own
+        manifest goes (a finished dataset is its parts and `_SUCCESS`)."""
+        success = {
+            "parts": parts,
+            "rows": sum(part["rows"] for part in parts),
+            "fingerprint": metadata.get("fingerprint"),
+            "fingerprint_parts": json.loads(metadata.get("fingerprint_parts") or "{}"),
+            "metadata": {key: value for key, value in metadata.items() if key != "fingerprint_parts"},
+            **extra,
+        }
+        self.storage.write_bytes(self.folder.child(SUCCESS), json.dumps(success, indent=1).encode())
+        self.storage.delete(self.folder.child(DATASET_MANIFEST))
+
+
+def open_store(output: Location, storage: Storage) -> ShardStore:
+    return DatasetStore(output, storage) if output.uri.endswith("/") else ShardStore(output, storage)

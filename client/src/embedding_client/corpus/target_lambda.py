@@ -11,6 +11,7 @@ once crashes it), so each URL gets `concurrency / URLs` requests at a time, one 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 import os
 import queue
@@ -27,7 +28,9 @@ from embedding_client.corpus.errors import (
     SplitRequest,
     TransientError,
 )
+from embedding_client.corpus.locations import Location
 from embedding_client.corpus.plan import RequestBudget
+from embedding_client.corpus.shard_job import probe_event
 from embedding_client.corpus.targets import (
     Chunked,
     Embedded,
@@ -99,7 +102,13 @@ class LambdaTarget:
             raise InputError("no AWS region for the Lambda function: pass --region or set AWS_REGION")
         self.region = session.region_name
         urls = endpoint_urls or [None]
-        self.default_concurrency = len(endpoint_urls) if endpoint_urls else DEFAULT_CONCURRENCY
+        if endpoint_urls:
+            self.default_concurrency, why = len(endpoint_urls), "one per --endpoint-url"
+        else:
+            self.default_concurrency, why = available_concurrency(session.client("lambda"), function_name)
+        self.concurrency_note = f"concurrency {concurrency or self.default_concurrency:,} (" + (
+            "--concurrency)" if concurrency else f"{why})"
+        )
         per_endpoint = max(1, math.ceil((concurrency or self.default_concurrency) / len(urls)))
         config = Config(
             retries={"total_max_attempts": 1},
@@ -117,7 +126,8 @@ class LambdaTarget:
             f"{function_name} ({self.region}{', ' + ', '.join(endpoint_urls) if endpoint_urls else ''})"
         )
         self.memory_mb, self.architecture = self._configuration(clients[0])
-        self.info = self._probe()
+        info = self._probe()
+        self.info = dataclasses.replace(info, notes=tuple(info.notes) + (self.concurrency_note,))
 
     def budget(self, batch_size: int) -> RequestBudget:
         limits = self.info.limits
@@ -146,6 +156,29 @@ class LambdaTarget:
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             raise status_error(int(payload["error"].get("status") or 500), error_message(payload))
         return parse_chunk_response(payload, len(texts))
+
+    def shard_job(self, events: list[dict]) -> tuple[dict, Invocation]:
+        """One shard job (worker mode): the worker's counts, and the invocation as billed."""
+        payload, call = self._invoke(orjson.dumps(events[0]))
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            raise status_error(int(payload["error"].get("status") or 500), error_message(payload))
+        if not isinstance(payload, dict) or "rows" not in payload:
+            raise TransientError(f"the function answered a shard job with {str(payload)[:200]}")
+        return payload, call
+
+    def probe_shard_jobs(self, first_input: Location, output: Location, storage) -> str | None:
+        """None when the function runs shard jobs and may read INPUT and write under OUTPUT;
+        otherwise why not, in a few words."""
+        payload = self._probe_call(orjson.dumps(probe_event(first_input, output)))
+        if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            error = payload["error"]
+            if error.get("code") == "s3_access_denied":
+                return f"{self.name} lacks the S3 grants ({error.get('message')})"
+            return f"{self.name} can't run shard jobs ({error.get('message')})"
+        if not (isinstance(payload, dict) and payload.get("shard_jobs") is True):
+            return f"{self.name} can't run shard jobs (it answered {str(payload)[:120]})"
+        storage.delete(Location(payload["probe_object"]))
+        return None
 
     def close(self) -> None:
         pass
@@ -261,6 +294,19 @@ class LambdaTarget:
             unreachable=lambda reason: f"cannot invoke {self.where}: {reason}",
             refused=lambda reason: reason,
         )
+
+
+def available_concurrency(client, function_name: str) -> tuple[int, str]:
+    """What the function may actually use: its reserved concurrency, else the account's unreserved
+    pool, as Lambda's API says; the old default where the API won't say."""
+    try:
+        reserved = client.get_function_concurrency(FunctionName=function_name).get("ReservedConcurrentExecutions")
+        if reserved:
+            return int(reserved), "the function's reserved concurrency"
+        limit = client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+        return max(1, int(limit)), "the account's unreserved concurrency"
+    except Exception as error:  # no permission to read it, an emulator: say so and stay modest
+        return DEFAULT_CONCURRENCY, f"Lambda's API did not say ({type(error).__name__}); the default"
 
 
 def _invocation(seconds: float, log_result: str | None) -> Invocation:

@@ -50,19 +50,12 @@ class LocalTarget:
     # pad little; 8,192 on a GPU, where windows after the first are tokenised while the card runs).
     windows_per_call = 8
 
-    def __init__(self, options: EmbedOptions):
+    def __init__(self, options: EmbedOptions, loaded=None):
+        """`loaded`: (settings, embedder) a process already holds (a Lambda worker's model);
+        otherwise the model is loaded here, with the service's settings."""
         service_fingerprint = service_module("fingerprint", "model layer").service_fingerprint
-        model_load = service_module("model", "model layer").model_load
-        settings_module = service_module("settings", "model layer")
-        SettingsError, load_settings = settings_module.SettingsError, settings_module.load_settings
-        try:
-            settings = load_settings()
-        except SettingsError as error:
-            raise InputError(str(error)) from None
-        try:
-            self._embedder = model_load(settings)
-        except Exception as error:  # ModelFilesError, a missing file: say which
-            raise CorpusError(f"the model in {settings.model_dir} can't be loaded: {error}") from None
+        settings, self._embedder = loaded if loaded is not None else self._load()
+        self._owned = loaded is None
         self._options = options
         self.default_batch_size = self.windows_per_call * self._embedder.window_texts
         names = (settings.model_id.lower(), settings.model_id.split("/")[-1].lower())
@@ -93,6 +86,19 @@ class LocalTarget:
             chunk_window=self._embedder.chunk_window(self._prompt),
         )
 
+    @staticmethod
+    def _load():
+        model_load = service_module("model", "model layer").model_load
+        settings_module = service_module("settings", "model layer")
+        try:
+            settings = settings_module.load_settings()
+        except settings_module.SettingsError as error:
+            raise InputError(str(error)) from None
+        try:
+            return settings, model_load(settings)
+        except Exception as error:  # ModelFilesError, a missing file: say which
+            raise CorpusError(f"the model in {settings.model_dir} can't be loaded: {error}") from None
+
     def budget(self, batch_size: int) -> RequestBudget:
         return RequestBudget(max_items=batch_size, max_seq_length=self.info.max_seq_length)
 
@@ -116,6 +122,7 @@ class LocalTarget:
         return [Chunked(total, [(c.start, c.end, c.tokens) for c in chunks]) for chunks, total in results]
 
     def close(self) -> None:
-        from model import model_unload
+        if self._owned:
+            from model import model_unload
 
-        model_unload(self._embedder)
+            model_unload(self._embedder)
