@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import analysis
 import bench_services
@@ -397,3 +398,24 @@ def test_quick_bench_writes_json_markdown_and_charts(tmp_path):
     for chart in ("throughput.png", "cold_start.png", "latency.png"):
         assert (out / chart).stat().st_size > 1000
         assert f"({chart})" in readme
+
+
+def test_bench_scale_runs_the_real_scheduler_and_writes_its_report(tmp_path):
+    """`make bench-scale` at a tiny size: the stub fleet answers, every planned part is committed,
+    the report is filled (no timing is asserted: the figures are the benchmark's, not a test's)."""
+    result = subprocess.run(
+        [sys.executable, str(Path(bench_services.__file__).parent / "scale.py"), "--passages", "300000,600000", "--concurrency", "50",
+         "--shard-seconds", "0.2", "--throttle-every", "7", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "scale.json").read_text())
+    assert [run["shards"] for run in data["runs"]] == [30, 60]
+    assert [run["rows"] for run in data["runs"]] == [300_000, 600_000]
+    assert all(run["invocations"] == run["shards"] for run in data["runs"])
+    assert sum(run["retries"] for run in data["runs"]) >= 90 // 7  # every 7th job is throttled once
+    assert {(row["precision"], row["architecture"]) for row in data["projection"]} == {
+        (p, a) for p in ("int8", "fp32") for a in ("x86_64", "arm64")
+    }
+    text = (tmp_path / "scale.md").read_text()
+    assert "(assumed)" in text and "600,000" in text

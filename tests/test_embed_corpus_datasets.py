@@ -317,3 +317,65 @@ def test_s3_bad_input(tmp_path, moto, bucket):
     assert_clear_error(run_cli(f"s3://{name}/bad/", *out, env=env), 2, "a.jsonl.gz", "can't be read")
     s3.put_object(Bucket=name, Key="o/part-000000.parquet", Body=b"another run's")
     assert_clear_error(run_cli(f"s3://{name}/mixed/a.jsonl", *out, env=env), 2, "already holds another run's parts")
+
+
+def test_resume_reuse_and_chunks_keep_working_in_dataset_mode_on_the_client_path(tmp_path):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    texts = passages(30)
+    (source / "a.jsonl").write_bytes(jsonl(texts[:15], ids=list(range(15))))
+    (source / "b.jsonl").write_bytes(jsonl(texts[15:], ids=list(range(15, 30))))
+    first = run_cli(f"{source}/", "--output", f"{tmp_path}/v1/", "--shard-size", "8")
+    assert first.returncode == 0, first.stderr
+    edited = texts[:]
+    edited[20] = "An edited passage about nothing in particular."
+    (source / "b.jsonl").write_bytes(jsonl(edited[15:], ids=list(range(15, 30))))
+    report = tmp_path / "report.json"
+    second = run_cli(
+        f"{source}/", "--output", f"{tmp_path}/v2/", "--reuse", f"{tmp_path}/v1/", "--shard-size", "8",
+        "--report-json", report,
+    )
+    assert second.returncode == 0, second.stderr
+    figures = json.loads(report.read_text())
+    assert (figures["rows_reused"], figures["rows_embedded"]) == (29, 1)
+    old = pads.dataset(tmp_path / "v1", format="parquet").to_table()
+    new = pads.dataset(tmp_path / "v2", format="parquet").to_table()
+    assert new.column("id").to_pylist() == list(range(30))
+    same = [i for i in range(30) if i != 20]
+    assert new.take(same).column("embedding").equals(old.take(same).column("embedding"))
+    chunked = run_cli(f"{source}/", "--output", f"{tmp_path}/chunks/", "--chunk-tokens", "12", "--with-text")
+    assert chunked.returncode == 0, chunked.stderr
+    chunks = pads.dataset(tmp_path / "chunks", format="parquet").to_table()
+    assert set(chunks.column("id").to_pylist()) == set(range(30)) and chunks.num_rows > 30
+    assert {"chunk", "start", "end", "text"} <= set(chunks.schema.names)
+
+
+def test_worker_mode_chunks_like_the_client_path_and_reuses_unchanged_objects(tmp_path, moto, bucket, workers):
+    s3, name = bucket
+    texts = put_corpus(s3, name, "src/", passages(45))
+    env = s3_env(moto)
+    common = [*worker_flags([w.url for w in workers]), "--shard-size", "10", "--chunk-tokens", "16"]
+    by_worker = run_cli(f"s3://{name}/src/", "--output", f"s3://{name}/w/", *common, env=env)
+    by_client = run_cli(f"s3://{name}/src/", "--output", f"s3://{name}/c/", *common, "--io", "client", env=env)
+    assert by_worker.returncode == 0 and by_client.returncode == 0, (by_worker.stderr, by_client.stderr)
+    assert "--io worker" in by_worker.stderr and "--io worker" not in by_client.stderr
+    worker_table, _ = read_s3_dataset(s3, name, "w/", tmp_path / "w")
+    client_table, _ = read_s3_dataset(s3, name, "c/", tmp_path / "c")
+    columns = ["id", "chunk", "start", "end", "embedding", "tokens", "text_sha256"]
+    assert worker_table.select(columns).equals(client_table.select(columns))  # same rows, either path
+    # c.jsonl changes; a.jsonl and b.jsonl.gz don't: their parts are copied, not embedded
+    s3.put_object(Bucket=name, Key="src/c.jsonl", Body=jsonl(texts[30:] + ["One more passage at the end."]))
+    report = tmp_path / "report.json"
+    again = run_cli(
+        f"s3://{name}/src/", "--output", f"s3://{name}/w2/", *common, "--reuse", f"s3://{name}/w/",
+        "--report-json", report, env=env,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "parts copied" in again.stderr
+    figures = json.loads(report.read_text())
+    unchanged = [t for t in texts[:30]]
+    new_table, success = read_s3_dataset(s3, name, "w2/", tmp_path / "w2")
+    reused_rows = sum(1 for text in worker_table.column("id").to_pylist() if not str(text).startswith("c.jsonl"))
+    assert figures["rows_reused"] == reused_rows and len(unchanged) == 30
+    assert figures["texts"] == 16  # c.jsonl's 15 passages and the new one
+    assert new_table.num_rows == success["rows"] and new_table.slice(0, reused_rows).equals(worker_table.slice(0, reused_rows))

@@ -24,7 +24,7 @@ from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.fingerprint import differences
 from embedding_client.corpus.hashing import KEY_BYTES, SortedKeys, hash_column, id_keys, split_key
 from embedding_client.corpus.locations import Location, Storage
-from embedding_client.corpus.shards import HASH_COLUMN
+from embedding_client.corpus.shards import HASH_COLUMN, SUCCESS
 
 log = logging.getLogger("embed_corpus")
 CACHED_ROW_GROUPS = 4
@@ -36,9 +36,13 @@ class OldOutput:
         self.location = location
         # A local OLD is read with the OS's reads (not memory-mapped: mapped pages would count as
         # this process's memory, 32 bytes a row for the hash column alone); an S3 one in ranged GETs.
-        self._handle: IO[bytes] | None = storage.open_read(location) if location.is_s3 else None
+        self._handle: IO[bytes] | None = (
+            storage.open_read(location) if location.is_s3 and not location.uri.endswith("/") else None
+        )
         try:
-            self._file = pq.ParquetFile(self._handle or location.uri)
+            self._file = (
+                DatasetParts(location, storage) if location.uri.endswith("/") else pq.ParquetFile(self._handle or location.uri)
+            )
         except (pa.ArrowInvalid, OSError) as error:
             self.close()
             raise InputError(f"--reuse {location.uri} is not a readable Parquet file ({error})") from None
@@ -185,3 +189,58 @@ def row_keys(batch) -> np.ndarray:
     if "chunk" not in batch.schema.names:
         return id_keys(ids)
     return id_keys(f"{value}\x1f{chunk}" for value, chunk in zip(ids, batch.column("chunk").to_pylist()))
+
+
+class DatasetParts:
+    """A finished dataset OUTPUT/ read as one Parquet file: its parts (from `_SUCCESS`, in order)
+    one after another, row groups numbered across them. A few parts stay open at a time, so an OLD
+    of 10,000 parts costs a footer read each, not 10,000 open files."""
+
+    def __init__(self, location: Location, storage: Storage):
+        self._storage = storage
+        try:
+            success = json.loads(storage.read_bytes(location.child(SUCCESS)))
+            self._parts = [location.child(part["name"]) for part in success["parts"]]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"--reuse {location.uri}: its _SUCCESS is not an embed-corpus dataset's") from None
+        if not self._parts:
+            raise InputError(f"--reuse {location.uri} lists no parts")
+        self._open: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._groups: list[tuple[int, int]] = []  # (part, its row group)
+        rows: list[int] = []
+        for part in range(len(self._parts)):
+            metadata = self._file(part).metadata
+            for group in range(metadata.num_row_groups):
+                self._groups.append((part, group))
+                rows.append(metadata.row_group(group).num_rows)
+        self.schema_arrow = self._file(0).schema_arrow
+        self.metadata = _Metadata(rows)
+        self.num_row_groups = len(self._groups)
+
+    def read_row_group(self, group: int, columns: list[str]) -> pa.Table:
+        part, inner = self._groups[group]
+        return self._file(part).read_row_group(inner, columns=columns)
+
+    def _file(self, part: int) -> pq.ParquetFile:
+        if part in self._open:
+            self._open.move_to_end(part)
+            return self._open[part]
+        where = self._parts[part]
+        self._open[part] = pq.ParquetFile(self._storage.open_read(where) if where.is_s3 else where.uri)
+        if len(self._open) > CACHED_ROW_GROUPS:
+            self._open.popitem(last=False)
+        return self._open[part]
+
+
+class _Metadata:
+    def __init__(self, rows: list[int]):
+        self._rows = rows
+        self.num_rows = sum(rows)
+
+    def row_group(self, group: int):
+        return _Group(self._rows[group])
+
+
+class _Group:
+    def __init__(self, rows: int):
+        self.num_rows = rows

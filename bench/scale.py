@@ -1,0 +1,313 @@
+"""`make bench-scale`: can one `embed-corpus` process drive a 1,000-wide Lambda fleet over 10^8
+passages, and what would that job cost?
+
+The fleet is simulated (bench/stub_lambda.py: Lambda's Invoke API on loopback, answering each
+shard job after the time its passages take on Lambda, measured by `make bench-bulk`, scaled down
+by --time-scale); so is the listing (objects of 10^5 passages each, in memory) and S3 itself (a
+dict). Everything else is the real client: the planner (splits.py), the scheduler, the retry layer
+(every Nth job is throttled once), the Lambda target with boto3, and the commit of every part and
+the final `_SUCCESS`. Each plan size runs in a fresh process, so its peak RSS is its own.
+
+Report: wall time against the ideal (the jobs' total time / concurrency), client CPU per shard,
+peak RSS at 10^7 and 10^8 passages (flat), invocations, and the projected hours and $ of the real
+job, per precision and architecture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO / "client" / "src"))
+sys.path.insert(0, str(BENCH))
+
+import report as report_tools  # noqa: E402
+
+PASSAGES_PER_OBJECT = 100_000
+BYTES_PER_PASSAGE = 1_200  # ~200 words of English JSONL
+SHARD_SIZE = 10_000
+BULK = REPO / "docs" / "benchmarks" / "bulk.json"
+TEMPLATE = BENCH / "templates" / "scale.md"
+OUT = REPO / "docs" / "benchmarks"
+
+
+def say(message: str) -> None:
+    print(f"[bench-scale] {message}", flush=True)
+
+
+# --- the client side, in its own process --------------------------------------------------------
+
+
+def simulated_inputs(passages: int):
+    from embedding_client.corpus.inputs import InputFile, Inputs
+    from embedding_client.corpus.locations import Location
+
+    objects = math.ceil(passages / PASSAGES_PER_OBJECT)
+    files = []
+    for number in range(objects):
+        rows = min(PASSAGES_PER_OBJECT, passages - number * PASSAGES_PER_OBJECT)
+        name = f"part-{number:05d}.jsonl"
+        files.append(InputFile(Location(f"s3://sim-corpus/corpus/{name}"), name, rows * BYTES_PER_PASSAGE, f'"{number:032x}"'))
+    return Inputs("s3://sim-corpus/corpus/", files, "jsonl", True)
+
+
+def simulated_storage():
+    """S3 as a dict: what the client writes (manifest, _SUCCESS) and reads back."""
+    from embedding_client.corpus.errors import InputError
+    from embedding_client.corpus.locations import Storage
+
+    line = json.dumps({"text": "x" * (BYTES_PER_PASSAGE - 13)}).encode() + b"\n"
+
+    class SimulatedStorage(Storage):
+        def __init__(self):
+            super().__init__()
+            self.objects: dict[str, bytes] = {}
+
+        def _s3_call(self, location, operation, **kwargs):
+            if operation == "get_object":  # the planner's sample of the first object
+                return {"Body": _Body(line * 16)}
+            if operation == "head_bucket":
+                return {}
+            raise AssertionError(f"the simulation has no {operation}")
+
+        def write_bytes(self, location, data):
+            self.objects[location.uri] = bytes(data)
+
+        def read_bytes(self, location):
+            if location.uri not in self.objects:
+                raise InputError(f"{location.uri} does not exist")
+            return self.objects[location.uri]
+
+        def exists(self, location):
+            return location.uri in self.objects
+
+        def names(self, directory):
+            prefix = directory.uri.rstrip("/") + "/"
+            return {uri[len(prefix) :] for uri in self.objects if uri.startswith(prefix) and "/" not in uri[len(prefix) :]}
+
+        def delete(self, location):
+            self.objects.pop(location.uri, None)
+
+    return SimulatedStorage()
+
+
+class _Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def client_run(passages: int, endpoint: str, concurrency: int) -> dict:
+    """One worker-mode run over a simulated corpus of `passages`; its figures."""
+    from embedding_client.corpus.choose_target import open_target
+    from embedding_client.corpus.runner import Options, Run
+    from embedding_client.corpus.shards import DatasetStore
+    from embedding_client.corpus.targets import EmbedOptions
+    from embedding_client.corpus.worker_run import WorkerRun
+
+    started, cpu = time.perf_counter(), time.process_time()
+    options = Options(
+        input="s3://sim-corpus/corpus/",
+        output="s3://sim-vectors/vectors/",
+        target="lambda://bulk",
+        endpoint_urls=[endpoint],
+        region="us-east-1",
+        concurrency=concurrency,
+        shard_size=SHARD_SIZE,
+        embedding_type="int8",
+    )
+    run = Run(options, stream=open(os.devnull, "w"))
+    run.storage = simulated_storage()
+    inputs = simulated_inputs(passages)
+    target = open_target(options.target, EmbedOptions(None, "int8", None), endpoint_urls=[endpoint], region="us-east-1", api_key=None, concurrency=concurrency)
+    store = DatasetStore(run.output, run.storage)
+    parts = run._fingerprint_parts(target.info)
+    stats = WorkerRun(run, target, inputs, store, parts, run._metadata(target.info, parts)).execute(started, inputs.version(), None)
+    success = json.loads(run.storage.read_bytes(run.output.child("_SUCCESS")))
+    return {
+        "passages": passages,
+        "shards": len(success["parts"]),
+        "rows": success["rows"],
+        "wall_s": time.perf_counter() - started,
+        "schedule_s": stats.embed_s,
+        "client_cpu_s": time.process_time() - cpu,
+        "schedule_cpu_s": stats.embed_cpu_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "invocations": stats.requests,
+        "retries": stats.retries,
+        "billed_ms": sum(call.billed_ms or 0 for call in stats.invocations),
+    }
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+def measured_passage_ms() -> dict:
+    """Billed ms per 256-token passage on Lambda at 1,769 MB, per precision, from `make bench-bulk`."""
+    data = json.loads(BULK.read_text())
+    return {row["precision"]: row["billed_ms_per_passage"] for row in data["prices"]} | {
+        "_source": f"docs/benchmarks/bulk.json ({data['date']}, {data['machine']['cpu_generation']})"
+    }
+
+
+def start_stub(port: int, ms_per_passage: float, time_scale: float, throttle_every: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "stub_lambda.py"), "--port", str(port), "--ms-per-passage", str(ms_per_passage),
+         "--bytes-per-passage", str(BYTES_PER_PASSAGE), "--time-scale", str(time_scale),
+         "--throttle-every", str(throttle_every)],
+    )
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the stub fleet did not start")
+
+
+def projection(passages: int, ms: dict, efficiency: float, concurrency: int, memory_mb: int = 1769) -> list[dict]:
+    """Hours and $ of the real job: the measured per-passage time, the fleet's width, the
+    scheduling efficiency measured here."""
+    from embedding_client import prices
+
+    rows = []
+    for precision in ("int8", "fp32"):
+        compute_s = passages * ms[precision] / 1000
+        hours = compute_s / concurrency / efficiency / 3600
+        invocations = math.ceil(passages / SHARD_SIZE)
+        for arch in ("x86_64", "arm64"):
+            usd = compute_s * memory_mb / 1024 * prices.LAMBDA_GB_SECOND[arch] + invocations * prices.LAMBDA_REQUESTS_PER_MILLION / 1e6
+            rows.append({"precision": precision, "architecture": arch, "assumed": arch == "arm64", "hours": hours, "usd": usd,
+                         "ms_per_passage": ms[precision], "invocations": invocations})
+    return rows
+
+
+def render(result: dict) -> str:
+    sections = report_tools.Sections(TEMPLATE)
+    runs = result["runs"]
+    run_rows = [
+        [f"{run['passages']:,}", f"{run['shards']:,}", f"{run['invocations']:,}", f"{run['retries']:,}",
+         report_tools.num(run["ideal_s"]), report_tools.num(run["schedule_s"]), f"{100 * run['efficiency']:.1f}%",
+         f"{1000 * run['schedule_cpu_s'] / run['shards']:.2f}", report_tools.num(run["peak_rss_mb"], 0)]
+        for run in runs
+    ]
+    projection_rows = [
+        [row["precision"], row["architecture"] + (" (assumed)" if row["assumed"] else ""), f"{row['ms_per_passage']:.1f}",
+         f"{row['invocations']:,}", f"{row['hours']:.2f}", f"${row['usd']:,.0f}"]
+        for row in result["projection"]
+    ]
+    big = runs[-1]
+    return report_tools.document([
+        sections(
+            "document",
+            date=result["date"],
+            machine=result["machine"],
+            duration=f"{result['duration_s']:.0f}",
+            concurrency=f"{result['concurrency']:,}",
+            time_scale=f"{result['time_scale']:.4f}",
+            shard_seconds=f"{result['shard_seconds']:.0f}",
+            throttle_every=f"{result['throttle_every']:,}",
+            source=result["ms_source"],
+            runs_table=report_tools.table(
+                ["passages planned", "shards", "invocations", "retries", "ideal (s)", "measured (s)", "of ideal",
+                 "client CPU ms / shard", "peak RSS (MB)"], "rrrrrrrrr", run_rows),
+            efficiency=f"{100 * big['efficiency']:.1f}%",
+            efficiency_met="met" if big["efficiency"] >= 0.95 else "**not met**",
+            rss=f"{big['peak_rss_mb']:,.0f}",
+            rss_small=f"{runs[0]['peak_rss_mb']:,.0f}",
+            rss_met="met" if max(run["peak_rss_mb"] for run in runs) < 500 else "**not met**",
+            projection_table=report_tools.table(
+                ["precision", "architecture", "billed ms / passage", "invocations", "hours", "$ (Lambda)"], "llrrrr", projection_rows),
+            caveat=result["arm64_caveat"],
+        ),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--client", nargs=3, metavar=("PASSAGES", "ENDPOINT", "CONCURRENCY"), help=argparse.SUPPRESS)
+    parser.add_argument("--passages", default="10000000,100000000", help="plan sizes, comma-separated")
+    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--shard-seconds", type=float, default=20.0, help="a simulated shard's wall time")
+    parser.add_argument("--throttle-every", type=int, default=97, help="throttle every Nth job once (0: never)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.client:
+        print(json.dumps(client_run(int(args.client[0]), args.client[1], int(args.client[2]))))
+        return 0
+    import bench_env
+    from embedding_client import prices
+
+    started = time.perf_counter()
+    ms = measured_passage_ms()
+    time_scale = args.shard_seconds / (SHARD_SIZE * ms["int8"] / 1000)
+    port = report_free_port()
+    stub = start_stub(port, ms["int8"], time_scale, args.throttle_every)
+    runs = []
+    try:
+        for passages in (int(value) for value in args.passages.split(",")):
+            say(f"{passages:,} passages planned, {args.concurrency:,} concurrent invocations")
+            child = subprocess.run(
+                [sys.executable, __file__, "--client", str(passages), f"http://127.0.0.1:{port}", str(args.concurrency)],
+                capture_output=True, text=True, env={**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                                                     "AWS_EC2_METADATA_DISABLED": "true"},
+            )
+            if child.returncode != 0:
+                raise RuntimeError(child.stderr[-3000:])
+            run = json.loads(child.stdout.strip().splitlines()[-1])
+            shard_s = SHARD_SIZE * ms["int8"] / 1000 * time_scale
+            run["ideal_s"] = math.ceil(run["shards"] / args.concurrency) * shard_s
+            run["efficiency"] = run["ideal_s"] / run["schedule_s"]
+            runs.append(run)
+            say(f"  {run['schedule_s']:.1f} s against an ideal {run['ideal_s']:.1f} s ({100 * run['efficiency']:.1f}%), "
+                f"peak RSS {run['peak_rss_mb']:.0f} MB, {run['invocations']:,} invocations, {run['retries']} retries")
+    finally:
+        stub.terminate()
+        stub.wait()
+    machine = bench_env.machine()
+    result = {
+        "command": "make bench-scale",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{machine['cpu_model']}, {machine['cpu_generation']}, {machine['logical_cpus']} vCPUs",
+        "concurrency": args.concurrency,
+        "time_scale": time_scale,
+        "shard_seconds": args.shard_seconds,
+        "throttle_every": args.throttle_every,
+        "ms_source": ms.pop("_source"),
+        "runs": runs,
+        "projection": projection(10**8, ms, runs[-1]["efficiency"], args.concurrency),
+        "arm64_caveat": prices.ARM64_CAVEAT,
+    }
+    result["duration_s"] = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "scale.md").write_text(render(result))
+    say(f"wrote {args.out / 'scale.md'} in {result['duration_s']:.0f} s")
+    return 0
+
+
+def report_free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
