@@ -98,8 +98,13 @@ def build_app(args: argparse.Namespace) -> Starlette:
         body = {"object": "list", "data": data, "model": HEALTH["model"], "usage": {"prompt_tokens": count, "total_tokens": count}}
         return Response(orjson.dumps(body), 200, {"content-type": "application/json", "x-truncated-inputs": "0"})
 
+    async def models(request: Request) -> Response:  # an HTTP target's probe
+        body = {"object": "list", "data": [{"id": HEALTH["model"], "object": "model", "owned_by": "stub"}]}
+        return Response(orjson.dumps(body), 200, {"content-type": "application/json"})
+
     return Starlette(
         routes=[
+            Route("/v1/models", models, methods=["GET"]),
             Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
             Route("/2015-03-31/functions/{name}/configuration", configuration, methods=["GET"]),
             Route("/health", health, methods=["GET"]),

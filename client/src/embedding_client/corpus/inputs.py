@@ -188,36 +188,47 @@ def split_rows(
     """The rows of one split, in file order. `Row.number` is the line (row) number from 1 where
     the split starts at the file's start, else the line's byte offset."""
     file = inputs.files[split.file]
-    source = file.name if inputs.dataset else ""
-    for item in _rows(storage, inputs, file, split, text_field, id_field):
-        yield Rejected(item.number, item.id, item.reason, source) if isinstance(item, Rejected) and source else item
-
-
-def _rows(
-    storage: Storage, inputs: Inputs, file: InputFile, split: Split, text_field: str, id_field: str
-) -> Iterator[Row | Rejected]:
     ids = (lambda n: f"{file.name}:{n}") if inputs.dataset else (lambda n: None)
     if inputs.fmt == "parquet":
-        yield from _parquet_rows(storage, file, split, text_field, id_field, ids)
+        items = _parquet_rows(storage, file, split, text_field, id_field, ids)
+    elif inputs.fmt == "csv":
+        items = _csv_rows(storage, file, text_field, id_field, ids)
+    else:
+        items = _line_rows(storage, inputs.fmt, file, split, text_field, id_field, ids)
+    if not inputs.dataset:
+        yield from items
         return
-    if inputs.fmt == "csv":
-        yield from _csv_rows(storage, file, text_field, id_field, ids)
-        return
-    whole = split.whole or not splittable(file.name, inputs.fmt)
+    for item in items:  # a dataset's rejected rows name their file
+        yield Rejected(item.number, item.id, item.reason, file.name) if isinstance(item, Rejected) else item
+
+
+def _line_rows(
+    storage: Storage, fmt: str, file: InputFile, split: Split, text_field: str, id_field: str, ids
+) -> Iterator[Row | Rejected]:
+    """JSONL and text lines (this loop runs once per row of the corpus: kept flat)."""
+    whole = split.whole or not splittable(file.name, fmt)
     start, end = (0, sys.maxsize) if whole else (split.start, split.end)
     with _reading(file), open_binary(storage, file, seek_offset(start)) as stream:
-        for number, (offset, line) in enumerate(lines_in_range(stream, start, end), 1):
+        lines = enumerate(stream, 1) if start == 0 and whole else _numbered(lines_in_range(stream, start, end))
+        offset = 0
+        for number, line in lines:
+            if isinstance(line, tuple):
+                offset, line = line
             where = number if start == 0 else offset
-            if inputs.fmt == "text":
+            if fmt == "text":
                 yield text_record(where, line, ids(offset))
-                continue
-            if not line.strip():
-                continue  # blank lines (a trailing newline, a separator) hold no record
-            record = json_record(where, line)
-            if isinstance(record, Rejected):
-                yield Rejected(record.number, ids(offset), record.reason)
-            else:
-                yield parse_record(where, record, text_field, id_field, ids(offset))
+            elif line.strip():  # blank lines (a trailing newline, a separator) hold no record
+                record = json_record(where, line)
+                if isinstance(record, Rejected):
+                    yield Rejected(record.number, ids(offset), record.reason)
+                else:
+                    yield parse_record(where, record, text_field, id_field, ids(offset))
+            if start == 0 and whole:
+                offset += len(line)
+
+
+def _numbered(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, tuple[int, bytes]]]:
+    return enumerate(lines, 1)
 
 
 def _csv_rows(storage: Storage, file: InputFile, text_field: str, id_field: str, ids) -> Iterator[Row | Rejected]:

@@ -63,7 +63,11 @@ def pack_requests(texts: list[str], budget: RequestBudget) -> list[tuple[int, in
     start, tokens, size = 0, 0, JSON_OVERHEAD_BYTES
     for index, text in enumerate(texts):
         text_tokens = estimated_tokens(text, budget.max_seq_length)
-        text_bytes = len(orjson.dumps(text)) + 1
+        # JSON never takes more than 6 bytes a character (\u00XX): the exact size is only worth
+        # encoding the text for when that bound would not fit.
+        text_bytes = 6 * len(text) + 3
+        if budget.max_request_bytes is not None and size + text_bytes > budget.max_request_bytes:
+            text_bytes = len(orjson.dumps(text)) + 1
         count = index - start
         full = (
             count >= min(budget.max_items, per_response)

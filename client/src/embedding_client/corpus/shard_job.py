@@ -70,21 +70,27 @@ class ShardBuffer:
         self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
         self.tokens = np.full(len(rows), -1, dtype=np.int64)  # -1: the target did not say
         self.pending = 0  # requests still out
-        self.documents = documents if documents is not None else np.arange(len(rows))
-        self.left = np.bincount(self.documents, minlength=int(self.documents.max(initial=-1)) + 1)
+        self.documents = documents  # None: a row per text, each done when its vector is
+        self.left = None if documents is None else np.bincount(documents, minlength=int(documents.max(initial=-1)) + 1)
 
     @property
     def complete(self) -> bool:
         return self.pending == 0
 
-    def fill(self, positions: np.ndarray, vectors: np.ndarray, tokens, count: bool = True) -> int:
-        """Rows at `positions` get these vectors and token counts; returns the texts now complete."""
+    def fill(self, positions, vectors: np.ndarray, tokens, count: bool = True) -> int:
+        """Rows at `positions` (increasing) get these vectors and token counts; returns the texts
+        now complete."""
+        count_done = len(positions)
+        if count_done and positions[-1] - positions[0] == count_done - 1:
+            positions = slice(int(positions[0]), int(positions[-1]) + 1)  # a run: a plain copy
         self.vectors[positions] = vectors
         if tokens is not None:
             self.tokens[positions] = tokens
         if count:
             self.pending -= 1
-        touched = self.documents[positions]
+        if self.documents is None:  # no chunks: a row is a text (the common case, kept cheap)
+            return count_done
+        touched = np.atleast_1d(self.documents[positions])
         np.subtract.at(self.left, touched, 1)
         return int(np.count_nonzero(self.left[np.unique(touched)] == 0))
 

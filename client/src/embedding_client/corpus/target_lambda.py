@@ -50,7 +50,11 @@ from embedding_client.corpus.targets import (
 
 LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invocations: request and response each
 PAYLOAD_MARGIN_BYTES = 256 * 1024
-REQUEST_TOKENS = 16_384  # ~64 passages of 256 tokens: seconds of work on one vCPU, far from any timeout
+# ~128 passages of 256 tokens: ~10 s of fp32 work on one vCPU (79.5 ms a passage, docs/benchmarks/bulk.md),
+# within the Terraform's default 30 s timeout even at 1,024 MB; a call that still times out is split
+# in halves by the retry layer. Half as many invocations as 64 would make, so half the client's
+# per-call signing and parsing.
+REQUEST_TOKENS = 32_768
 DEFAULT_CONCURRENCY = 10  # the Terraform's default reserved concurrency
 READ_TIMEOUT_S = 905  # Lambda's longest timeout is 900 s
 _REPORT = re.compile(
