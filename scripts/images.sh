@@ -3,21 +3,28 @@
 # (see scripts/standin_bases.sh; Docker Hub and ECR Public are unreachable here).
 #
 #   scripts/images.sh build    stand-in bases + localhost/embedding-server (Dockerfile)
-#                              + localhost/embedding-lambda (Dockerfile.lambda) and its :int8
-#                              variant (--build-arg PRECISION=int8)
+#                              + localhost/embedding-lambda (Dockerfile.lambda), its :int8
+#                              variant (--build-arg PRECISION=int8) and its :bulk variant
+#                              (--build-arg BULK=1: pyarrow and the client, for shard jobs)
 #   scripts/images.sh test     run both containers on loopback ports and test them: the repo's
 #                              HTTP/RIE test modules (EMBED_HTTP_URL / EMBED_LAMBDA_URL), a smoke
 #                              check, non-root, --read-only Lambda, HEALTHCHECK, clean SIGTERM;
 #                              then int8: the FastAPI image with EMBEDDING_PRECISION=int8 and the
-#                              :int8 Lambda image each say so on /health and answer a vector
+#                              :int8 Lambda image each say so on /health and answer a vector;
+#                              then bulk: the query image refuses a shard probe
+#                              (shard_jobs_unsupported), the :bulk image answers a vector and
+#                              runs a probe and shard jobs against moto's S3 on the host; and
+#                              the query images' size budget
 #   scripts/images.sh sizes    write docs/images.md (image sizes and per-layer costs)
 #   scripts/images.sh lint     hadolint the Dockerfiles (Dockerfile.cuda too: linted, never built
 #                              here), shellcheck every script under scripts/
 #   scripts/images.sh all      lint, build, test, sizes (the default)
 #
 # Environment: HTTP_PORT (18000), LAMBDA_PORT (18080), PODMAN_NETWORK (build network, e.g. host
-# where podman's bridge is unavailable), SERVER_IMAGE, LAMBDA_IMAGE, BACKEND (onnx),
-# LAMBDA_BUDGET_MB (350: `sizes` fails when the Lambda image adds more than this over its base).
+# where podman's bridge is unavailable), SERVER_IMAGE, LAMBDA_IMAGE, LAMBDA_INT8_IMAGE,
+# LAMBDA_BULK_IMAGE, BACKEND (onnx), S3_PORT (moto's S3 for the bulk checks; default: a free one),
+# LAMBDA_BUDGET_MB (350: `test` and `sizes` fail when a query Lambda image, fp32 or int8, adds
+# more than this over its base; the bulk image's size is reported, not budgeted).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +33,7 @@ cd "$root"
 SERVER_IMAGE="${SERVER_IMAGE:-localhost/embedding-server}"
 LAMBDA_IMAGE="${LAMBDA_IMAGE:-localhost/embedding-lambda}"
 LAMBDA_INT8_IMAGE="${LAMBDA_INT8_IMAGE:-$LAMBDA_IMAGE:int8}"
+LAMBDA_BULK_IMAGE="${LAMBDA_BULK_IMAGE:-$LAMBDA_IMAGE:bulk}"
 HTTP_PORT="${HTTP_PORT:-18000}"
 LAMBDA_PORT="${LAMBDA_PORT:-18080}"
 BACKEND="${BACKEND:-onnx}"
@@ -33,6 +41,8 @@ SERVER_CTR="embedding-server-test-$$"
 LAMBDA_CTR="embedding-lambda-test-$$"
 SERVER_INT8_CTR="embedding-server-int8-test-$$"
 LAMBDA_INT8_CTR="embedding-lambda-int8-test-$$"
+LAMBDA_BULK_CTR="embedding-lambda-bulk-test-$$"
+MOTO_PID=""
 PY="${PYTHON:-$root/.venv/bin/python}"
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -103,15 +113,31 @@ cmd_build() {
     --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" --build-arg PRECISION=int8 \
     -f Dockerfile.lambda -t "$LAMBDA_INT8_IMAGE" .
   log "$LAMBDA_INT8_IMAGE built in $((SECONDS - t))s"
+
+  # fp32, the query image's default precision: the Terraform's bulk function runs the query
+  # function's EMBEDDING_PRECISION (corpus and query vectors from one model file), so a bulk image
+  # is built with the query image's PRECISION; fp32 is also the larger variant, whose size is the
+  # one to report. Every layer but the bulk ones is the fp32 query image's, from the cache.
+  t=$SECONDS
+  log "building $LAMBDA_BULK_IMAGE from Dockerfile.lambda (BULK=1: + requirements-bulk.txt and the client package)"
+  podman build --format docker --layers "${net_args[@]}" \
+    --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" --build-arg BULK=1 \
+    -f Dockerfile.lambda -t "$LAMBDA_BULK_IMAGE" .
+  log "$LAMBDA_BULK_IMAGE built in $((SECONDS - t))s"
   log "build done in $((SECONDS - t0))s"
 }
 
 # ---------------------------------------------------------------------------------------------
 cleanup_containers() {
   local c
-  for c in "$SERVER_CTR" "$LAMBDA_CTR" "$SERVER_INT8_CTR" "$LAMBDA_INT8_CTR"; do
+  for c in "$SERVER_CTR" "$LAMBDA_CTR" "$SERVER_INT8_CTR" "$LAMBDA_INT8_CTR" "$LAMBDA_BULK_CTR"; do
     podman rm -f -t 2 "$c" >/dev/null 2>&1 || true
   done
+  if [ -n "$MOTO_PID" ]; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+    MOTO_PID=""
+  fi
 }
 
 dump_logs() {
@@ -159,6 +185,7 @@ cmd_test() {
   need_podman
   podman image exists "$SERVER_IMAGE" || die "$SERVER_IMAGE missing: scripts/images.sh build"
   podman image exists "$LAMBDA_IMAGE" || die "$LAMBDA_IMAGE missing: scripts/images.sh build"
+  podman image exists "$LAMBDA_BULK_IMAGE" || die "$LAMBDA_BULK_IMAGE missing: scripts/images.sh build"
   local http_url="http://127.0.0.1:$HTTP_PORT"
   local lambda_url="http://127.0.0.1:$LAMBDA_PORT"
   local invoke="$lambda_url/2015-03-31/functions/function/invocations"
@@ -227,6 +254,8 @@ cmd_test() {
   fi
 
   check_int8 || failures=$((failures + 1))
+  check_bulk "$invoke" || failures=$((failures + 1))
+  check_budget || failures=$((failures + 1))
 
   [ "$failures" -eq 0 ] || die "$failures check(s) failed"
   log "all container checks passed"
@@ -267,6 +296,207 @@ check_int8() {
   return "$failed"
 }
 
+# The query images (fp32 and int8) may add at most LAMBDA_BUDGET_MB over their base: every live
+# query's cold start pulls them. The bulk image is only reported (`sizes` writes the details).
+check_budget() {
+  local budget="${LAMBDA_BUDGET_MB:-350}" base img added failed=0
+  base="$(podman image inspect --format '{{.Size}}' "$STANDIN_LAMBDA_IMAGE")"
+  for img in "$LAMBDA_IMAGE" "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE"; do
+    added=$(( $(podman image inspect --format '{{.Size}}' "$img") - base ))
+    if [ "$img" = "$LAMBDA_BULK_IMAGE" ]; then
+      log "size: $img adds $((added / 1000000)) MB over its base (the bulk image: no budget)"
+    elif [ "$added" -le $((budget * 1000000)) ]; then
+      log "ok: $img adds $((added / 1000000)) MB over its base (budget $budget MB)"
+    else
+      log "FAIL: $img adds $((added / 1000000)) MB over its base, over the $budget MB budget"; failed=1
+    fi
+  done
+  return "$failed"
+}
+
+# error_code URL EVENT: POST a direct invocation; print its error's code, or "none" for a success.
+error_code() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.request
+url, event = sys.argv[1:]
+req = urllib.request.Request(url, data=event.encode(), headers={"Content-Type": "application/json"})
+doc = json.load(urllib.request.urlopen(req, timeout=120))
+error = doc.get("error") if isinstance(doc, dict) else None
+print(f"{error.get('code')} (status {error.get('status')}: {error.get('message')})" if error else "none")
+PY
+}
+
+# shard_jobs INVOKE S3_URL: what embed-corpus's worker mode sends, against moto's S3: a probe, then
+# shard jobs built with the client's own job_event (two byte ranges of a JSONL object, a row
+# group of a Parquet object, and int8 output); every part must hold its rows, and the vectors must
+# be the ones a direct invocation answers (fp32: cosine > 0.9999; int8 shares its activation grid
+# across a batch, so a text's vector moves a little with its batch-mates: > 0.995, see
+# docs/int8-candidates.md).
+shard_jobs() {
+  local precision
+  precision="$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$LAMBDA_BULK_IMAGE" \
+    | sed -n 's/^EMBEDDING_PRECISION=//p')"
+  "$PY" - "$1" "$2" "$root/docs/examples/corpus.jsonl" "$precision" <<'PY'
+import io, json, os, sys, urllib.request
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embedding_client.corpus.inputs import InputFile
+from embedding_client.corpus.locations import Location
+from embedding_client.corpus.shard_job import JobOptions, job_event, probe_event
+from embedding_client.corpus.splits import Split, byte_splits
+
+invoke, s3_url, corpus, precision = sys.argv[1:]
+bucket = "embed-corpus-images-test"
+s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+s3.create_bucket(Bucket=bucket)
+data = open(corpus, "rb").read()
+rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+ids = [row["id"] for row in rows]
+s3.put_object(Bucket=bucket, Key="corpus/corpus.jsonl", Body=data)
+table = pa.table({"id": ids, "text": [row["text"] for row in rows]})
+sink = io.BytesIO()
+pq.write_table(table, sink, row_group_size=(len(rows) + 1) // 2)
+s3.put_object(Bucket=bucket, Key="corpus/corpus.parquet", Body=sink.getvalue())
+
+
+def call(event):
+    req = urllib.request.Request(invoke, data=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=300))
+
+
+def options(fmt, embedding_type="float"):
+    return JobOptions(fmt=fmt, dataset=False, text_field="text", id_field="id", on_error="stop", ids_are_ints=False,
+                      embedding_type=embedding_type, input_type=None, chunk_tokens=None, chunk_overlap=0,
+                      with_text=False, batch_size=256, metadata={"written_by": "scripts/images.sh"})
+
+
+def run(event):
+    answer = call(event)
+    assert "error" not in answer, answer
+    key = Location(answer["part"]).key
+    part = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    assert part.num_rows == answer["rows"], (answer, part.num_rows)
+    return answer, part
+
+
+jsonl, parquet = Location(f"s3://{bucket}/corpus/corpus.jsonl"), Location(f"s3://{bucket}/corpus/corpus.parquet")
+out = Location(f"s3://{bucket}/vectors/")
+answer = call(probe_event(jsonl, out))
+assert answer.get("shard_jobs") is True, answer
+s3.head_object(Bucket=bucket, Key="vectors/_embed-corpus-probe")
+print(f"shard probe: {answer}")
+
+# Two byte ranges of the JSONL object (ranged GETs): together every row, once, in order.
+file = InputFile(jsonl, "corpus.jsonl", len(data), "")
+parts = []
+for index, split in enumerate(byte_splits(0, len(data), len(data) // 2 + 1)):
+    answer, part = run(job_event(options("jsonl"), file, split, out.child(f"part-{index:06d}.parquet"), None))
+    print(f"shard job {index} (bytes {split.start}-{split.end}): {answer['rows']} rows, "
+          f"{answer['part_bytes']} bytes, {answer['seconds']} s")
+    parts.append(part)
+assert len(parts) == 2 and all(part.num_rows for part in parts), [part.num_rows for part in parts]
+both = pa.concat_tables(parts)
+assert both.column("id").to_pylist() == ids, both.column("id").to_pylist()
+vectors = np.asarray(both.column("embedding").to_pylist(), dtype=np.float32)
+assert vectors.shape == (len(rows), 384) and np.isfinite(vectors).all(), vectors.shape
+assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
+direct = np.asarray(call({"input": rows[-1]["text"]})["embedding"], dtype=np.float32)
+cosine = float(direct @ vectors[-1] / np.linalg.norm(direct))
+bound = 0.9999 if precision == "fp32" else 0.995
+assert cosine > bound, f"{precision}: the part's vector differs from a direct invocation's (cosine {cosine})"
+print(f"parts: {len(rows)} rows, ids in order, 384 floats each; last row vs a direct invocation ({precision}): "
+      f"cosine {cosine:.6f}")
+
+# A row group of a Parquet object (pyarrow reads its footer and one column chunk with ranged GETs).
+file = InputFile(parquet, "corpus.parquet", len(sink.getvalue()), "")
+answer, part = run(job_event(options("parquet"), file, Split(0, 1, 2), out.child("parquet/part-000000.parquet"), None))
+assert part.column("id").to_pylist() == ids[(len(rows) + 1) // 2:], part.column("id").to_pylist()
+print(f"parquet row group 1: {answer['rows']} rows")
+
+# int8 output (--embedding-type int8): the model folder's calibration ranges are in the image.
+answer, part = run(job_event(options("jsonl", "int8"), InputFile(jsonl, "corpus.jsonl", len(data), ""),
+                             Split(0, 0, len(data)), out.child("int8/part-000000.parquet"), None))
+assert part.schema.field("embedding").type == pa.list_(pa.int8(), 384), part.schema.field("embedding").type
+assert part.num_rows == len(rows)
+print(f"int8 output: {answer['rows']} rows of 384 int8", flush=True)
+# Everything passed. pyarrow's thread pools may abort the interpreter's teardown now and then
+# ("terminate called without an active exception", apache/arrow#34314): leave without it.
+os._exit(0)
+PY
+}
+
+# The bulk variant (BULK=1). Shard jobs need the client package and pyarrow, which only the bulk
+# image carries: (b) the query image refuses a probe with shard_jobs_unsupported (embed-corpus then
+# embeds through its own path); the bulk image (a) answers a direct invocation, (c) takes a probe
+# past the import to S3 and (c') runs a probe and shard jobs against moto's S3, started on the
+# podman bridge's gateway address, where containers reach the host. No moto (PODMAN_NETWORK=host,
+# no bridge, no .venv): (c') is skipped with a warning and S3 points at a closed port, never AWS.
+check_bulk() {
+  local query_invoke="$1" failed=0 got gateway="" s3_url="" port moto_log
+  local lambda_url="http://127.0.0.1:$((LAMBDA_PORT + 2))"
+  local invoke="$lambda_url/2015-03-31/functions/function/invocations"
+  local missing='{"shard_probe": {"version": 1, "input": "s3://embed-corpus-images-test-missing/corpus.jsonl", "output": "s3://embed-corpus-images-test-missing/vectors/"}}'
+
+  got="$(error_code "$query_invoke" "$missing")"
+  if [[ "$got" == "shard_jobs_unsupported "* ]]; then
+    log "ok: the query image refuses shard jobs: $got"
+  else log "FAIL: the query image answered a shard probe with $got, not shard_jobs_unsupported"; failed=1; fi
+
+  if [ ! -x "$PY" ]; then
+    log "WARNING: $PY missing (make setup): no moto S3, the shard jobs are skipped"
+  elif [ "${PODMAN_NETWORK:-}" = host ]; then
+    log "WARNING: PODMAN_NETWORK=host: no bridge gateway for moto's S3, the shard jobs are skipped"
+  else
+    gateway="$(podman network inspect podman --format '{{range .Subnets}}{{.Gateway}}{{end}}' 2>/dev/null || true)"
+    [ -n "$gateway" ] || log "WARNING: podman's bridge network has no gateway: the shard jobs are skipped"
+  fi
+  if [ -n "$gateway" ]; then
+    port="${S3_PORT:-$(python3 -c 'import socket, sys; s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$gateway")}"
+    moto_log="$(mktemp /tmp/images-moto.XXXXXX)"
+    "$PY" -m moto.server -H "$gateway" -p "$port" >"$moto_log" 2>&1 &
+    MOTO_PID=$!
+    s3_url="http://$gateway:$port"
+    local deadline=$((SECONDS + 60))
+    until curl -s -o /dev/null -m 2 "$s3_url/moto-api/"; do
+      if [ "$SECONDS" -ge "$deadline" ] || ! kill -0 "$MOTO_PID" 2>/dev/null; then
+        tail -n 20 "$moto_log" >&2; log "FAIL: moto's S3 did not start on $s3_url"; s3_url=""; failed=1; break
+      fi
+      sleep 0.5
+    done
+    [ -n "$s3_url" ] && log "moto S3 on $s3_url (the bridge gateway: the bulk container reaches the host there)"
+  fi
+
+  log "bulk: $LAMBDA_BULK_IMAGE (--read-only --tmpfs /tmp) on $lambda_url, S3 at ${s3_url:-a closed port}"
+  podman run -d --name "$LAMBDA_BULK_CTR" --read-only --tmpfs /tmp:rw,size=64m \
+    -e "AWS_ENDPOINT_URL_S3=${s3_url:-http://127.0.0.1:9}" -e AWS_ACCESS_KEY_ID=testing \
+    -e AWS_SECRET_ACCESS_KEY=testing -e AWS_REGION=us-east-1 -e AWS_EC2_METADATA_DISABLED=true \
+    -p "127.0.0.1:$((LAMBDA_PORT + 2)):8080" "$LAMBDA_BULK_IMAGE" >/dev/null
+  wait_http "Lambda bulk RIE" "$LAMBDA_BULK_CTR" 120 -X POST -d '{"input": "warm-up"}' "$invoke"
+  smoke "$invoke" lambda-bulk || failed=1
+
+  got="$(error_code "$invoke" "$missing")"
+  case "$got" in
+    shard_jobs_unsupported*|none) log "FAIL: the bulk image answered a probe of a missing bucket with $got"; failed=1 ;;
+    *) log "ok: the bulk image takes a shard probe past the import to S3: $got" ;;
+  esac
+
+  if [ -n "$s3_url" ]; then
+    if shard_jobs "$invoke" "$s3_url"; then
+      log "ok: the bulk image ran a shard probe and shard jobs against S3 (moto)"
+    else
+      dump_logs "$LAMBDA_BULK_CTR"; tail -n 20 "$moto_log" >&2
+      log "FAIL: shard jobs in the bulk image"; failed=1
+    fi
+  fi
+  [ -n "${moto_log:-}" ] && rm -f "$moto_log"
+  return "$failed"
+}
+
 # ---------------------------------------------------------------------------------------------
 cmd_sizes() {
   need_podman
@@ -274,14 +504,14 @@ cmd_sizes() {
   mkdir -p docs
   local img
   for img in "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
-    "$LAMBDA_INT8_IMAGE"; do
+    "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE"; do
     podman image exists "$img" || die "$img missing: scripts/images.sh build"
   done
   local rc=0
   python3 - "$out" "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
-    "${LAMBDA_BUDGET_MB:-350}" "$LAMBDA_INT8_IMAGE" <<'PY' || rc=$?
+    "${LAMBDA_BUDGET_MB:-350}" "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE" <<'PY' || rc=$?
 import json, re, subprocess, sys
-out, server, server_base, lam, lam_base, budget, lam_int8 = sys.argv[1:]
+out, server, server_base, lam, lam_base, budget, lam_int8, lam_bulk = sys.argv[1:]
 budget = int(budget)
 
 def podman(*args):
@@ -315,15 +545,22 @@ WHAT = [  # (substring of the created-by command, what the layer holds)
     ("useradd", "non-root user"),
 ]
 
-def what(cmd, first_task_root_copy):
+# Dockerfile.lambda copies into the task root, in this order: the dependencies, the code and, in
+# the bulk image only, shard jobs' packages with the client package.
+TASK_ROOT_COPIES = [
+    "Python dependencies (pip --target: onnxruntime, numpy, tokenizers, pydantic, ...)",
+    "application code (package/src, byte-compiled)",
+    "shard jobs (BULK=1): requirements-bulk.txt (pyarrow, httpx, idna) and the client package",
+]
+
+def what(cmd, task_root_copy):
     if not cmd.startswith(("COPY", "RUN", "ADD")):
         return "metadata"
     for key, text in WHAT:
         if key in cmd:
             return text
-    if "LAMBDA_TASK_ROOT" in cmd and cmd.startswith("COPY"):
-        return ("Python dependencies (pip --target: onnxruntime, numpy, tokenizers, pydantic, ...)"
-                if first_task_root_copy else "application code (package/src, byte-compiled)")
+    if task_root_copy is not None:
+        return TASK_ROOT_COPIES[min(task_root_copy, len(TASK_ROOT_COPIES) - 1)]
     return ""
 
 lines = [
@@ -343,32 +580,44 @@ lines = [
     "|---|---:|---|---:|---:|",
 ]
 pairs = [(server, server_base, "Dockerfile"), (lam, lam_base, "Dockerfile.lambda"),
-         (lam_int8, lam_base, "Dockerfile.lambda --build-arg PRECISION=int8")]
+         (lam_int8, lam_base, "Dockerfile.lambda --build-arg PRECISION=int8"),
+         (lam_bulk, lam_base, "Dockerfile.lambda --build-arg BULK=1")]
 for img, base, _ in pairs:
     s, b = size(img), size(base)
     lines.append(f"| `{img}` | {mb(s)} | `{base}` | {mb(b)} | **{mb(s - b)}** |")
-added = size(lam) - size(lam_base)
-verdict = "within" if added <= budget * 1e6 else "OVER"
-lines += ["", f"Budget: the Lambda image may add at most {budget} MB over its base; it adds "
-          f"{mb(added)} ({verdict} budget)."]
+# The budget holds for the query images (what every live query's cold start pulls); the bulk
+# image, deployed only as the separate bulk function, is reported, not budgeted.
+added = {img: size(img) - size(lam_base) for img in (lam, lam_int8)}
+over = [img for img, n in added.items() if n > budget * 1e6]
+verdict = "OVER" if over else "within"
+bulk_added = size(lam_bulk) - size(lam_base)
+lines += ["", f"Budget: a query Lambda image may add at most {budget} MB over its base; `{lam}` adds "
+          f"{mb(added[lam])} and `{lam_int8}` {mb(added[lam_int8])} ({verdict} budget). The bulk "
+          f"image (`{lam_bulk}`: the fp32 query image plus pyarrow and the client package, for shard "
+          f"jobs; deployed only as the bulk function) adds {mb(bulk_added)}, "
+          f"{mb(bulk_added - added[lam])} more than the query image, and has no budget."]
 for img, base, dockerfile in pairs:
     h, hb = history(img), history(base)
     own = h[len(hb):]
     lines += ["", f"## `{img}` ({dockerfile}): layers added over the base", "",
               "| Size | What | Created by |", "|---:|---|---|"]
-    seen_task_root = False
+    task_root_copies = 0
     for layer in own:
         cmd = clean(layer.get("CreatedBy") or layer.get("createdBy") or "")
-        first = "LAMBDA_TASK_ROOT" in cmd and cmd.startswith("COPY") and not seen_task_root
-        seen_task_root = seen_task_root or first
-        lines.append(f"| {mb(layer.get('size', 0))} | {what(cmd, first)} | `{cmd}` |")
+        copy = None
+        if "LAMBDA_TASK_ROOT" in cmd and cmd.startswith("COPY"):
+            copy, task_root_copies = task_root_copies, task_root_copies + 1
+        lines.append(f"| {mb(layer.get('size', 0))} | {what(cmd, copy)} | `{cmd}` |")
     lines.append(f"| **{mb(sum(l.get('size', 0) for l in own))}** | total | |")
 open(out, "w").write("\n".join(lines) + "\n")
 print(f"wrote {out}")
-sys.exit(0 if verdict == "within" else 3)
+for img, n in added.items():
+    print(f"size over base: {img} {mb(n)} (budget {budget} MB: {'OVER' if img in over else 'ok'})")
+print(f"size over base: {lam_bulk} {mb(bulk_added)} (the bulk image: reported, no budget)")
+sys.exit(3 if over else 0)
 PY
   cat "$out"
-  [ "$rc" -eq 0 ] || die "the Lambda image exceeds its size budget (or sizes failed, rc=$rc)"
+  [ "$rc" -eq 0 ] || die "a query Lambda image exceeds its size budget (or sizes failed, rc=$rc)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -378,6 +627,6 @@ case "${1:-all}" in
   test) cmd_test ;;
   sizes) cmd_sizes ;;
   all) cmd_lint; cmd_build; cmd_test; cmd_sizes ;;
-  -h|--help|help) sed -n '2,17p' "$0" ;;
+  -h|--help|help) sed -n '2,27p' "$0" ;;
   *) echo "usage: $0 [build|test|sizes|lint|all]" >&2; exit 2 ;;
 esac

@@ -50,3 +50,8 @@ output "curl_example" {
     : "curl --aws-sigv4 \"aws:amz:${var.region}:lambda\" --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" -H \"x-amz-security-token: $AWS_SESSION_TOKEN\" -H 'Content-Type: application/json' -d '{\"input\": \"hello, world!\"}' ${aws_lambda_function_url.this.function_url}"
   )
 }
+
+output "bulk_function_name" {
+  description = "Name of the bulk function (<function_name>-bulk) for embed-corpus --target lambda://<name>; empty when bulk_function_enabled = false."
+  value       = var.bulk_function_enabled ? aws_lambda_function.bulk[0].function_name : ""
+}

@@ -210,3 +210,90 @@ variable "api_key_value" {
     error_message = "api_key_value must be empty or at least 16 printable ASCII characters without spaces (it travels in an HTTP header)."
   }
 }
+
+# --- the optional bulk function (bulk.tf): embed-corpus's shard jobs ------------------------------
+
+variable "bulk_function_enabled" {
+  description = "Create a second function, <function_name>-bulk, running the bulk image (Dockerfile.lambda --build-arg BULK=1) for embed-corpus's worker mode: each invocation reads a split of the corpus from S3 and writes its Parquet part there. It has no Function URL (embed-corpus invokes it directly) and its own execution role, which may read bulk_input_prefixes and write bulk_output_prefixes only."
+  type        = bool
+  default     = false
+}
+
+variable "bulk_image_tag" {
+  description = "Tag of the bulk image in the same ECR repository, used only when bulk_image_digest is empty (Lambda resolves a tag once, so prefer the digest)."
+  type        = string
+  default     = "bulk"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.bulk_image_tag))
+    error_message = "bulk_image_tag must be a valid image tag: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'."
+  }
+}
+
+variable "bulk_image_digest" {
+  description = "Digest (sha256:<64 hex>) of the bulk image to run; when empty, <repository_url>:<bulk_image_tag>. Build it with the query image's --build-arg PRECISION: the bulk function runs the same EMBEDDING_PRECISION (var.precision)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.bulk_image_digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.bulk_image_digest))
+    error_message = "bulk_image_digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+}
+
+variable "bulk_memory_size" {
+  description = "Memory of the bulk function in MB. 1769 MB is one vCPU and the handler runs one model thread per 1769 MB (rounded down), so 1769 is the lowest cost per text; 3538 (two threads) finishes each shard sooner at the same or a higher cost per text. Values in between pay for CPU no thread uses."
+  type        = number
+  default     = 1769
+
+  validation {
+    condition     = var.bulk_memory_size >= 128 && var.bulk_memory_size <= 10240 && floor(var.bulk_memory_size) == var.bulk_memory_size
+    error_message = "bulk_memory_size must be a whole number of MB between 128 and 10240."
+  }
+}
+
+variable "bulk_timeout" {
+  description = "Timeout of the bulk function in seconds: one invocation embeds a whole shard (embed-corpus --shard-size texts, 10,000 by default), so the default is Lambda's maximum."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.bulk_timeout >= 1 && var.bulk_timeout <= 900 && floor(var.bulk_timeout) == var.bulk_timeout
+    error_message = "bulk_timeout must be a whole number of seconds between 1 and 900."
+  }
+}
+
+variable "bulk_reserved_concurrent_executions" {
+  description = "Concurrency reserved for (and capped at) the bulk function. -1 (the default): unreserved, so a job may use the account's unreserved pool and an idle bulk function withholds nothing; live queries stay safe through the query function's own reservation (reserved_concurrent_executions), which no other function can take. A number caps every job at that many workers (and is embed-corpus's default --concurrency), at the price of withholding it from the account at all times."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = (var.bulk_reserved_concurrent_executions == -1 || var.bulk_reserved_concurrent_executions >= 1) && floor(var.bulk_reserved_concurrent_executions) == var.bulk_reserved_concurrent_executions
+    error_message = "bulk_reserved_concurrent_executions must be -1 (unreserved) or a whole number >= 1 (0 would throttle every job)."
+  }
+}
+
+variable "bulk_input_prefixes" {
+  description = "S3 folders the bulk function may read (s3:GetObject on every object below each), as \"bucket/prefix\" or \"s3://bucket/prefix/\"; \"bucket\" alone means the whole bucket. Empty (the default): no read grant."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # A bucket name (3-63 lowercase letters, digits, '.', '-'), then an optional key prefix without
+    # IAM wildcards, which would widen the grant.
+    condition     = alltrue([for prefix in var.bulk_input_prefixes : can(regex("^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?]*)?$", prefix))])
+    error_message = "Each bulk_input_prefixes entry must be \"bucket/prefix\" or \"s3://bucket/prefix/\" (a valid bucket name, no * or ? wildcards)."
+  }
+}
+
+variable "bulk_output_prefixes" {
+  description = "S3 folders the bulk function may write Parquet parts to (s3:PutObject on every object below each), as \"bucket/prefix\" or \"s3://bucket/prefix/\". Empty (the default): no write grant."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for prefix in var.bulk_output_prefixes : can(regex("^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?]*)?$", prefix))])
+    error_message = "Each bulk_output_prefixes entry must be \"bucket/prefix\" or \"s3://bucket/prefix/\" (a valid bucket name, no * or ? wildcards)."
+  }
+}

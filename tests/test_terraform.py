@@ -135,6 +135,13 @@ def only(cfg: dict[str, Any], rtype: str) -> dict[str, Any]:
     return next(iter(found.values()))
 
 
+def named(cfg: dict[str, Any], rtype: str, name: str) -> dict[str, Any]:
+    """The query stack's resource of a type the bulk function (bulk.tf) has one of too."""
+    found = resources(cfg, rtype)
+    assert name in found, f"no {rtype}.{name}; found {sorted(found)}"
+    return found[name]
+
+
 def block(body: dict[str, Any], name: str) -> dict[str, Any]:
     blocks = body.get(name)
     assert isinstance(blocks, list) and len(blocks) == 1, f"expected one {name} block, got {blocks!r}"
@@ -249,6 +256,20 @@ VALIDATION_CASES: dict[str, tuple[list[Any], list[Any]]] = {
          "arn:aws:ssm:eu-west-1:123456789012:document/x"],
     ),
     "api_key_value": (["", "sk-" + "a1" * 8, "A" * 64], ["short", "has a space in it!!", "tab\tinside-the-key-value"]),
+    "bulk_image_tag": (["bulk", "bulk-v2", "_x"], ["", ".hidden", "-dash", "a" * 129, "with space"]),
+    "bulk_image_digest": (["", "sha256:" + "0123456789abcdef" * 4], ["sha256:xyz", "sha256:" + "A" * 64]),
+    "bulk_memory_size": ([128, 1769, 3538, 10240], [127, 10241, 0, 1769.5]),
+    "bulk_timeout": ([1, 300, 900], [0, 901, 2.5]),
+    "bulk_reserved_concurrent_executions": ([-1, 1, 100, 1000], [0, -2, 1.5]),
+    "bulk_input_prefixes": (
+        [[], ["bucket/prefix"], ["s3://my.bucket-1/corpus/"], ["abc"], ["s3://bucket"], ["b-1/a b/c=d/"]],
+        [["Bucket/x"], ["s3://b/x"], ["bucket/*"], ["bucket/pre?fix"], ["s3:/bucket/x"], ["-bucket/x"],
+         ["http://bucket/x"], ["ok-bucket/x", "BAD/x"]],
+    ),
+    "bulk_output_prefixes": (
+        [[], ["bucket/vectors"], ["s3://bucket/vectors/"]],
+        [["Bucket/x"], ["bucket/*"], ["arn:aws:s3:::bucket/x"]],
+    ),
 }
 
 
@@ -298,6 +319,14 @@ EXPECTED_DEFAULTS = {
     "api_key_source": "none",
     "api_key_secret_arn": "",
     "api_key_value": "",
+    "bulk_function_enabled": False,
+    "bulk_image_tag": "bulk",
+    "bulk_image_digest": "",
+    "bulk_memory_size": 1769,
+    "bulk_timeout": 900,
+    "bulk_reserved_concurrent_executions": -1,
+    "bulk_input_prefixes": [],
+    "bulk_output_prefixes": [],
 }
 
 
@@ -398,6 +427,13 @@ def test_real_terraform_enforces_the_validations(tmp_path):
         "api_key_source": "kms",
         "api_key_secret_arn": "not-an-arn",
         "api_key_value": "short",
+        "bulk_image_tag": "-x",
+        "bulk_image_digest": "sha256:0",
+        "bulk_memory_size": "64",
+        "bulk_timeout": "0",
+        "bulk_reserved_concurrent_executions": "0",
+        "bulk_input_prefixes": '["bucket/*"]',
+        "bulk_output_prefixes": '["s3://Bucket/x/"]',
     }
     assert set(bad) == set(VALIDATION_CASES)
     args = [arg for name, value in bad.items() for arg in ("-var", f"{name}={value}")]
@@ -442,12 +478,12 @@ def test_ecr_lifecycle_policy_keeps_the_last_n_images(cfg):
 # IAM
 # ---------------------------------------------------------------------------------------------
 def test_role_has_basic_execution_and_at_most_the_api_key_read(cfg):
-    role = only(cfg, "aws_iam_role")
+    role = named(cfg, "aws_iam_role", "lambda")
     assert "inline_policy" not in role and "managed_policy_arns" not in role
     for forbidden in ("aws_iam_policy", "aws_iam_role_policies_exclusive"):
         assert not resources(cfg, forbidden), f"the execution role must not get {forbidden}"
     # The one inline policy: read the API key, only when there is one, only that ARN.
-    policy = only(cfg, "aws_iam_role_policy")
+    policy = named(cfg, "aws_iam_role_policy", "read_api_key")
     assert expr(policy["count"]) == 'var.api_key_source == "none" ? 0 : 1'
     assert expr(policy["role"]) == "aws_iam_role.lambda.id"
     document = cfg["data"][("aws_iam_policy_document", "read_api_key")]
@@ -458,7 +494,7 @@ def test_role_has_basic_execution_and_at_most_the_api_key_read(cfg):
         'var.api_key_source == "secretsmanager" ? ["secretsmanager:GetSecretValue"] : ["ssm:GetParameter"]'
     )
 
-    attachment = only(cfg, "aws_iam_role_policy_attachment")
+    attachment = named(cfg, "aws_iam_role_policy_attachment", "basic_execution")
     assert expr(attachment["role"]) == "aws_iam_role.lambda.name"
     arn = unquote(attachment["policy_arn"])
     assert (
@@ -469,7 +505,7 @@ def test_role_has_basic_execution_and_at_most_the_api_key_read(cfg):
 
 
 def test_role_trusts_only_lambda(cfg):
-    role = only(cfg, "aws_iam_role")
+    role = named(cfg, "aws_iam_role", "lambda")
     assert expr(role["assume_role_policy"]) == "data.aws_iam_policy_document.lambda_assume_role.json"
     document = clean(cfg["data"][("aws_iam_policy_document", "lambda_assume_role")])
     (statement,) = document["statement"]
@@ -483,13 +519,13 @@ def test_role_trusts_only_lambda(cfg):
 # Lambda
 # ---------------------------------------------------------------------------------------------
 def test_log_group(cfg):
-    group = only(cfg, "aws_cloudwatch_log_group")
+    group = named(cfg, "aws_cloudwatch_log_group", "lambda")
     assert unquote(group["name"]) == "/aws/lambda/${var.function_name}"
     assert expr(group["retention_in_days"]) == "var.log_retention_days"
 
 
 def test_function_is_an_image_built_from_the_variables(cfg):
-    function = only(cfg, "aws_lambda_function")
+    function = named(cfg, "aws_lambda_function", "this")
     assert expr(function["function_name"]) == "var.function_name"
     assert unquote(function["package_type"]) == "Image"
     assert [expr(a) for a in function["architectures"]] == ["var.architecture"]
@@ -502,7 +538,7 @@ def test_function_is_an_image_built_from_the_variables(cfg):
 
 
 def test_image_uri_pins_the_digest_when_given(cfg):
-    function = only(cfg, "aws_lambda_function")
+    function = named(cfg, "aws_lambda_function", "this")
     assert expr(function["image_uri"]) == "local.image_uri"
     image_uri = expr(cfg["locals"]["image_uri"])
     assert 'var.image_digest != ""' in image_uri
@@ -513,7 +549,7 @@ def test_image_uri_pins_the_digest_when_given(cfg):
 
 
 def test_function_environment(cfg):
-    function = only(cfg, "aws_lambda_function")
+    function = named(cfg, "aws_lambda_function", "this")
     variables = expr(block(function, "environment")["variables"])
     assert variables == "merge(local.default_environment, local.api_key_environment, var.environment)", (
         "var.environment must be merged last"
@@ -529,7 +565,7 @@ def test_function_environment(cfg):
 
 
 def test_function_logging_and_dependencies(cfg):
-    function = only(cfg, "aws_lambda_function")
+    function = named(cfg, "aws_lambda_function", "this")
     logging_config = block(function, "logging_config")
     assert unquote(logging_config["log_format"]) == "JSON"
     assert expr(logging_config["log_group"]) == "aws_cloudwatch_log_group.lambda.name"
@@ -590,6 +626,9 @@ def test_outputs(cfg):
     for name, value in expected.items():
         assert name in cfg["output"], f"output {name} is missing"
         assert expr(cfg["output"][name]["value"]) == value
+    assert expr(cfg["output"]["bulk_function_name"]["value"]) == (
+        'var.bulk_function_enabled ? aws_lambda_function.bulk[0].function_name : ""'
+    )
     for name, body in cfg["output"].items():
         assert len(unquote(body.get("description", ""))) > 10, f"output {name} needs a description"
 
@@ -608,6 +647,137 @@ def test_curl_example_matches_the_auth_type(cfg):
     assert '--user \\"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\\"' in signed
     assert '-H \\"x-amz-security-token: $AWS_SESSION_TOKEN\\"' in signed
     assert body in signed and signed.rstrip('")').endswith(url)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bulk function (bulk.tf): embed-corpus's shard jobs, S3 in and S3 out
+# ---------------------------------------------------------------------------------------------
+BULK_RESOURCES = {
+    ("aws_cloudwatch_log_group", "bulk"): "local.bulk_count",
+    ("aws_iam_role", "bulk"): "local.bulk_count",
+    ("aws_iam_role_policy_attachment", "bulk_basic_execution"): "local.bulk_count",
+    ("aws_iam_role_policy", "bulk_s3"): "local.bulk_s3_policy_count",
+    ("aws_lambda_function", "bulk"): "local.bulk_count",
+}
+
+
+def test_bulk_resources_exist_only_when_enabled(cfg):
+    assert expr(cfg["locals"]["bulk_count"]) == "var.bulk_function_enabled ? 1 : 0"
+    # The S3 grants: only with the function, and only when some prefix is given.
+    assert expr(cfg["locals"]["bulk_s3_policy_count"]) == (
+        "var.bulk_function_enabled && "
+        "length(local.bulk_input_arns) + length(local.bulk_output_arns) > 0 ? 1 : 0"
+    )
+    in_file = {
+        (unquote(rtype), unquote(name))
+        for block_ in cfg["raw"]["bulk.tf"]["resource"]
+        for rtype, named_ in block_.items()
+        for name in named_
+    }
+    assert in_file == set(BULK_RESOURCES)
+    for key, count in BULK_RESOURCES.items():
+        assert expr(cfg["resource"][key]["count"]) == count, key
+    assert expr(cfg["data"][("aws_iam_policy_document", "bulk_s3")]["count"]) == "local.bulk_s3_policy_count"
+    # No Function URL and no resource-policy statement for it: embed-corpus invokes it directly.
+    for rtype in ("aws_lambda_function_url", "aws_lambda_permission"):
+        for body in resources(cfg, rtype).values():
+            assert expr(body["function_name"]) == "aws_lambda_function.this.function_name"
+
+
+def test_bulk_function(cfg):
+    function = named(cfg, "aws_lambda_function", "bulk")
+    assert unquote(function["function_name"]) == "${var.function_name}-bulk"
+    assert unquote(function["package_type"]) == "Image"
+    assert expr(function["image_uri"]) == "local.bulk_image_uri"
+    assert [expr(a) for a in function["architectures"]] == ["var.architecture"]
+    assert expr(function["memory_size"]) == "var.bulk_memory_size"
+    assert expr(function["timeout"]) == "var.bulk_timeout"
+    assert expr(function["reserved_concurrent_executions"]) == "var.bulk_reserved_concurrent_executions"
+    assert expr(function["role"]) == "aws_iam_role.bulk[0].arn"
+    for absent in ("handler", "runtime", "filename", "s3_bucket", "vpc_config"):
+        assert absent not in function, f"an image function must not set {absent}"
+    # The query function's settings, never the API key's location (this role can't read it).
+    environment = expr(block(function, "environment")["variables"])
+    assert environment == "merge(local.default_environment, var.environment)"
+    logging_config = block(function, "logging_config")
+    assert unquote(logging_config["log_format"]) == "JSON"
+    assert expr(logging_config["log_group"]) == "aws_cloudwatch_log_group.bulk[0].name"
+    depends_on = {expr(d) for d in function["depends_on"]}
+    assert depends_on == {
+        "aws_cloudwatch_log_group.bulk",
+        "aws_iam_role_policy_attachment.bulk_basic_execution",
+        "aws_iam_role_policy.bulk_s3",
+    }
+    # <function_name>-bulk must still be a valid function name (64 characters at most).
+    (precondition,) = block(function, "lifecycle")["precondition"]
+    assert expr(precondition["condition"]) == "length(var.function_name) <= 59"
+
+    group = named(cfg, "aws_cloudwatch_log_group", "bulk")
+    assert unquote(group["name"]) == "/aws/lambda/${var.function_name}-bulk"
+    assert expr(group["retention_in_days"]) == "var.log_retention_days"
+
+    # The same repository, the bulk image's digest when given, else its tag.
+    image_uri = expr(cfg["locals"]["bulk_image_uri"])
+    assert 'var.bulk_image_digest != ""' in image_uri
+    digest = "${aws_ecr_repository.this.repository_url}@${var.bulk_image_digest}"
+    tag = "${aws_ecr_repository.this.repository_url}:${var.bulk_image_tag}"
+    assert image_uri.index(digest) < image_uri.index(tag)
+
+
+def test_bulk_role_may_only_get_input_objects_and_put_output_objects(cfg):
+    role = named(cfg, "aws_iam_role", "bulk")
+    assert expr(role["assume_role_policy"]) == "data.aws_iam_policy_document.lambda_assume_role.json"
+    assert unquote(role["name"]) == "${substr(var.function_name, 0, 52)}-bulk-lambda"
+    assert 52 + len("-bulk-lambda") == 64, "IAM role names are limited to 64 characters"
+    assert "inline_policy" not in role and "managed_policy_arns" not in role
+
+    attachment = named(cfg, "aws_iam_role_policy_attachment", "bulk_basic_execution")
+    assert expr(attachment["role"]) == "aws_iam_role.bulk[0].name"
+    assert unquote(attachment["policy_arn"]) == unquote(
+        named(cfg, "aws_iam_role_policy_attachment", "basic_execution")["policy_arn"]
+    )
+
+    policy = named(cfg, "aws_iam_role_policy", "bulk_s3")
+    assert expr(policy["role"]) == "aws_iam_role.bulk[0].id"
+    assert expr(policy["policy"]) == "data.aws_iam_policy_document.bulk_s3[0].json"
+    document = cfg["data"][("aws_iam_policy_document", "bulk_s3")]
+    assert "statement" not in document, "the statements exist only for the prefixes given (dynamic blocks)"
+    statements = {}
+    for dynamic in document["dynamic"]:
+        body = dynamic['"statement"']
+        (content,) = body["content"]
+        statements[tuple(clean(content["actions"]))] = (expr(body["for_each"]), clean(content))
+    assert set(statements) == {("s3:GetObject",), ("s3:PutObject",)}
+    grants = ((("s3:GetObject",), "local.bulk_input_arns"), (("s3:PutObject",), "local.bulk_output_arns"))
+    for action, arns in grants:
+        for_each, content = statements[action]
+        assert for_each == f"length({arns}) > 0 ? [{arns}] : []"
+        assert content["effect"] == "Allow" and expr(content["resources"]) == "statement.value"
+        assert "condition" not in content and "not_actions" not in content
+    # Each prefix becomes the objects below that folder, in the deployment's partition.
+    arn = (
+        '"arn:${data.aws_partition.current.partition}:s3:::'
+        '${trimsuffix(trimprefix(prefix, \"s3://\"), \"/\")}/*"'
+    )
+    pairs = (("bulk_input_arns", "bulk_input_prefixes"), ("bulk_output_arns", "bulk_output_prefixes"))
+    for name, variable in pairs:
+        assert expr(cfg["locals"][name]) == f"[for prefix in var.{variable} : {arn}]"
+    # Nothing else anywhere grants S3.
+    for path in TF_DIR.glob("*.tf"):
+        actions = set(re.findall(r'"(s3:[A-Za-z*]+)"', path.read_text()))
+        assert actions <= {"s3:GetObject", "s3:PutObject"}, (path.name, actions)
+
+
+def test_bulk_jobs_leave_live_queries_capacity(cfg):
+    """A check block (a warning, not an error) when both functions draw from the unreserved pool."""
+    (check,) = cfg["raw"]["bulk.tf"]["check"]
+    (body,) = check.values()
+    (assertion,) = body["assert"]
+    assert expr(assertion["condition"]) == (
+        "!var.bulk_function_enabled || var.reserved_concurrent_executions != -1 "
+        "|| var.bulk_reserved_concurrent_executions != -1"
+    )
+    assert default_of(cfg, "reserved_concurrent_executions") != -1, "live queries must be reserved by default"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -681,6 +851,21 @@ def test_checkov_passes():
 @pytest.mark.skipif(
     not CHECKOV.exists(), reason="checkov not installed in .tools/checkov-venv (see terraform/README.md)"
 )
+def test_checkov_passes_with_the_bulk_function(tmp_path):
+    var_file = tmp_path / "bulk.tfvars"
+    var_file.write_text(
+        'bulk_function_enabled = true\nbulk_reserved_concurrent_executions = 100\n'
+        'bulk_input_prefixes = ["s3://corpus-bucket/corpus/"]\n'
+        'bulk_output_prefixes = ["vectors-bucket/vectors"]\n'
+    )
+    report = run_checkov("--var-file", str(var_file))
+    assert report["summary"]["parsing_errors"] == 0
+    assert failed_checks(report) == set()
+
+
+@pytest.mark.skipif(
+    not CHECKOV.exists(), reason="checkov not installed in .tools/checkov-venv (see terraform/README.md)"
+)
 def test_checkov_with_a_public_url_flags_only_the_auth_type(tmp_path):
     """With auth NONE the permissions' skips hold; only the deliberate CKV_AWS_258 remains."""
     var_file = tmp_path / "public.tfvars"
@@ -722,7 +907,7 @@ def test_the_function_gets_the_key_location_under_the_names_the_service_reads(cf
 
 
 def test_an_api_key_behind_aws_iam_is_refused(cfg):
-    function = only(cfg, "aws_lambda_function")
+    function = named(cfg, "aws_lambda_function", "this")
     (precondition,) = block(function, "lifecycle")["precondition"]
     assert expr(precondition["condition"]) == 'var.api_key_source == "none" || var.function_url_auth_type == "NONE"'
     depends_on = [expr(d) for d in function["depends_on"]]

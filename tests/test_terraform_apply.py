@@ -11,7 +11,8 @@ The flow is scripts/deploy.sh's: apply only the ECR resources (-target), push an
 an image manifest put straight into moto's ECR, with MOTO_LAMBDA_STUB_ECR=false so moto's
 Lambda refuses an image that is not in its ECR), apply the whole stack pinned to the pushed
 digest; then the other auth modes (public NONE, NONE with an API key in Secrets Manager or
-SSM); each state checked through boto3; destroy, and nothing may remain.
+SSM); each state checked through boto3; destroy, and nothing may remain. Then the optional bulk
+function (bulk.tf): its own image, role, S3 object grants and reserved concurrency.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def terraform(tmp_path_factory, moto):
     return Terraform(workdir, env)
 
 
-def push_image(moto: MotoServer) -> str:
+def push_image(moto: MotoServer, tag: str = "latest") -> str:
     """What deploy.sh's push leaves behind: an image in ECR; returns its digest."""
     manifest = json.dumps({
         "schemaVersion": 2,
@@ -137,8 +138,8 @@ def push_image(moto: MotoServer) -> str:
         "layers": [],
     })
     ecr = moto.client("ecr", REGION)
-    ecr.put_image(repositoryName=REPOSITORY, imageManifest=manifest, imageTag="latest")
-    (image,) = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageTag": "latest"}])["imageDetails"]
+    ecr.put_image(repositoryName=REPOSITORY, imageManifest=manifest, imageTag=tag)
+    (image,) = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageTag": tag}])["imageDetails"]
     return image["imageDigest"]
 
 
@@ -151,11 +152,20 @@ def policy_statements(moto: MotoServer) -> dict[str, dict]:
     return {statement["Sid"]: statement for statement in policy["Statement"]}
 
 
-def role_policies(moto: MotoServer) -> dict[str, dict]:
+def role_policies(moto: MotoServer, role: str = f"{NAME}-lambda") -> dict[str, dict]:
     iam = moto.client("iam", REGION)
-    role = f"{NAME}-lambda"
     return {name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
             for name in iam.list_role_policies(RoleName=role)["PolicyNames"]}
+
+
+def s3_statements(moto: MotoServer) -> list[dict]:
+    """Every statement of every inline policy of our roles that names an S3 action."""
+    iam = moto.client("iam", REGION)
+    found = []
+    for role in (r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)):
+        for document in role_policies(moto, role).values():
+            found += [s for s in document["Statement"] if "s3:" in json.dumps(s.get("Action", ""))]
+    return found
 
 
 def check_stack(moto: MotoServer, digest: str, auth: str) -> dict:
@@ -172,7 +182,8 @@ def check_stack(moto: MotoServer, digest: str, auth: str) -> dict:
     attached = iam.list_attached_role_policies(RoleName=f"{NAME}-lambda")["AttachedPolicies"]
     assert [p["PolicyName"] for p in attached] == ["AWSLambdaBasicExecutionRole"]
 
-    (group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{NAME}")["logGroups"]
+    (group,) = [g for g in logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{NAME}")["logGroups"]
+                if g["logGroupName"] == f"/aws/lambda/{NAME}"]  # not the bulk function's, <NAME>-bulk
     assert group["retentionInDays"] == 14
 
     config = lam.get_function(FunctionName=NAME)
@@ -215,6 +226,9 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     outputs = terraform.outputs()
     assert outputs["function_url"].startswith("https://") and "--aws-sigv4" in outputs["curl_example"]
     assert outputs["api_key_secret_arn"] == outputs["api_key_command"] == ""
+    # By default: no bulk function, and no S3 grant to anyone.
+    assert [f["FunctionName"] for f in moto.client("lambda", REGION).list_functions()["Functions"]] == [NAME]
+    assert outputs["bulk_function_name"] == "" and s3_statements(moto) == []
 
     # Public: NONE alone (and the int8 economy precision, as deploy.sh --precision int8 passes it).
     terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=precision=int8")
@@ -267,12 +281,74 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     moto.client("secretsmanager", REGION).delete_secret(SecretId=existing, ForceDeleteWithoutRecovery=True)
 
 
-def assert_nothing_remains(moto: MotoServer) -> None:
+def assert_nothing_remains(moto: MotoServer, secrets: tuple[str, ...] = ("existing-key",)) -> None:
+    """`secrets`: those that were never Terraform's and may stay."""
     ecr, lam, iam, logs, sm, ssm = (moto.client(s, REGION)
                                     for s in ("ecr", "lambda", "iam", "logs", "secretsmanager", "ssm"))
     assert ecr.describe_repositories()["repositories"] == []
     assert lam.list_functions()["Functions"] == []
     assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
     assert logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
-    assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == ["existing-key"]
+    assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == list(secrets)
     assert ssm.describe_parameters()["Parameters"] == []
+
+
+def test_bulk_function_gets_its_image_its_concurrency_and_only_its_s3_objects(terraform, moto):
+    """bulk.tf: <name>-bulk on the bulk image, its own reserved concurrency, a role that may get the
+    input folder's objects and put the output folder's, and nothing else; the query stack unchanged."""
+    terraform("init", "-input=false", "-backend=false")
+    terraform.apply(*(f"-target={target}" for target in ecr_targets()))
+    digest = push_image(moto)
+    push_image(moto, "bulk")  # by its default tag (moto gives every image the same digest)
+    pinned = [f"-var=image_digest={digest}", "-var=bulk_function_enabled=true",
+              "-var=bulk_reserved_concurrent_executions=25"]
+    lam, iam, logs = (moto.client(s, REGION) for s in ("lambda", "iam", "logs"))
+    bulk, role = f"{NAME}-bulk", f"{NAME}-bulk-lambda"
+
+    # Enabled without prefixes: the function and its role, no S3 grant at all.
+    terraform.apply(*pinned)
+    check_stack(moto, digest, "AWS_IAM")
+    assert role_policies(moto, role) == {} and s3_statements(moto) == []
+    assert terraform.outputs()["bulk_function_name"] == bulk
+
+    # One input and one output folder (both spellings): exactly GetObject and PutObject below them.
+    terraform.apply(*pinned, '-var=bulk_input_prefixes=["corpus-bucket/corpus"]',
+                    '-var=bulk_output_prefixes=["s3://vectors-bucket/vectors/"]')
+    environment = check_stack(moto, digest, "AWS_IAM")  # the query function is as it was
+    assert role_policies(moto) == {}
+    (policy,) = role_policies(moto, role).values()
+    assert sorted((s["Effect"], s["Action"], s["Resource"]) for s in policy["Statement"]) == [
+        ("Allow", "s3:GetObject", "arn:aws:s3:::corpus-bucket/corpus/*"),
+        ("Allow", "s3:PutObject", "arn:aws:s3:::vectors-bucket/vectors/*"),
+    ]
+    assert len(s3_statements(moto)) == 2, "the S3 grants are the bulk role's alone"
+
+    config = lam.get_function(FunctionName=bulk)
+    function = config["Configuration"]
+    ecr = moto.client("ecr", REGION)
+    (repository,) = ecr.describe_repositories(repositoryNames=[REPOSITORY])["repositories"]
+    assert config["Code"]["ImageUri"] == f"{repository['repositoryUri']}:bulk"
+    assert function["PackageType"] == "Image"
+    query_role = lam.get_function(FunctionName=NAME)["Configuration"]["Role"]
+    assert function["Role"] == iam.get_role(RoleName=role)["Role"]["Arn"] != query_role
+    assert (function["MemorySize"], function["Timeout"], function["Architectures"]) == (1769, 900, ["x86_64"])
+    assert lam.get_function_concurrency(FunctionName=bulk)["ReservedConcurrentExecutions"] == 25
+    assert lam.get_function_concurrency(FunctionName=NAME)["ReservedConcurrentExecutions"] == 10
+    assert function["Environment"]["Variables"] == environment
+    attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AWSLambdaBasicExecutionRole"]
+    (group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{bulk}")["logGroups"]
+    assert group["retentionInDays"] == 14
+    # No Function URL: embed-corpus invokes it directly.
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_function_url_config(FunctionName=bulk)
+
+    # Both functions unreserved: a job could throttle live queries. A warning, not an error.
+    warned = terraform("plan", "-input=false", *pinned, "-var=bulk_reserved_concurrent_executions=-1",
+                       "-var=reserved_concurrent_executions=-1")
+    assert "can throttle them" in " ".join((warned.stdout + warned.stderr).split())
+    quiet = terraform("plan", "-input=false", *pinned)
+    assert "can throttle them" not in " ".join((quiet.stdout + quiet.stderr).split())
+
+    terraform("destroy", "-input=false", "-auto-approve", *pinned)
+    assert_nothing_remains(moto, secrets=())
