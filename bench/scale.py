@@ -207,6 +207,13 @@ def client_path(port: int, folder: Path) -> list[dict]:
 # --- the benchmark --------------------------------------------------------------------------------
 
 
+def shard_rows() -> int:
+    """Passages per shard job: --shard-size, within the worker's cap."""
+    from embedding_client.corpus.worker_run import WORKER_MAX_ROWS
+
+    return min(SHARD_SIZE, WORKER_MAX_ROWS)
+
+
 def measured_passage_ms() -> dict:
     """Billed ms per 256-token passage on Lambda at 1,769 MB, per precision, from `make bench-bulk`."""
     data = json.loads(BULK.read_text())
@@ -243,7 +250,7 @@ def projection(passages: int, ms: dict, efficiency: float, concurrency: int, mem
     for precision in ("int8", "fp32"):
         compute_s = passages * ms[precision] / 1000
         hours = compute_s / concurrency / efficiency / 3600
-        invocations = math.ceil(passages / SHARD_SIZE)
+        invocations = math.ceil(passages / shard_rows())
         for arch in ("x86_64", "arm64"):
             usd = compute_s * memory_mb / 1024 * prices.LAMBDA_GB_SECOND[arch] + invocations * prices.LAMBDA_REQUESTS_PER_MILLION / 1e6
             rows.append({"precision": precision, "architecture": arch, "assumed": arch == "arm64", "hours": hours, "usd": usd,
@@ -275,6 +282,7 @@ def render(result: dict) -> str:
             concurrency=f"{result['concurrency']:,}",
             time_scale=f"{result['time_scale']:.4f}",
             shard_seconds=f"{result['shard_seconds']:.0f}",
+            shard_rows=f"{result['shard_rows']:,}",
             throttle_every=f"{result['throttle_every']:,}",
             source=result["ms_source"],
             runs_table=report_tools.table(
@@ -323,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", nargs=3, metavar=("PASSAGES", "ENDPOINT", "CONCURRENCY"), help=argparse.SUPPRESS)
     parser.add_argument("--passages", default="10000000,100000000", help="plan sizes, comma-separated")
     parser.add_argument("--concurrency", type=int, default=1000)
-    parser.add_argument("--shard-seconds", type=float, default=20.0, help="a simulated shard's wall time")
+    parser.add_argument("--shard-seconds", type=float, default=10.0, help="a simulated shard's wall time")
     parser.add_argument("--throttle-every", type=int, default=97, help="throttle every Nth job once (0: never)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-client-path", action="store_true", help="only the simulated fleet")
@@ -336,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     ms = measured_passage_ms()
-    time_scale = args.shard_seconds / (SHARD_SIZE * ms["int8"] / 1000)
+    time_scale = args.shard_seconds / (shard_rows() * ms["int8"] / 1000)
     port = report_free_port()
     stub = start_stub(port, ms["int8"], time_scale, args.throttle_every)
     runs = []
@@ -351,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             if child.returncode != 0:
                 raise RuntimeError(child.stderr[-3000:])
             run = json.loads(child.stdout.strip().splitlines()[-1])
-            shard_s = SHARD_SIZE * ms["int8"] / 1000 * time_scale
+            shard_s = shard_rows() * ms["int8"] / 1000 * time_scale
             run["ideal_s"] = math.ceil(run["shards"] / args.concurrency) * shard_s
             run["efficiency"] = run["ideal_s"] / run["schedule_s"]
             runs.append(run)
@@ -372,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency,
         "time_scale": time_scale,
         "shard_seconds": args.shard_seconds,
+        "shard_rows": shard_rows(),
         "throttle_every": args.throttle_every,
         "ms_source": ms.pop("_source"),
         "runs": runs,

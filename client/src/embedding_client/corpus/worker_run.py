@@ -40,6 +40,10 @@ from embedding_client.corpus.targets import Invocation
 log = logging.getLogger("embed_corpus")
 SAMPLE_BYTES = 16 * 1024  # read from the first object to size the byte ranges and type the ids
 MIN_SPLIT_BYTES = 1024  # a range never smaller than this, however short the lines
+# Lines (rows) per split at most, whatever --shard-size says: one job must end inside Lambda's 900 s
+# limit with room for a cold start, and 5,000 passages of 256 tokens take ~400 s at fp32 on one vCPU
+# (79.5 ms each, docs/benchmarks/bulk.md).
+WORKER_MAX_ROWS = 5_000
 
 
 def plan_splits(storage: Storage, inputs: Inputs, shard_size: int, split_bytes: int | None) -> list[Split]:
@@ -111,8 +115,9 @@ class WorkerRun:
 
     def execute(self, started: float, input_version: dict, old_version: dict | None) -> RunStats:
         options, info = self.options, self.target.info
-        split_bytes = split_bytes_for(self.storage, self.inputs, options.shard_size)
-        planned = plan_splits(self.storage, self.inputs, options.shard_size, split_bytes)
+        rows_per_split = min(options.shard_size, WORKER_MAX_ROWS)
+        split_bytes = split_bytes_for(self.storage, self.inputs, rows_per_split)
+        planned = plan_splits(self.storage, self.inputs, rows_per_split, split_bytes)
         if not planned:
             raise InputError(f"{options.input} holds no text to embed (every object is empty)")
         job_options = JobOptions(
