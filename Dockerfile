@@ -40,7 +40,7 @@ RUN set -eu; \
     rm -rf /opt/venv/lib/python3*/site-packages/numpy/tests /opt/venv/lib/python3*/site-packages/numpy/*/tests
 # Application code, byte-compiled now (unchecked-hash .pyc: valid whatever the file times, and
 # nothing has to be written at run time).
-COPY package/src/ /app/
+COPY package/src/embedding_service/ /app/embedding_service/
 RUN python -m compileall -q -f --invalidation-mode unchecked-hash /app
 
 # --- model files: keep only what BACKEND reads ------------------------------------------------
@@ -99,4 +99,4 @@ EXPOSE 8000
 # lifespan has loaded the model, so it is a readiness check here too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/status', timeout=4)"]
-CMD ["uvicorn", "main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "30"]
+CMD ["uvicorn", "embedding_service.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "30"]

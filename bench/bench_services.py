@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "package" / "src"
 RIE = REPO / ".tools" / "aws-lambda-rie"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
@@ -106,9 +105,9 @@ def start_rie(backend: str, model_dir: str, port: int, log, cpu: int = 0,
             sys.executable,
             "-m",
             "awslambdaric",
-            "lambda_function.handler",
+            "embedding_service.lambda_function.handler",
         ],
-        cwd=SRC,
+        cwd=REPO,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -281,9 +280,9 @@ def dynamic_batching(model_dir: str, texts: list[str], clients: int, seconds: fl
         env.update({"MODEL_DIR": model_dir, "EMBEDDING_THREADS": "2", "PYTHONUNBUFFERED": "1", **extra})
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
+                [sys.executable, "-m", "uvicorn", "embedding_service.main:app", "--host", "127.0.0.1", "--port", str(port),
                  "--loop", "asyncio", "--http", "h11"],
-                cwd=SRC,
+                cwd=REPO,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "package" / "src"
 
 # What each stack is, in the words of the report (the key is the --stacks name).
 STACKS = {
@@ -53,9 +52,8 @@ ONNX_FILES = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 # {src} are filled in by the parent; `T0` marks the first line of Python that runs.
 COLD_START = {
     "onnx": """
-import sys; sys.path.insert(0, {src!r})
-from model import model_load, model_infer
-from settings import load_settings
+from embedding_service.model import model_load, model_infer
+from embedding_service.settings import load_settings
 T1 = time.time()
 m = model_load(load_settings())
 T2 = time.time()
@@ -88,7 +86,7 @@ COLD_START["torch"] = COLD_START["int8"] = COLD_START["onnx"]
 
 
 def cold_start_code(stack: str, model_dir: str) -> str:
-    body = COLD_START[stack].format(model_dir=model_dir, src=str(SRC))
+    body = COLD_START[stack].format(model_dir=model_dir)
     return (
         "import time\nT0 = time.time()\nimport json\n"
         + body
@@ -99,9 +97,8 @@ def cold_start_code(stack: str, model_dir: str) -> str:
 
 def load_ours(stack: str, threads: int, device: str, model_dir: str):
     """This service's model.py, as the services load it."""
-    sys.path.insert(0, str(SRC))
-    from model import model_load
-    from settings import load_settings
+    from embedding_service.model import model_load
+    from embedding_service.settings import load_settings
 
     precision = PRECISION.get(stack, "fp32")
     settings = load_settings(

@@ -37,11 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_env  # noqa: E402
 import bulk_chunks  # noqa: E402
 import bulk_reuse  # noqa: E402
-from bench_services import SRC  # noqa: E402
 from corpus import mixed, passages  # noqa: E402
 from corpus_runs import Fleet, child_env, embed_corpus, say, service_settings, write_formats  # noqa: E402
 from report import Sections, num, table  # noqa: E402
@@ -79,9 +77,9 @@ QUICK = {
 def model_layer_rate(texts: list[str], batch: int) -> float:
     """Texts/s of `Embedder.embed` itself, in requests of `batch` texts, in a fresh process."""
     code = (
-        "import sys, time, json; sys.path.insert(0, sys.argv[1]);"
-        "from model import model_load; from settings import load_settings;"
-        "texts = json.load(open(sys.argv[2])); batch = int(sys.argv[3]);"
+        "import sys, time, json;"
+        "from embedding_service.model import model_load; from embedding_service.settings import load_settings;"
+        "texts = json.load(open(sys.argv[1])); batch = int(sys.argv[2]);"
         "e = model_load(load_settings()); started = time.perf_counter();"
         "[e.embed(texts[i:i + batch]) for i in range(0, len(texts), batch)];"
         "print(len(texts) / (time.perf_counter() - started))"
@@ -90,7 +88,7 @@ def model_layer_rate(texts: list[str], batch: int) -> float:
         json.dump(texts, handle)
         handle.flush()
         out = subprocess.run(
-            [sys.executable, "-c", code, str(SRC), handle.name, str(batch)],
+            [sys.executable, "-c", code, handle.name, str(batch)],
             env=child_env(),
             capture_output=True,
             text=True,

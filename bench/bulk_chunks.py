@@ -43,10 +43,10 @@ TARGETS = {"mb_per_s": 5.0, "chunk_share": 0.05, "throughput": 0.90}
 def service_chunker():
     """The prepared model's spec and chunker, built as the service builds them: its tokenizer
     (truncating at max_seq_length, lowercased where the model says so), then `Chunker.of`."""
-    model_dir = service_settings().model_dir  # puts the service's modules on sys.path
-    from chunking import Chunker
-    from model_config import read_model_spec
-    from tokenization import load_tokenizer, lowercase_inputs
+    model_dir = service_settings().model_dir
+    from embedding_service.chunking import Chunker
+    from embedding_service.model_config import read_model_spec
+    from embedding_service.tokenization import load_tokenizer, lowercase_inputs
 
     spec = read_model_spec(model_dir)
     tokenizer = load_tokenizer(model_dir, spec.max_seq_length)
@@ -116,12 +116,12 @@ def chunker_speed(documents: list[str], same: int, folder: Path) -> dict:
     path.write_text(json.dumps(documents))
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import bulk_chunks;"
-        "bulk_chunks.speed_child(sys.argv[2], int(sys.argv[3]))"
+        "import sys, bulk_chunks; bulk_chunks.speed_child(sys.argv[1], int(sys.argv[2]))"
     )
-    bench = str(Path(__file__).resolve().parent)
+    bench = str(Path(__file__).resolve().parent)  # the child runs there, so `import bulk_chunks` finds it
     out = subprocess.run(
-        [*pin, sys.executable, "-c", code, bench, str(path), str(same)],
+        [*pin, sys.executable, "-c", code, str(path), str(same)],
+        cwd=bench,
         env=child_env(ONE_CORE_ENV),
         capture_output=True,
         text=True,

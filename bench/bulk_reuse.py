@@ -247,12 +247,11 @@ def memory_per_row(rows: int, folder: Path) -> dict:
     path = folder / "old-memory.parquet"
     write_old(path, rows, "ubinary")  # the index ignores vectors: the smallest ones keep OLD small
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import bulk_reuse;"
-        "bulk_reuse.memory_child(sys.argv[2], int(sys.argv[3]))"
+        "import sys, bulk_reuse; bulk_reuse.memory_child(sys.argv[1], int(sys.argv[2]))"
     )
-    bench = str(Path(__file__).resolve().parent)
+    bench = str(Path(__file__).resolve().parent)  # the child runs there, so `import bulk_reuse` finds it
     out = subprocess.run(
-        [sys.executable, "-c", code, bench, str(path), str(rows)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, str(path), str(rows)], cwd=bench, capture_output=True, text=True, check=True
     )
     child = json.loads(out.stdout.strip().splitlines()[-1])
     per_row = (child["after_kib"] - child["before_kib"]) * 1024 / rows

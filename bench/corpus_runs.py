@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bench_services import SRC, free_port, parse_rie_log, start_rie, wait_for_port
+from bench_services import free_port, parse_rie_log, start_rie, wait_for_port
 
 EMBED_CORPUS = Path(sys.executable).parent / "embed-corpus"
 FORMATS = ("jsonl", "csv", "parquet", "text")
@@ -96,9 +96,7 @@ def embed_corpus(source: Path, folder: Path, *args: str, env: dict | None = None
 
 def service_settings():
     """The service's settings as the fleet and the local target will read them (MODEL_DIR...)."""
-    if str(SRC) not in sys.path:
-        sys.path.insert(0, str(SRC))
-    from settings import load_settings
+    from embedding_service.settings import load_settings
 
     return load_settings()
 

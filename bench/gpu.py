@@ -27,11 +27,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "package" / "src"), str(REPO / "bench")]
 
 from bench_env import best_seconds  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
-from settings import SettingsError, load_settings  # noqa: E402
+from embedding_service.settings import SettingsError, load_settings  # noqa: E402
 
 # One dated price table: on-demand Linux prices in us-east-1 from AWS's public EC2 pricing pages
 # as known to the author (to mid-2025; p5 after AWS's June 2025 cut), per GPU (instance price /
@@ -85,8 +84,8 @@ def corpus(args: argparse.Namespace) -> dict[str, list[str]]:
 
 def tokenize_child(path: Path) -> None:
     """Child process: our host path (encode + plan + pad) with RAYON_NUM_THREADS set by the parent."""
-    from model_config import read_model_spec
-    from tokenization import BatchTokenizer, load_tokenizer
+    from embedding_service.model_config import read_model_spec
+    from embedding_service.tokenization import BatchTokenizer, load_tokenizer
 
     spec = json.loads(path.read_text())
     model_dir = Path(spec["model_dir"])
@@ -124,7 +123,7 @@ class BareForward:
 
     def __init__(self, args: argparse.Namespace, settings, torch):
         from sentence_transformers import SentenceTransformer
-        from tokenization import BatchTokenizer, load_tokenizer
+        from embedding_service.tokenization import BatchTokenizer, load_tokenizer
 
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[settings.precision]
         model = SentenceTransformer(str(args.model_dir), device=settings.device, local_files_only=True)
@@ -170,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from model import model_load, model_unload
-    from model_config import ModelFilesError, read_model_spec
+    from embedding_service.model import model_load, model_unload
+    from embedding_service.model_config import ModelFilesError, read_model_spec
 
     try:
         read_model_spec(args.model_dir)
@@ -248,7 +247,7 @@ def measure_precision(args, settings, texts: dict, expected: dict, card: str) ->
     """One precision's row: every kind of text, then $ per 1M passages at the card's dated price."""
     import torch
 
-    from model import model_load, model_unload
+    from embedding_service.model import model_load, model_unload
 
     embedder = model_load(settings)
     bare = BareForward(args, settings, torch)

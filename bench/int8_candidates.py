@@ -19,6 +19,7 @@ those). Results are appended to <scratch>/results.jsonl. The chosen scheme is `p
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -28,11 +29,19 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(HERE), str(REPO / "scripts"), str(REPO / "package" / "src")]
-
 import corpus  # noqa: E402
 import quality  # noqa: E402
-import quantize_int8  # noqa: E402
+
+
+def _script(name: str):
+    """A module of scripts/ (set-up tools, not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+quantize_int8 = _script("quantize_int8")
 
 MODEL_DIR = REPO / "models" / "all-MiniLM-L6-v2"
 FP32 = MODEL_DIR / "onnx" / "model.onnx"

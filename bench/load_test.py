@@ -38,8 +38,6 @@ import orjson
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "package" / "src"
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_services import free_port  # noqa: E402
 from corpus import passages, sentences  # noqa: E402
 
@@ -96,9 +94,9 @@ def start_server(log_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.
     env.update(env_extra)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", "embedding_service.main:app", "--host", "127.0.0.1", "--port", str(port),
          "--timeout-graceful-shutdown", "30", "--no-access-log", "--loop", "asyncio", "--http", "h11"],
-        cwd=SRC, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

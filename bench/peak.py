@@ -178,7 +178,6 @@ def main(argv: list[str]) -> int:
         counts = [int(x) for x in argv[3].split(",")]
         print(json.dumps(probe(int(argv[1]), int(argv[2]), counts, argv[4:5] != ["blas"])))
         return 0
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_env import machine
 
     print(json.dumps(measure(False, [1, 2], machine()["nominal_fp32_gflops_per_core"]), indent=1))

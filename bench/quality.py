@@ -2,7 +2,7 @@
 """How faithful is each precision to fp32? Retrieval agreement and an STS benchmark, offline.
 
 For every precision whose ONNX file the model folder has (fp32 is the reference, then int8),
-through the service's own model layer (package/src/model.py):
+through the service's own model layer (embedding_service.model):
 
 - recall@10: of fp32's 10 nearest neighbours (cosine) of each query in a corpus of ~2,700 real
   texts (stdlib docstrings from bench/corpus.py: sentences, paragraphs, 256-token passages;
@@ -30,8 +30,6 @@ from string import Template
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "package" / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus  # noqa: E402  (bench/corpus.py: stable, stdlib-only)
 
@@ -135,14 +133,14 @@ def sts_spearman(first: np.ndarray, second: np.ndarray, gold: np.ndarray) -> flo
 
 # --- the model layer ----------------------------------------------------------------------------
 def available_precisions(model_dir: Path) -> list[str]:
-    from settings import ONNX_FILES
+    from embedding_service.settings import ONNX_FILES
 
     return [p for p in PRECISIONS if (model_dir / ONNX_FILES[p]).is_file()]
 
 
 def embedder(model_dir: Path, precision: str, threads: int = 0, onnx_file: str = ""):
-    from model import model_load
-    from settings import load_settings
+    from embedding_service.model import model_load
+    from embedding_service.settings import load_settings
 
     env = {"MODEL_DIR": str(model_dir), "EMBEDDING_PRECISION": precision, "ONNX_FILE": onnx_file}
     if threads:
@@ -210,7 +208,7 @@ def markdown(report: dict) -> str:
 
 
 def run(model_dir: Path, sts_path: Path | None, draw: int = CORPUS_DRAW) -> dict:
-    from settings import ONNX_FILES
+    from embedding_service.settings import ONNX_FILES
 
     texts = corpus_texts(draw)
     sts = read_sts(sts_path) if sts_path else None
@@ -234,7 +232,7 @@ def run(model_dir: Path, sts_path: Path | None, draw: int = CORPUS_DRAW) -> dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    from settings import default_model_dir
+    from embedding_service.settings import default_model_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sts_env = os.environ.get("STS_CSV")

@@ -27,8 +27,6 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "client" / "src"))
-sys.path.insert(0, str(BENCH))
 
 import report as report_tools  # noqa: E402
 

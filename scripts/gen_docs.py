@@ -2,11 +2,11 @@
 
 - docs/reference/embed-corpus.md: every flag, from the command's argparse parser
   (`embedding_client.corpus.cli.parser()`);
-- docs/reference/settings.md: every environment variable, from `SETTINGS_DOC` in package/src/settings.py;
+- docs/reference/settings.md: every environment variable, from `SETTINGS_DOC` in package/src/embedding_service/settings.py;
 - docs/reference/api-fields.md: every route and request field, from the FastAPI app's OpenAPI document
   (`main.create_app().openapi()`), on the prepared all-MiniLM-L6-v2 with default settings.
 
-`make docs` runs it before `mkdocs build --strict`; tests/test_docs.py runs it into a temporary folder and
+`make docs` runs it before `mkdocs build --strict`; tests/docs/test_docs.py runs it into a temporary folder and
 compares with the committed pages.
 
 usage: python scripts/gen_docs.py [--out DIR] [--model-dir DIR]
@@ -21,8 +21,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "package" / "src"
-CLIENT_SRC = REPO / "client" / "src"
 DEFAULT_OUT = REPO / "docs" / "reference"
 # Always the default model (not $MODEL_DIR), so the pages do not depend on what the caller has exported.
 DEFAULT_MODEL_DIR = REPO / "models" / "all-MiniLM-L6-v2"
@@ -101,15 +99,14 @@ def embed_corpus_page() -> str:
 # --- settings -------------------------------------------------------------------------------
 
 def settings_page() -> str:
-    import settings
-
+    from embedding_service import settings
     rows = [f"| `{name}` | {cell(default)} | {cell(meaning)} |" for name, default, meaning in settings.SETTINGS_DOC]
     return "\n".join([
         "# Configuration",
         "",
-        HEADER.format(source="SETTINGS_DOC in package/src/settings.py"),
+        HEADER.format(source="SETTINGS_DOC in package/src/embedding_service/settings.py"),
         "",
-        "Every setting is an environment variable, read in one place (`package/src/settings.py`); a bad value stops",
+        "Every setting is an environment variable, read in one place (`package/src/embedding_service/settings.py`); a bad value stops",
         "the service at start-up with the variable's name. The same variables configure `make serve`, the FastAPI",
         "container (`docker run -e ...`), the Lambda function (Terraform's `environment` variable, merged over the",
         "`EMBEDDING_BACKEND` and `EMBEDDING_PRECISION` it sets) and `embed-corpus --target local`.",
@@ -164,8 +161,8 @@ def _request_schema(operation: dict) -> dict | None:
 
 def api_fields_page(model_dir: Path) -> str:
     os.environ["MODEL_DIR"] = str(model_dir)  # main.py builds its module-level app on import
-    import main
-    from settings import load_settings
+    from embedding_service import main
+    from embedding_service.settings import load_settings
 
     document = main.create_app(load_settings({"MODEL_DIR": str(model_dir)})).openapi()
     routes = []
@@ -230,9 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     options = args.parse_args(argv)
     if not (options.model_dir / "onnx" / "model.onnx").is_file():
         sys.exit(f"gen_docs: {options.model_dir} is not a prepared model: run `make setup` first")
-    for path in (SRC, CLIENT_SRC):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
     pages = {
         "embed-corpus.md": embed_corpus_page(),
         "settings.md": settings_page(),

@@ -210,7 +210,7 @@ cmd_test() {
   smoke "$http_url/" http || failures=$((failures + 1))
   smoke "$invoke" lambda || failures=$((failures + 1))
 
-  local tests=(tests/test_http_api.py tests/test_lambda_rie.py) present=() f
+  local tests=(tests/service/test_http_api.py tests/service/test_lambda_rie.py) present=() f
   for f in "${tests[@]}"; do [ -f "$f" ] && present+=("$f"); done
   if [ "${#present[@]}" -eq 0 ]; then
     log "WARNING: ${tests[*]} not found; only the smoke checks ran"
@@ -541,7 +541,7 @@ def clean(cmd):
 WHAT = [  # (substring of the created-by command, what the layer holds)
     ("COPY ... /opt/venv", "Python dependencies (venv: onnxruntime, numpy, tokenizers, pydantic, fastapi, uvicorn, ...)"),
     ("COPY ... /models", "model files (tokenizer, config, ONNX file(s), tiktoken rank files)"),
-    ("COPY ... /app", "application code (package/src, byte-compiled)"),
+    ("COPY ... /app", "application code (the embedding_service package, byte-compiled)"),
     ("useradd", "non-root user"),
 ]
 
@@ -549,7 +549,7 @@ WHAT = [  # (substring of the created-by command, what the layer holds)
 # the bulk image only, shard jobs' packages with the client package.
 TASK_ROOT_COPIES = [
     "Python dependencies (pip --target: onnxruntime, numpy, tokenizers, pydantic, ...)",
-    "application code (package/src, byte-compiled)",
+    "application code (the embedding_service package, byte-compiled)",
     "shard jobs (BULK=1): requirements-bulk.txt (pyarrow, httpx, idna) and the client package",
 ]
 

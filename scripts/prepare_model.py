@@ -149,9 +149,8 @@ def check_fidelity(model_dir: Path, onnx_path: Path) -> float:
     must be the ones sentence-transformers reads from the same files."""
     from sentence_transformers import SentenceTransformer
 
-    sys.path.insert(0, str(REPO / "package" / "src"))
-    from model import model_load
-    from settings import load_settings
+    from embedding_service.model import model_load
+    from embedding_service.settings import load_settings
 
     texts = [*FIDELITY_TEXTS, " ".join(Path(__file__).read_text().split()[:300])]
     reference = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
@@ -203,9 +202,8 @@ def export_checked(staging: Path, work: Path) -> dict:
 
 def embed_with(staging: Path, texts: list[str], precision: str = "fp32"):
     """The prepared folder's vectors of `texts` through the service's own model layer."""
-    sys.path.insert(0, str(REPO / "package" / "src"))
-    from model import model_load
-    from settings import load_settings
+    from embedding_service.model import model_load
+    from embedding_service.settings import load_settings
 
     model = model_load(load_settings({"MODEL_DIR": str(staging), "EMBEDDING_PRECISION": precision}))
     return model.embed(texts).vectors
@@ -217,8 +215,7 @@ def calibrate(staging: Path, texts: list[str]):
     Returns the fp32 vectors (the int8 gate's reference)."""
     import numpy as np
 
-    sys.path.insert(0, str(REPO / "package" / "src"))
-    from quantize import CALIBRATION_FILE
+    from embedding_service.quantize import CALIBRATION_FILE
 
     vectors = embed_with(staging, texts)
     ranges = np.vstack((vectors.min(axis=0), vectors.max(axis=0))).astype(np.float32)
@@ -229,8 +226,7 @@ def calibrate(staging: Path, texts: list[str]):
 
 def quantize_checked(staging: Path, texts: list[str], reference) -> dict:
     """onnx/model.onnx -> onnx/model_int8.onnx, gated against the fp32 vectors of `texts`."""
-    sys.path.insert(0, str(REPO / "package" / "src"))
-    from settings import ONNX_FILES
+    from embedding_service.settings import ONNX_FILES
 
     target = staging / ONNX_FILES["int8"]
     made = quantize_int8.quantize(staging / ONNX_FILES["fp32"], target)
@@ -257,8 +253,7 @@ def stamp_for(model_id: str, sha: str) -> dict:
 
 
 def check_servable(staging: Path, model_id: str) -> None:
-    sys.path.insert(0, str(REPO / "package" / "src"))
-    from model_config import ModelFilesError, read_model_spec
+    from embedding_service.model_config import ModelFilesError, read_model_spec
 
     try:
         spec = read_model_spec(staging)

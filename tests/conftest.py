@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "package" / "src"
 MODEL_DIR = Path(os.environ.get("MODEL_DIR") or REPO / "models" / "all-MiniLM-L6-v2")
 RIE = REPO / ".tools" / "aws-lambda-rie"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -86,10 +85,10 @@ class UvicornServer(_LoggedProcess):
         self.env = env
         self._log = open(log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "embedding_service.main:app", "--host", "127.0.0.1",
              "--port", str(self.port), "--timeout-graceful-shutdown", "30",
              "--loop", "asyncio", "--http", "h11"],
-            cwd=SRC, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
         )
         try:
             wait_until(self.healthy, what=f"uvicorn (log: {log_path})")
@@ -111,10 +110,14 @@ class UvicornServer(_LoggedProcess):
         return code
 
 
+SERVICE_HANDLER = "embedding_service.lambda_function.handler"  # the query image's
+BULK_HANDLER = "embedding_client.workers.lambda_bulk.handler"  # the bulk image's: shard jobs too
+
+
 class RieServer(_LoggedProcess):
     """The handler under the real AWS Lambda Runtime Interface Emulator."""
 
-    def __init__(self, log_path: Path, **env: str):
+    def __init__(self, log_path: Path, handler: str = SERVICE_HANDLER, **env: str):
         if not RIE.exists():
             pytest.fail(f"{RIE} missing: run `make setup` (scripts/fetch_rie.sh)")
         self.port = free_port()
@@ -124,8 +127,8 @@ class RieServer(_LoggedProcess):
         self.process = subprocess.Popen(
             [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
              "--runtime-api-address", f"127.0.0.1:{free_port()}",
-             sys.executable, "-m", "awslambdaric", "lambda_function.handler"],
-            cwd=SRC, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
+             sys.executable, "-m", "awslambdaric", handler],
+            cwd=REPO, env=service_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
         )
         wait_until(self._listening, what=f"RIE (log: {log_path})")
 
@@ -194,9 +197,8 @@ def reference_model():
 
 @pytest.fixture(scope="session")
 def onnx_embedder():
-    sys.path.insert(0, str(SRC))
-    from model import model_load
-    from settings import load_settings
+    from embedding_service.model import model_load
+    from embedding_service.settings import load_settings
 
     return model_load(load_settings({"MODEL_DIR": str(MODEL_DIR)}))
 

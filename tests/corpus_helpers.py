@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 
 from conftest import REPO, RieServer, service_env
 
-sys.path.insert(0, str(REPO / "bench"))
 from corpus import mixed  # noqa: E402
 
 EMBED_CORPUS = Path(sys.executable).parent / "embed-corpus"  # what `make setup` installs

@@ -8,7 +8,7 @@ Three targets, each a real server on loopback:
   auth (the deployment's API-key mode).
 
 Recipes are the files in docs/recipes/, run unchanged: docs/frameworks.md shows the same text (and
-docs/corpus.md the LanceDB one, which tests/test_recipe_lancedb.py runs; tests/test_recipes.py checks
+docs/corpus.md the LanceDB one, which tests/docs/test_recipe_lancedb.py runs; tests/docs/test_recipes.py checks
 that every file is shown). Python ones run in this process with `runpy` (the frameworks import once),
 Node's with `node`.
 """

@@ -13,7 +13,8 @@ import hashlib
 import json
 from typing import Any
 
-CALIBRATED_TYPES = ("int8", "uint8")  # the output types whose values depend on calibration ranges
+from embedding_client.contract import CALIBRATED_TYPES  # values that depend on calibration ranges
+
 SHOWN_CHARS = 40  # long values (prompts) are cut to this in messages
 SHOWN_HASH_CHARS = 12  # sha256 values: enough to tell two apart
 

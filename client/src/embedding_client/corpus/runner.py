@@ -24,6 +24,7 @@ from typing import IO, Iterator
 import numpy as np
 import orjson
 
+from embedding_client.contract import LAMBDA_PAYLOAD_BYTES, MIN_CHUNK_TOKENS, PAYLOAD_MARGIN_BYTES
 from embedding_client.corpus.changes import ChangeSet
 from embedding_client.corpus.choose_target import open_target
 from embedding_client.corpus.errors import CorpusError, InputError, PermanentError
@@ -55,8 +56,7 @@ log = logging.getLogger("embed_corpus")
 DEFAULT_SHARD_SIZE = 10_000
 REJECTS_SUFFIX = ".rejects.jsonl"
 SHOWN_PROBLEMS = 5
-MIN_CHUNK_TOKENS = 8  # the service's chunking.MIN_CHUNK_TOKENS
-CHUNK_REQUEST_BYTES = 6 * 1024 * 1024 - 256 * 1024  # within Lambda's payload limit, as embedding requests
+CHUNK_REQUEST_BYTES = LAMBDA_PAYLOAD_BYTES - PAYLOAD_MARGIN_BYTES  # within Lambda's limit, as embedding requests
 
 
 @dataclass

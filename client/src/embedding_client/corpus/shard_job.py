@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 import orjson
 
+from embedding_client.contract import EventKey
 from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.hashing import text_hashes
 from embedding_client.corpus.inputs import InputFile, Inputs, split_rows
@@ -122,7 +123,7 @@ class JobOptions:
 
 def job_event(options: JobOptions, file: InputFile, split: Split, part: Location, rejects: Location | None) -> dict:
     return {
-        "shard_job": {
+        EventKey.SHARD_JOB: {
             "version": JOB_VERSION,
             "input": {"uri": file.location.uri, "name": file.name, **split.describe()},
             "part": part.uri,
@@ -133,7 +134,7 @@ def job_event(options: JobOptions, file: InputFile, split: Split, part: Location
 
 
 def probe_event(first_input: Location, output: Location) -> dict:
-    return {"shard_probe": {"version": JOB_VERSION, "input": first_input.uri, "output": output.uri}}
+    return {EventKey.SHARD_PROBE: {"version": JOB_VERSION, "input": first_input.uri, "output": output.uri}}
 
 
 class JobRefused(InputError):

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from embedding_client.contract import LAMBDA_PAYLOAD_BYTES, PAYLOAD_MARGIN_BYTES, ErrorCode
 from embedding_client.corpus.errors import (
     CorpusError,
     InputError,
@@ -48,8 +49,6 @@ from embedding_client.corpus.targets import (
     status_error,
 )
 
-LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024  # synchronous invocations: request and response each
-PAYLOAD_MARGIN_BYTES = 256 * 1024
 # ~128 passages of 256 tokens: ~10 s of fp32 work on one vCPU (79.5 ms a passage, docs/benchmarks/bulk.md),
 # within the Terraform's default 30 s timeout even at 1,024 MB; a call that still times out is split
 # in halves by the retry layer. Half as many invocations as 64 would make, so half the client's
@@ -176,7 +175,7 @@ class LambdaTarget:
         payload = self._probe_call(orjson.dumps(probe_event(first_input, output)))
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             error = payload["error"]
-            if error.get("code") == "s3_access_denied":
+            if error.get("code") == ErrorCode.S3_ACCESS_DENIED:
                 return f"{self.name} lacks the S3 grants ({error.get('message')})"
             return f"{self.name} can't run shard jobs ({error.get('message')})"
         if not (isinstance(payload, dict) and payload.get("shard_jobs") is True):

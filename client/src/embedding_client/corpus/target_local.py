@@ -2,46 +2,37 @@
 
 It loads exactly what both services load (`model_load` with the service's settings, so
 `MODEL_DIR`, `EMBEDDING_BACKEND`, `EMBEDDING_DEVICE`, `EMBEDDING_PRECISION`... apply) and
-calls the same `Embedder.embed`, so the vectors are the ones `POST /` returns. The service's
-modules come from this repository's `package/src` (or `EMBEDDING_SERVICE_SRC`).
+calls the same `Embedder.embed`, so the vectors are the ones `POST /` returns. The service is the
+`embedding_service` package, which a client installed alone does not have: it comes with the
+`local` extra (`pip install "./client[local]"` beside `./package`), and without it `--target
+local` and `--tokenizer` say so in one sentence.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 import time
-from pathlib import Path
 
 from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.targets import Chunked, Embedded, EmbedOptions, Invocation, Limits, TargetInfo
 
-# client/src/embedding_client/corpus/target_local.py -> the repository root
-_REPO_SRC = Path(__file__).resolve().parents[4] / "package" / "src"
+LOCAL_EXTRA_HINT = (
+    "install the service package beside the client (pip install ./package, or the client's "
+    "local extra: pip install \"embedding-client[local]\")"
+)
 
 
 def service_module(name: str, what: str):
-    """A module of the service's package/src (put on sys.path once), or one sentence saying why not."""
-    src = str(service_src())
-    if src not in sys.path:
-        sys.path.insert(0, src)
+    """`embedding_service.<name>`, or one sentence naming the extra that brings it."""
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(f"embedding_service.{name}")
+    except ModuleNotFoundError as error:
+        if error.name and error.name.split(".")[0] == "embedding_service":
+            raise InputError(f"{what} runs the service's model layer in this process: {LOCAL_EXTRA_HINT}") from None
+        raise CorpusError(f"the service's {name} module can't be imported: {error}") from None
     except ImportError as error:
-        raise CorpusError(f"the service's {what} in {src} can't be imported: {error}") from None
-
-
-def service_src() -> Path:
-    configured = os.environ.get("EMBEDDING_SERVICE_SRC", "").strip()
-    for candidate in ([Path(configured)] if configured else []) + [_REPO_SRC]:
-        if (candidate / "model.py").is_file() and (candidate / "settings.py").is_file():
-            return candidate
-    raise InputError(
-        "--target local runs the service's model layer in this process: run from a checkout of the "
-        "repository (make setup), or set EMBEDDING_SERVICE_SRC to its package/src"
-    )
+        raise CorpusError(f"the service's {name} module can't be imported: {error}") from None
 
 
 class LocalTarget:
@@ -50,10 +41,13 @@ class LocalTarget:
     # pad little; 8,192 on a GPU, where windows after the first are tokenised while the card runs).
     windows_per_call = 8
 
-    def __init__(self, options: EmbedOptions, loaded=None):
+    def __init__(self, options: EmbedOptions, loaded=None, deadline: float | None = None):
         """`loaded`: (settings, embedder) a process already holds (a Lambda worker's model);
-        otherwise the model is loaded here, with the service's settings."""
-        service_fingerprint = service_module("fingerprint", "model layer").service_fingerprint
+        otherwise the model is loaded here, with the service's settings. `deadline`
+        (time.monotonic()): the model layer raises DeadlineExceeded past it (a worker's budget)."""
+        service_fingerprint = service_module("fingerprint", "--target local").service_fingerprint
+        self._quantize = service_module("quantize", "--target local").quantize
+        self._deadline = deadline
         settings, self._embedder = loaded if loaded is not None else self._load()
         self._owned = loaded is None
         self._options = options
@@ -88,8 +82,8 @@ class LocalTarget:
 
     @staticmethod
     def _load():
-        model_load = service_module("model", "model layer").model_load
-        settings_module = service_module("settings", "model layer")
+        model_load = service_module("model", "--target local").model_load
+        settings_module = service_module("settings", "--target local")
         try:
             settings = settings_module.load_settings()
         except settings_module.SettingsError as error:
@@ -103,13 +97,11 @@ class LocalTarget:
         return RequestBudget(max_items=batch_size, max_seq_length=self.info.max_seq_length)
 
     def embed(self, texts: list[str]) -> Embedded:
-        from quantize import quantize
-
         started = time.perf_counter()
-        result = self._embedder.embed(texts, prompt=self._prompt)
+        result = self._embedder.embed(texts, prompt=self._prompt, deadline=self._deadline)
         vectors = result.vectors
         if self._options.embedding_type != "float":
-            vectors = quantize(vectors, self._options.embedding_type, self._embedder.calibration_ranges)
+            vectors = self._quantize(vectors, self._options.embedding_type, self._embedder.calibration_ranges)
         return Embedded(
             vectors,
             list(result.token_counts),
@@ -123,6 +115,4 @@ class LocalTarget:
 
     def close(self) -> None:
         if self._owned:
-            from model import model_unload
-
-            model_unload(self._embedder)
+            service_module("model", "--target local").model_unload(self._embedder)

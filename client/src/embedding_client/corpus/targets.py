@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from embedding_client import contract
+from embedding_client.contract import INPUT_TYPES, OUTPUT_TYPES  # noqa: F401 (the targets' vocabulary)
 from embedding_client.corpus.errors import (
     CorpusError,
     PermanentError,
@@ -26,15 +28,6 @@ from embedding_client.corpus.errors import (
 )
 from embedding_client.corpus.plan import RequestBudget
 
-# Cohere's output types, as the service's embedding_types: numpy dtype and values per byte.
-OUTPUT_TYPES = {
-    "float": ("<f4", 1),
-    "int8": ("i1", 1),
-    "uint8": ("u1", 1),
-    "binary": ("i1", 8),
-    "ubinary": ("u1", 8),
-}
-INPUT_TYPES = ("query", "document")
 RETRYABLE_STATUSES = (408, 425, 429, 500, 502, 503)
 SPLIT_STATUSES = (413, 504)  # the request was too big for one call: halves may pass
 PROBE_ATTEMPTS = 3  # a server or emulator still starting gets a few seconds
@@ -44,9 +37,9 @@ PROBE_ATTEMPTS = 3  # a server or emulator still starting gets a few seconds
 class Limits:
     """The service's request limits (its /health says them; these are its defaults)."""
 
-    max_items: int = 2048
-    max_item_chars: int = 100_000
-    max_body_bytes: int = 6 * 1024 * 1024
+    max_items: int = contract.MAX_ITEMS
+    max_item_chars: int = contract.MAX_ITEM_CHARS
+    max_body_bytes: int = contract.MAX_BODY_BYTES
 
     @classmethod
     def from_health(cls, health: dict) -> "Limits":

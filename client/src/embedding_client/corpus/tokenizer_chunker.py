@@ -1,7 +1,7 @@
 """`--tokenizer DIR`: chunk here, for a target that cannot chunk (another OpenAI-compatible server).
 
-The chunker is the service's own (`package/src/chunking.py`, found as `--target local` finds the
-model layer), run on the tokenizer of a sentence-transformers folder: its `tokenizer.json`, its
+The chunker is the service's own (`embedding_service.chunking`, from the `local` extra as for
+`--target local`), run on the tokenizer of a sentence-transformers folder: its `tokenizer.json`, its
 maximum sequence length and lower-casing, exactly as the service would load them. The spans are
 then the ones our service would cut for that model, and the other server embeds their text.
 """
@@ -17,9 +17,9 @@ from embedding_client.corpus.targets import Chunked
 
 class TokenizerChunker:
     def __init__(self, folder: str):
-        Chunker = service_module("chunking", "chunker").Chunker
-        model_config = service_module("model_config", "chunker")
-        tokenization = service_module("tokenization", "chunker")
+        Chunker = service_module("chunking", "--tokenizer").Chunker
+        model_config = service_module("model_config", "--tokenizer")
+        tokenization = service_module("tokenization", "--tokenizer")
         ModelFilesError, read_model_spec = model_config.ModelFilesError, model_config.read_model_spec
         load_tokenizer, lowercase_inputs = tokenization.load_tokenizer, tokenization.lowercase_inputs
         path = Path(folder).expanduser()
