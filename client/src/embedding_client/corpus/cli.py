@@ -29,7 +29,7 @@ examples:
   embed-corpus corpus.jsonl --output new.parquet --reuse old.parquet --changes changes.parquet
   embed-corpus docs.jsonl --output chunks.parquet --chunk-tokens 200 --chunk-overlap 20 --with-text
   embed-corpus 'corpus/*.jsonl.gz' --output vectors/                      # a folder of Parquet parts
-  embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \
+  embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \\
       --target lambda://embedding-model-bulk --embedding-type int8          # the workers read and write S3
 """
 

@@ -29,7 +29,7 @@ def service_module(name: str, what: str):
         return importlib.import_module(f"embedding_service.{name}")
     except ModuleNotFoundError as error:
         if error.name and error.name.split(".")[0] == "embedding_service":
-            raise InputError(f"{what} runs the service's model layer in this process: {LOCAL_EXTRA_HINT}") from None
+            raise InputError(f"{what} runs the service's code in this process: {LOCAL_EXTRA_HINT}") from None
         raise CorpusError(f"the service's {name} module can't be imported: {error}") from None
     except ImportError as error:
         raise CorpusError(f"the service's {name} module can't be imported: {error}") from None
