@@ -33,7 +33,8 @@ from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.readers import (
     Rejected,
     Row,
-    csv_header_problem,
+    DELIMITERS,
+    csv_header,
     detect_format,
     json_record,
     parquet_columns,
@@ -43,6 +44,7 @@ from embedding_client.corpus.readers import (
 from embedding_client.corpus.splits import Split, lines_in_range, seek_offset, splittable
 
 GLOB_CHARS = "*?["
+UTF8_BOM = b"\xef\xbb\xbf"
 PARQUET_BATCH_ROWS = 8192  # rows decoded at a time: a big row group never sits in memory whole
 
 
@@ -191,8 +193,8 @@ def split_rows(
     ids = (lambda n: f"{file.name}:{n}") if inputs.dataset else (lambda n: None)
     if inputs.fmt == "parquet":
         items = _parquet_rows(storage, file, split, text_field, id_field, ids)
-    elif inputs.fmt == "csv":
-        items = _csv_rows(storage, file, text_field, id_field, ids)
+    elif inputs.fmt in DELIMITERS:
+        items = _csv_rows(storage, file, DELIMITERS[inputs.fmt], text_field, id_field, ids)
     else:
         items = _line_rows(storage, inputs.fmt, file, split, text_field, id_field, ids)
     if not inputs.dataset:
@@ -209,12 +211,18 @@ def _line_rows(
     whole = split.whole or not splittable(file.name, fmt)
     start, end = (0, sys.maxsize) if whole else (split.start, split.end)
     with _reading(file), open_binary(storage, file, seek_offset(start)) as stream:
-        lines = enumerate(stream, 1) if start == 0 and whole else _numbered(lines_in_range(stream, start, end))
+        if start == 0 and whole:
+            lines = enumerate(_lines(stream), 1)
+        else:
+            lines = _numbered(_offset_lines(lines_in_range(stream, start, end)))
         offset = 0
         for number, line in lines:
             if isinstance(line, tuple):
                 offset, line = line
             where = number if start == 0 else offset
+            size = len(line)
+            if offset == 0 and line.startswith(UTF8_BOM):  # an editor's byte-order mark: not text
+                line = line[len(UTF8_BOM):]
             if fmt == "text":
                 yield text_record(where, line, ids(offset))
             elif line.strip():  # blank lines (a trailing newline, a separator) hold no record
@@ -224,23 +232,57 @@ def _line_rows(
                 else:
                     yield parse_record(where, record, text_field, id_field, ids(offset))
             if start == 0 and whole:
-                offset += len(line)
+                offset += size
 
 
 def _numbered(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, tuple[int, bytes]]]:
     return enumerate(lines, 1)
 
 
-def _csv_rows(storage: Storage, file: InputFile, text_field: str, id_field: str, ids) -> Iterator[Row | Rejected]:
-    """A header row names the columns; values are strings, so ids are too."""
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's lines ending in \n, \r\n or a lone \r (old Mac files, some exports): a binary
+    stream splits at \n only, so a line holding a lone \r is cut there too."""
+    for line in stream:
+        if b"\r" in line and b"\r" in line.rstrip(b"\r\n"):
+            yield from _split_cr(line)
+        else:
+            yield line
+
+
+def _offset_lines(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """`_lines` for (offset, line) pairs: each piece keeps its own byte offset."""
+    for offset, line in lines:
+        if b"\r" in line and b"\r" in line.rstrip(b"\r\n"):
+            for piece in _split_cr(line):
+                yield offset, piece
+                offset += len(piece)
+        else:
+            yield offset, line
+
+
+def _split_cr(line: bytes) -> list[bytes]:
+    """A line cut after every lone \r (one not followed by \n), terminators kept."""
+    pieces, at = [], 0
+    while True:
+        cut = line.find(b"\r", at)
+        if cut < 0 or cut + 1 >= len(line) or line[cut + 1:cut + 2] == b"\n":
+            break
+        pieces.append(line[at:cut + 1])
+        at = cut + 1
+    pieces.append(line[at:])
+    return [piece for piece in pieces if piece]
+
+
+def _csv_rows(
+    storage: Storage, file: InputFile, delimiter: str, text_field: str, id_field: str, ids
+) -> Iterator[Row | Rejected]:
+    """A header row names the columns; values are strings, so ids are too. `newline=""` lets the
+    csv module take \r\n, \n and \r line endings, and quoted fields keep their own."""
     csv.field_size_limit(sys.maxsize)  # long texts are checked against the service's limit instead
-    with _reading(file), io.TextIOWrapper(open_binary(storage, file), encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
+    with _reading(file), io.TextIOWrapper(open_binary(storage, file), encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
         try:
-            header = next(reader, None)
-            problem = csv_header_problem(header, file.location.uri, text_field)
-            if problem:
-                raise InputError(problem)
+            header = csv_header(next(reader, None), file.location.uri, text_field, id_field)
             end = reader.line_num
             for values in reader:
                 start, end = end + 1, reader.line_num
@@ -280,8 +322,8 @@ def _parquet_rows(
         groups = range(parquet.num_row_groups) if split.whole else range(split.start, split.end)
         first = sum(parquet.metadata.row_group(group).num_rows for group in range(groups.start))
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=list(groups), columns=columns):
-            texts = batch.column(text_field).to_pylist()
-            ids_read = batch.column(id_field).to_pylist() if len(columns) > 1 else [None] * len(texts)
+            texts = batch.column(columns[0]).to_pylist()  # the columns as the file names them (`Text`)
+            ids_read = batch.column(columns[1]).to_pylist() if len(columns) > 1 else [None] * len(texts)
             for text, raw_id in zip(texts, ids_read):
                 record = {text_field: text, id_field: raw_id}
                 yield parse_record(first + 1, record, text_field, id_field, ids(first))
