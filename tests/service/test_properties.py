@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 
-from embedding_service.api import EmbedJob, EmbeddingAPI, Reply, decode_json, resolve
+from embedding_service.api import EmbedJob, EmbeddingAPI, Reply, decode_json
+from embedding_service.routes import resolve
 from embedding_service.errors import ApiError
 from embedding_service.lambda_events import HttpRequest, is_http_event, parse_http_event
 from embedding_service.model import Embeddings

@@ -3,7 +3,8 @@
 One check for both targets: FastAPI passes the `Authorization` header of every request,
 Lambda that of Function URL and API Gateway events. Direct Lambda invocations carry no
 header and need none: IAM (lambda:InvokeFunction) already decided who may call. The key is
-compared in constant time and never logged; `/status` stays open for health checks.
+compared in constant time and never logged; routes declared open (`needs_key=False` in routes.py:
+`/status`, for health checks) are never checked.
 
 boto3 is imported only when the key lives in SSM Parameter Store or Secrets Manager: it
 ships in the Lambda base image, and nothing else in the service needs it.
@@ -17,8 +18,6 @@ import logging
 from embedding_service.errors import unauthorized
 from embedding_service.settings import Settings
 
-# Operations anyone may call: a liveness check carries no data and costs no model work.
-OPEN_OPERATIONS = frozenset({"status"})
 log = logging.getLogger("embedding.auth")
 
 
@@ -36,9 +35,9 @@ class ApiKeyCheck:
     def enabled(self) -> bool:
         return self._key is not None
 
-    def authorize(self, operation: str, authorization: str | None) -> None:
-        """Raise 401 unless `operation` is open or the header carries the key."""
-        if self._key is None or operation in OPEN_OPERATIONS:
+    def check(self, authorization: str | None) -> None:
+        """Raise 401 unless the header carries the key (or no key is configured)."""
+        if self._key is None:
             return
         scheme, _, token = (authorization or "").partition(" ")
         presented = token.strip().encode("utf-8", errors="surrogateescape")

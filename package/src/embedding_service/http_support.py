@@ -1,22 +1,97 @@
-"""HTTP-only helpers for the FastAPI adapter: the API-key dependency, bounded body reads, docs.
+"""HTTP-only helpers for the FastAPI adapter: the routes of the table, the API-key dependency,
+bounded body reads, the OpenAPI docs of each route.
 
-Kept apart from main.py so the app file stays a readable list of routes.
+Kept apart from main.py so the app file stays about the app: its lifespan, metrics and errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+import inspect
+from typing import Awaitable, Callable, Mapping
 
-from fastapi import Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from embedding_service.api import EmbeddingAPI
 from embedding_service.chunking import MIN_CHUNK_TOKENS
 from embedding_service.errors import ApiError, too_large
+from embedding_service.model_config import ModelFilesError, read_model_spec
+from embedding_service.quantize import CALIBRATED_TYPES, CALIBRATION_FILE, EMBEDDING_TYPES
+from embedding_service.routes import Route, Text
 from embedding_service.schemas import ErrorResponse
-from embedding_service.settings import Limits
+from embedding_service.settings import Limits, Settings
+
+Serve = Callable[[str, Request], Awaitable[Response]]  # (operation, request) -> the response
+
+
+def add_routes(app: FastAPI, api: EmbeddingAPI, serve: Serve, local: Mapping[str, Callable]) -> None:
+    """One FastAPI route per entry of `api`'s route table, in its order, with its OpenAPI docs.
+    `local` holds the operations the app answers itself (/metrics); `serve` runs the others."""
+    bodies: dict[type[BaseModel], dict] = {}  # one document per request schema, shared by its aliases
+    for route in api.routes.routes:
+        if route.operation in local:
+            call = local[route.operation]
+        elif route.operation in api.operations:
+            call = _endpoint(route, serve)
+        else:
+            raise ValueError(f"{route.method} {route.path}: no operation {route.operation!r}")
+        if isinstance(route.response, Text):
+            docs = {"response_class": Response, "responses": {200: {
+                "description": route.response.description,
+                "content": {route.response.media_type: {"schema": {"type": "string"}}}}}}
+        else:
+            docs = {"responses": responses_doc(route.response)}
+        if route.request is not None:
+            if route.request not in bodies:
+                bodies[route.request] = _request_doc(route.request, api)
+            docs["openapi_extra"] = bodies[route.request]
+        app.add_api_route(
+            route.path, call, methods=[route.method], summary=route.summary, operation_id=route.operation_id,
+            dependencies=[Depends(requires_key(api, route.operation))] if route.needs_key else None, **docs,
+        )
+
+
+def _endpoint(route: Route, serve: Serve) -> Callable[..., Awaitable[Response]]:
+    """The route's FastAPI endpoint: the operation reads the body and the path itself; a path
+    parameter is declared only so the OpenAPI document lists it."""
+
+    async def run(request: Request, **path_parameters: str) -> Response:
+        return await serve(route.operation, request)
+
+    parameters = [inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
+    if route.parameter:
+        parameters.insert(0, inspect.Parameter(route.parameter, inspect.Parameter.KEYWORD_ONLY, annotation=str))
+    run.__signature__ = inspect.Signature(parameters)
+    return run
+
+
+def _request_doc(model: type[BaseModel], api: EmbeddingAPI) -> dict:
+    settings = api.settings
+    return request_body_doc(
+        model,
+        settings.limits,
+        _documented_dimension(settings),
+        ordinary_tokens=api.token_decoder.spec.ordinary_tokens if api.token_decoder else None,
+        embedding_types=_documented_types(settings),
+    )
+
+
+def _documented_types(settings: Settings) -> tuple[str, ...]:
+    """embedding_types this folder can serve: int8/uint8 need its calibration ranges."""
+    if (settings.model_dir / (settings.calibration_file or CALIBRATION_FILE)).is_file():
+        return EMBEDDING_TYPES
+    return tuple(t for t in EMBEDDING_TYPES if t not in CALIBRATED_TYPES)
+
+
+def _documented_dimension(settings: Settings) -> int | None:
+    """The model's dimension for /docs, read from its config (None if not prepared yet)."""
+    try:
+        return read_model_spec(settings.model_dir).dimension
+    except ModelFilesError:
+        return None
 
 BODY_READ_TIMEOUT_S = 30.0  # a client that trickles its body this long is cut off (408)
 
@@ -69,14 +144,15 @@ def request_body_doc(
     Token ids are documented up to the encoding's last ordinary token (`ordinary_tokens`; special
     tokens are accepted too, but the gaps between them are not); None documents no token ids."""
     schema = model.model_json_schema()
-    text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
-    shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
-    item_types = [shape.get("items") for shape in schema["properties"]["input"]["anyOf"]]
-    if ordinary_tokens and {"type": "integer"} in item_types:
-        token_id = {"type": "integer", "minimum": 0, "maximum": ordinary_tokens - 1}
-        ids = {"type": "array", "items": token_id, "minItems": 1, "maxItems": limits.max_item_chars}
-        shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]
-    schema["properties"]["input"]["anyOf"] = shapes
+    if "anyOf" in schema["properties"].get("input", {}):  # the texts (or token ids) to work on
+        text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
+        shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
+        item_types = [shape.get("items") for shape in schema["properties"]["input"]["anyOf"]]
+        if ordinary_tokens and {"type": "integer"} in item_types:
+            token_id = {"type": "integer", "minimum": 0, "maximum": ordinary_tokens - 1}
+            ids = {"type": "array", "items": token_id, "minItems": 1, "maxItems": limits.max_item_chars}
+            shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]
+        schema["properties"]["input"]["anyOf"] = shapes
     if "dimensions" in schema["properties"] and dimension is not None:
         schema["properties"]["dimensions"]["anyOf"] = [
             {"type": "integer", "enum": [dimension]},

@@ -3,7 +3,8 @@
 Three shapes reach the handler: the seed's direct invocation (`{"input": ...}`), Function
 URL / HTTP API events (payload 2.0) and API Gateway REST proxy events (payload 1.0), the
 last two possibly with base64 bodies. Field names follow AWS's documented payloads (see
-tests/service/events/ for recorded examples).
+tests/service/events/ for recorded examples). Which route a path or a direct event means is the
+route table's call (`routes.RouteTable.resolve`, `.direct_operation`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from typing import Any
 
 import orjson
 
-from embedding_service.api import Reply, encode_json
-from embedding_service.errors import bad_request
-from embedding_service.schemas import OpenAIEmbeddingRequest, SeedEmbeddingRequest
-
 from embedding_service.contract import LAMBDA_RESPONSE_LIMIT_BYTES  # noqa: F401 (the adapter's limit)
+from embedding_service.errors import bad_request
+from embedding_service.replies import Reply, encode_json
 
 
 @dataclass(frozen=True)
@@ -44,25 +43,6 @@ def payload_version(event: Any) -> str | None:
 
 def is_http_event(event: Any) -> bool:
     return payload_version(event) is not None
-
-
-# Fields only OpenAI's request has (model, encoding_format, dimensions, user, embedding_types,
-# token_counts): a direct event that uses one is a /v1/embeddings body.
-OPENAI_ONLY_FIELDS = frozenset(OpenAIEmbeddingRequest.model_fields) - frozenset(SeedEmbeddingRequest.model_fields)
-
-
-# Fields only the chunking extension has: a direct event that uses one is a /v1/chunks body.
-CHUNK_ONLY_FIELDS = frozenset({"chunk_tokens", "chunk_overlap"})
-
-
-def direct_operation(event: dict) -> str:
-    """A direct event is the body of `POST /` (the seed's event), of `POST /v1/embeddings`
-    when it names any field only that route has, so bulk clients can ask for base64 vectors
-    (about twice as many fit in Lambda's 6 MB response) with the request they already send,
-    or of `POST /v1/chunks` when it names `chunk_tokens` or `chunk_overlap`."""
-    if CHUNK_ONLY_FIELDS.intersection(event):
-        return "chunks"
-    return "openai_embeddings" if OPENAI_ONLY_FIELDS.intersection(event) else "embed"
 
 
 def with_status_in_body(reply: Reply) -> Reply:
