@@ -70,12 +70,8 @@ def simulated_storage():
             super().__init__()
             self.objects: dict[str, bytes] = {}
 
-        def _s3_call(self, location, operation, **kwargs):
-            if operation == "get_object":  # the planner's sample of the first object
-                return {"Body": _Body(line * 16)}
-            if operation == "head_bucket":
-                return {}
-            raise AssertionError(f"the simulation has no {operation}")
+        def read_range(self, location, start, end):  # the planner's sample of the first object
+            return line * 16
 
         def write_bytes(self, location, data):
             self.objects[location.uri] = bytes(data)
@@ -98,19 +94,10 @@ def simulated_storage():
     return SimulatedStorage()
 
 
-class _Body:
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def read(self) -> bytes:
-        return self.data
-
-
 def client_run(passages: int, endpoint: str, concurrency: int) -> dict:
     """One worker-mode run over a simulated corpus of `passages`; its figures."""
     from embedding_client.corpus.choose_target import open_target
     from embedding_client.corpus.runner import Options, Run
-    from embedding_client.corpus.shards import DatasetStore
     from embedding_client.corpus.targets import EmbedOptions
     from embedding_client.corpus.worker_run import WorkerRun
 
@@ -125,13 +112,10 @@ def client_run(passages: int, endpoint: str, concurrency: int) -> dict:
         shard_size=SHARD_SIZE,
         embedding_type="int8",
     )
-    run = Run(options, stream=open(os.devnull, "w"))
-    run.storage = simulated_storage()
+    run = Run(options, stream=open(os.devnull, "w"), storage=simulated_storage())
     inputs = simulated_inputs(passages)
     target = open_target(options.target, EmbedOptions(None, "int8", None), endpoint_urls=[endpoint], region="us-east-1", api_key=None, concurrency=concurrency)
-    store = DatasetStore(run.output, run.storage)
-    parts = run._fingerprint_parts(target.info)
-    stats = WorkerRun(run, target, inputs, store, parts, run._metadata(target.info, parts)).execute(started, inputs.version(), None)
+    stats = WorkerRun(run.context(target, inputs, started, inputs.version(), None)).execute()
     success = json.loads(run.storage.read_bytes(run.output.child("_SUCCESS")))
     return {
         "passages": passages,
@@ -207,7 +191,7 @@ def client_path(port: int, folder: Path) -> list[dict]:
 
 def shard_rows() -> int:
     """Passages per shard job: --shard-size, within the worker's cap."""
-    from embedding_client.corpus.worker_run import WORKER_MAX_ROWS
+    from embedding_client.corpus.worker_plan import WORKER_MAX_ROWS
 
     return min(SHARD_SIZE, WORKER_MAX_ROWS)
 

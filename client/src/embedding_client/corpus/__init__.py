@@ -7,5 +7,8 @@ A pipeline of small parts with one job each:
     targets   local (the model in-process) | http (OpenAI /v1/embeddings) | lambda (boto3 invoke)
     retry     the one place that retries, backs off and splits requests a target found too big
     shards    each finished shard committed atomically; --resume skips what is committed
-    runner    drives the parts; progress and report say what happened and what it cost
+    scheduler the one loop for every kind of shard work: the client's shards (embed_work) and the
+              workers' split jobs (worker_jobs) are plans of tasks it sends, retries and commits
+    runner    checks and opens everything, then hands a RunContext to client_run or worker_run;
+              progress and report say what happened and what it cost
 """

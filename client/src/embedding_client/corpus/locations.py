@@ -135,6 +135,16 @@ class Storage:
         raw = _S3RangeFile(self, location, int(head["ContentLength"]))
         return io.BufferedReader(raw, buffer_size=S3_READ_BLOCK)
 
+    def read_range(self, location: Location, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file or object (one ranged GET on S3); fewer at its end."""
+        if location.is_s3:
+            where = f"bytes={start}-{end - 1}"
+            response = self._s3_call(location, "get_object", Bucket=location.bucket, Key=location.key, Range=where)
+            return response["Body"].read()
+        with open(location.uri, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
     def read_bytes(self, location: Location) -> bytes:
         if location.is_s3:
             response = self._s3_call(location, "get_object", Bucket=location.bucket, Key=location.key)
@@ -250,11 +260,7 @@ class _S3RangeFile(io.RawIOBase):
         end = min(self._at + len(buffer), self._size)
         if end <= self._at:
             return 0
-        where = self._location
-        response = self._storage._s3_call(
-            where, "get_object", Bucket=where.bucket, Key=where.key, Range=f"bytes={self._at}-{end - 1}"
-        )
-        data = response["Body"].read()
+        data = self._storage.read_range(self._location, self._at, end)
         buffer[: len(data)] = data
         self._at += len(data)
         return len(data)

@@ -70,15 +70,10 @@ class ShardBuffer:
         self.hashes = hashes
         self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
         self.tokens = np.full(len(rows), -1, dtype=np.int64)  # -1: the target did not say
-        self.pending = 0  # requests still out
         self.documents = documents  # None: a row per text, each done when its vector is
         self.left = None if documents is None else np.bincount(documents, minlength=int(documents.max(initial=-1)) + 1)
 
-    @property
-    def complete(self) -> bool:
-        return self.pending == 0
-
-    def fill(self, positions, vectors: np.ndarray, tokens, count: bool = True) -> int:
+    def fill(self, positions, vectors: np.ndarray, tokens) -> int:
         """Rows at `positions` (increasing) get these vectors and token counts; returns the texts
         now complete."""
         count_done = len(positions)
@@ -87,8 +82,6 @@ class ShardBuffer:
         self.vectors[positions] = vectors
         if tokens is not None:
             self.tokens[positions] = tokens
-        if count:
-            self.pending -= 1
         if self.documents is None:  # no chunks: a row is a text (the common case, kept cheap)
             return count_done
         touched = np.atleast_1d(self.documents[positions])
@@ -182,7 +175,7 @@ def run_job(job: dict, target, storage: Storage) -> dict:
     texts = [row.text for row in rows]
     for start, end in pack_requests(texts, target.budget(options.batch_size)):
         embedded = target.embed(texts[start:end])
-        buffer.fill(np.arange(start, end), embedded.vectors, embedded.tokens, count=False)
+        buffer.fill(np.arange(start, end), embedded.vectors, embedded.tokens)
     table = buffer.table().replace_schema_metadata(options.metadata)
     data = parquet_bytes(table)
     storage.write_bytes(Location(job["part"]), data)
