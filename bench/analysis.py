@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import bench_env
-import cost
+import lambda_cost as cost
 import peak
 from bench_worker import PRECISION
 
@@ -187,14 +187,10 @@ def _size_row(m: int, w1: dict, w2: dict, init_ms: float, need_mb: float, cold_f
     """One Lambda memory size: durations, $ per million calls and the acceptability checks."""
     price = cost.PRICES["lambda_gb_second"]["x86_64"]
     req = cost.PRICES["lambda_requests_per_million"] / 1e6
-    scale = max(1.0, cost.ONE_VCPU_MB / m)
     # two vCPUs: the better of the two measurements (one would configure the faster)
-    ms = (
-        {k: v * scale for k, v in w1.items()}
-        if m < 2 * cost.ONE_VCPU_MB
-        else {k: min(w1[k], w2[k]) for k in w1}
-    )
-    init = init_ms * scale
+    two = m >= 2 * cost.ONE_VCPU_MB
+    ms = {k: min(w1[k], w2[k]) if two else cost.scaled_ms(v, m) for k, v in w1.items()}
+    init = cost.scaled_ms(init_ms, m)
     warm_usd = m / 1024 * math.ceil(ms["seed"]) / 1000 * price + req
     cold_usd = m / 1024 * math.ceil(init + ms["seed"]) / 1000 * price + req
     long_key = next(k for k in ms if k.startswith("long_x") and k != "long_x1")

@@ -27,18 +27,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+from embedding_service.settings import default_model_dir
 
-import analysis  # noqa: E402
-import bench_env  # noqa: E402
-import bench_services  # noqa: E402
-import charts  # noqa: E402
-import peak  # noqa: E402
-import report  # noqa: E402
-from bench_worker import ONNX_FILES, PRECISION, STACKS, cold_start_code  # noqa: E402
-from corpus import passages, sentences  # noqa: E402
+import analysis
+import bench_env
+import bench_services
+import charts
+import peak
+import processes
+import report
+from bench_worker import ONNX_FILES, PRECISION, STACKS, cold_start_code
+from corpus import passages, sentences
 
-REPO = Path(__file__).resolve().parents[1]
-WORKER = Path(__file__).resolve().parent / "bench_worker.py"
+REPO = processes.REPO
+WORKER = processes.BENCH / "bench_worker.py"
 THREADS = (1, 2)
 SEED = 0
 CORPUS_FUNCTION = {"short": "sentences", "long": "passages"}
@@ -75,17 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions, small sizes (for development)")
     parser.add_argument("--skip-sizes", action="store_true", help="skip installed-size measurement")
-    parser.add_argument(
-        "--stacks",
-        default=",".join(STACKS),
-        help=f"comma-separated subset of {','.join(STACKS)} (default: all)",
-    )
+    parser.add_argument("--stacks", default=",".join(STACKS),
+                        help=f"comma-separated subset of {','.join(STACKS)} (default: all)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks", help="output folder")
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=Path(os.environ.get("MODEL_DIR") or REPO / "models" / "all-MiniLM-L6-v2"),
-    )
+    model_dir = Path(os.environ.get("MODEL_DIR") or default_model_dir())
+    parser.add_argument("--model-dir", type=Path, default=model_dir)
     args = parser.parse_args(argv)
     args.stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
     unknown = [s for s in args.stacks if s not in STACKS]
@@ -106,12 +102,10 @@ def missing_files(stacks: list[str], model_dir: Path) -> dict[str, str]:
 
 
 def child_env(threads: int | None = None) -> dict[str, str]:
-    prefixes = ("EMBED", "API_KEY", "BATCH_", "QUEUE_", "ONNX_FILE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TRANSFORMERS_VERBOSITY": "error"})
-    if threads:
-        env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")})
-    return env
+    """A stack's process: none of the service's settings, offline, `threads` OpenMP/MKL threads."""
+    counts = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")} if threads else {}
+    drop = ("EMBED", "API_KEY", "BATCH_", "QUEUE_", "ONNX_FILE")
+    return processes.child_env(drop, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", **counts)
 
 
 def token_counts(model_dir: Path, texts: list[str]) -> list[int]:
@@ -125,11 +119,9 @@ def token_counts(model_dir: Path, texts: list[str]) -> list[int]:
 
 def _progress(record: dict, stack: str, threads: int, device: str, step: list[int], total: int) -> None:
     step[0] += 1
-    lat = (
-        f", p50 {record['p50_ms']:.1f} ms p99 {record['p99_ms']:.1f} ms"
-        if record["batch"] == 1
-        else f" ({record['reps']} reps)"
-    )
+    lat = f" ({record['reps']} reps)"
+    if record["batch"] == 1:
+        lat = f", p50 {record['p50_ms']:.1f} ms p99 {record['p99_ms']:.1f} ms"
     say(
         f"[{step[0]}/{total}] {stack}{'' if device == 'cpu' else '/' + device} {record['length']} "
         f"b={record['batch']} t={threads} ... {record['texts_per_s']:.1f} texts/s, "
@@ -144,11 +136,7 @@ def run_worker(
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(spec_path), stack, str(threads), device, str(vec_dir)],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=child_env(threads),
-            cwd=REPO,
+            stdout=subprocess.PIPE, stderr=err, text=True, env=child_env(threads), cwd=REPO,
         )
         for line in proc.stdout:
             if not line.startswith("{"):
@@ -177,27 +165,14 @@ def _cold_sample(t: dict, started: float) -> dict:
 
 def cold_starts(stack: str, model_dir: Path, runs: int) -> dict:
     code = cold_start_code(stack, str(model_dir))
-    env = child_env()
-    env.update(
-        {
-            "MODEL_DIR": str(model_dir),
-            "EMBEDDING_BACKEND": "torch" if stack == "torch" else "onnx",
-            "EMBEDDING_PRECISION": PRECISION.get(stack, "fp32"),
-        }
-    )
+    backend, precision = "torch" if stack == "torch" else "onnx", PRECISION.get(stack, "fp32")
+    env = {**child_env(), "MODEL_DIR": str(model_dir), "EMBEDDING_BACKEND": backend,
+           "EMBEDDING_PRECISION": precision}
     samples = []
     for _ in range(runs):
         started = time.time()
-        proc = subprocess.run(
-            [*bench_services.pin_one_cpu(), sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"cold start {stack} failed:\n{proc.stderr[-3000:]}")
-        samples.append(_cold_sample(json.loads(proc.stdout.strip().splitlines()[-1]), started))
+        times = processes.run_json([*processes.pin_one_cpu(), sys.executable, "-c", code], env=env, cwd=REPO)
+        samples.append(_cold_sample(times, started))
     med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
     return {
         **med,
@@ -205,7 +180,7 @@ def cold_starts(stack: str, model_dir: Path, runs: int) -> dict:
         "max_s": max(s["total_s"] for s in samples),
         "runs": runs,
         "all_s": [round(s["total_s"], 3) for s in samples],
-        "pinned_cpus": 1 if bench_services.pin_one_cpu() else None,
+        "pinned_cpus": 1 if processes.pin_one_cpu() else None,
     }
 
 
@@ -283,15 +258,8 @@ def measure_stacks(results: dict, stacks: list[str], spec_path: Path, tokens: di
 def reference_vectors(spec_path: Path, tmp: Path) -> None:
     """sentence-transformers' vectors for the fidelity check, when `st` was not timed."""
     say("sentence-transformers reference vectors (for fidelity)")
-    proc = subprocess.run(
-        [sys.executable, str(WORKER), str(spec_path), "reference", "2", "cpu", str(tmp)],
-        env=child_env(2),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"reference worker failed:\n{proc.stderr[-3000:]}")
+    argv = [sys.executable, WORKER, spec_path, "reference", 2, "cpu", tmp]
+    processes.run_json(argv, env=child_env(2), cwd=REPO)
 
 
 def set_fidelity(results: dict, runs: list[tuple], tmp: Path) -> None:

@@ -7,10 +7,6 @@ Helpers for bench/bench.py.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,97 +16,24 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+import lambda_log
+from bench_worker import percentile
+from processes import REPO, child_env, free_port, pin_one_cpu, start_uvicorn, stop, wait_for_port
+
 RIE = REPO / ".tools" / "aws-lambda-rie"
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-
-INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
-RTDONE = re.compile(r"INVOKE RTDONE\(status: (\w+).*?duration: ([0-9.]+)ms\)")
-REPORT = re.compile(
-    r"REPORT RequestId: \S+\s+(?:Init Duration: ([0-9.]+) ms\s+)?Duration: ([0-9.]+) ms"
-    r"\s+Billed Duration: ([0-9.]+) ms"
-)
-
-
-def _stop(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM, a graceful wait, then SIGKILL."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not come up in {timeout}s")
-
-
-def wait_for_port(port: int, what: str = "RIE", timeout: float = 30.0) -> None:
-    wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True, timeout, what)
-
-
-def pin_one_cpu(index: int = 0) -> list[str]:
-    """Lambda at 1,769 MB is one vCPU: run the child on one CPU (the index-th this process may
-    use, wrapping) when taskset exists."""
-    if shutil.which("taskset"):
-        cpus = sorted(os.sched_getaffinity(0))
-        return ["taskset", "-c", str(cpus[index % len(cpus)])]
-    return []
-
-
-def parse_rie_log(text: str) -> dict:
-    """The RIE's own figures. `INIT REPORT(durationMs)` is the init phase (model load at
-    import). In the RIE the first REPORT's `Duration` covers init + first invoke and its
-    `Init Duration` is not meaningful; `INVOKE RTDONE(duration)` is the invoke alone."""
-    inits = [float(x) for x in INIT_REPORT.findall(text)]
-    invokes = [float(d) for _, d in RTDONE.findall(text)]
-    reports = [
-        {"init_duration_ms": float(i) if i else None, "duration_ms": float(d), "billed_ms": float(b)}
-        for i, d, b in REPORT.findall(text)
-    ]
-    return {"init_ms": inits[0] if inits else None, "invoke_ms": invokes, "reports": reports}
 
 
 def start_rie(backend: str, model_dir: str, port: int, log, cpu: int = 0,
               extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     """The real RIE with our handler behind it, pinned to one CPU, logging into `log`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY"))}
-    env.update(
-        {"MODEL_DIR": model_dir, "EMBEDDING_BACKEND": backend, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
-    )
-    env.update(extra_env or {})
+    env = child_env(("EMBED", "API_KEY"), MODEL_DIR=model_dir, EMBEDDING_BACKEND=backend, HF_HUB_OFFLINE="1",
+                    **(extra_env or {}))
     return subprocess.Popen(
-        [
-            *pin_one_cpu(cpu),
-            str(RIE),
-            "--runtime-interface-emulator-address",
-            f"127.0.0.1:{port}",
-            "--runtime-api-address",
-            f"127.0.0.1:{free_port()}",
-            sys.executable,
-            "-m",
-            "awslambdaric",
-            "embedding_service.lambda_function.handler",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        [*pin_one_cpu(cpu), str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+         "--runtime-api-address", f"127.0.0.1:{free_port()}",
+         sys.executable, "-m", "awslambdaric", "embedding_service.lambda_function.handler"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 
 
@@ -137,16 +60,16 @@ def _invoke(url: str, warm_calls: int, texts: dict) -> dict:
 
 
 def _rie_figures(log_path: Path, warm_calls: int, client: dict, rss: float) -> dict:
-    parsed = parse_rie_log(log_path.read_text(errors="replace"))
+    parsed = lambda_log.parse(log_path.read_text(errors="replace"))
     reports = parsed["reports"]
     n_seed = 1 + warm_calls
-    if parsed["init_ms"] is None or len(reports) < n_seed + len(client["extra"]):
+    if not parsed["inits"] or not parsed["rtdone"] or len(reports) < n_seed + len(client["extra"]):
         raise RuntimeError(f"RIE log lacks the expected lines: {log_path}")
     warm = reports[1:n_seed]
     return {
-        "init_ms": parsed["init_ms"],
+        "init_ms": parsed["inits"][0],
         "first_report_duration_ms": reports[0]["duration_ms"],
-        "first_invoke_ms": parsed["invoke_ms"][0],
+        "first_invoke_ms": parsed["rtdone"][0],
         "warm_invoke_ms": statistics.median(r["duration_ms"] for r in warm),
         "warm_invoke_ms_all": [r["duration_ms"] for r in warm],
         "warm_billed_ms": statistics.median(r["billed_ms"] for r in warm),
@@ -174,7 +97,7 @@ def rie_run(backend: str, model_dir: str, log_dir: Path, warm_calls: int, texts:
                 if "python" in p.name().lower()
             )
         finally:
-            _stop(proc, timeout=10)
+            stop(proc)
     return _rie_figures(log_path, warm_calls, client, rss)
 
 
@@ -214,9 +137,9 @@ async def _load(url: str, texts: list[str], clients: int, seconds: float) -> dic
     latencies: list[float] = []
     errors: dict[str, int] = {}
 
-    async def one_client(i: int, client: httpx.AsyncClient, stop: float) -> None:
+    async def one_client(i: int, client: httpx.AsyncClient, until: float) -> None:
         j = i
-        while time.perf_counter() < stop:
+        while time.perf_counter() < until:
             started = time.perf_counter()
             try:
                 r = await client.post(url, json={"input": texts[j % len(texts)]})
@@ -239,14 +162,12 @@ async def _load(url: str, texts: list[str], clients: int, seconds: float) -> dic
     finally:
         for c in pool:
             await c.aclose()
-    ordered = sorted(latencies)
-    pick = lambda q: ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000  # noqa: E731
     return {
         "requests": len(latencies),
         "seconds": elapsed,
         "texts_per_s": len(latencies) / elapsed,
-        "p50_ms": pick(0.5) if ordered else None,
-        "p99_ms": pick(0.99) if ordered else None,
+        "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
+        "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
         "errors": errors,
     }
 
@@ -273,28 +194,16 @@ def dynamic_batching(model_dir: str, texts: list[str], clients: int, seconds: fl
         "note": "load generator runs on the same machine and takes CPU from the server",
     }
     for name, extra in (("no_batching", {"BATCH_MAX_ITEMS": "1"}), ("dynamic_batching", {})):
-        port = free_port()
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY", "BATCH_", "QUEUE_"))
-        }
-        env.update({"MODEL_DIR": model_dir, "EMBEDDING_THREADS": "2", "PYTHONUNBUFFERED": "1", **extra})
+        drop = ("EMBED", "API_KEY", "BATCH_", "QUEUE_")
+        env = child_env(drop, MODEL_DIR=model_dir, EMBEDDING_THREADS="2", **extra)
         with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "embedding_service.main:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--loop", "asyncio", "--http", "h11"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            proc, base = start_uvicorn(env, log)
             try:
-                base = f"http://127.0.0.1:{port}"
-                wait_until(lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200, 90, "uvicorn")
                 result = asyncio.run(_load(base + "/", texts, clients, seconds))
                 result.update(_batch_histogram(httpx.get(f"{base}/metrics", timeout=10).text))
                 result["env"] = extra or {"BATCH_MAX_ITEMS": "64 (default)", "BATCH_WAIT_MS": "2 (default)"}
             finally:
-                _stop(proc, timeout=40)
+                stop(proc, timeout=40)
         out[name] = result
         progress(
             f"dynamic batching: {name}: {result['texts_per_s']:.0f} texts/s, "

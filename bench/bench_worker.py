@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 # What each stack is, in the words of the report (the key is the --stacks name).
 STACKS = {
     "onnx": "this service, ONNX Runtime backend (default; both images)",

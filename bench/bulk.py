@@ -31,22 +31,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import bench_env  # noqa: E402
-import bulk_chunks  # noqa: E402
-import bulk_reuse  # noqa: E402
-from corpus import mixed, passages  # noqa: E402
-from corpus_runs import Fleet, child_env, embed_corpus, say, service_settings, write_formats  # noqa: E402
-from report import Sections, num, table  # noqa: E402
+import bench_env
+import bulk_chunks
+import bulk_reuse
+from corpus import mixed, passages
+from corpus_runs import DROP, Fleet, embed_corpus, say, service_settings, write_formats
+from pages import TEMPLATES, Sections, num, table
+from processes import child_env, run_json
+from quality import available_precisions
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "benchmarks"
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "bulk.md"
+TEMPLATE = TEMPLATES / "bulk.md"
 MODULES = {"reuse": bulk_reuse, "chunks": bulk_chunks}  # section modules: measure(sizes, folder), render
 TITLES = {"reuse": "re-running with --reuse", "chunks": "chunking long documents"}
 SECTIONS = tuple(MODULES)  # their results, each under its own key, after the first three sections
@@ -87,14 +88,7 @@ def model_layer_rate(texts: list[str], batch: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
         json.dump(texts, handle)
         handle.flush()
-        out = subprocess.run(
-            [sys.executable, "-c", code, handle.name, str(batch)],
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return float(out.stdout.strip().splitlines()[-1])
+        return run_json([sys.executable, "-c", code, handle.name, batch], env=child_env(DROP))
 
 
 def local_vs_model_layer(texts: list[str], folder: Path) -> dict:
@@ -126,12 +120,9 @@ def fleet_scaling(texts: list[str], folder: Path) -> dict:
     source = write_formats(folder, texts)["jsonl"]
     runs = {}
     for workers in (1, 2):
-        fleet = Fleet(workers, folder)
-        try:
+        with Fleet(workers, folder) as fleet:
             fleet.warm(source, folder)
             runs[workers] = fleet.embed(source, folder, "--batch-size", "32")
-        finally:
-            fleet.stop()
         run = runs[workers]
         say(
             f"{workers} RIE worker(s): {run['sustained_texts_per_s']:.1f} texts/s, client CPU "
@@ -152,25 +143,19 @@ def lambda_price(texts: list[str], folder: Path, precision: str) -> dict:
     from embedding_client import prices
 
     source = write_formats(folder, texts)["jsonl"]
-    fleet = Fleet(1, folder, precision)
-    try:
+    with Fleet(1, folder, precision) as fleet:
         fleet.warm(source, folder)
         skip = len(fleet.billed_ms())
         run = fleet.embed(source, folder)
         billed = fleet.billed_ms()[skip:]
-    finally:
-        fleet.stop()
     gb_s = sum(prices.gb_seconds(ms, 1769) for ms in billed)
     per_million = {
         arch: prices.lambda_usd(gb_s, len(billed), arch) / len(texts) * 1e6
         for arch in prices.LAMBDA_GB_SECOND
     }
     tokens = run["tokens"] / run["texts"]
-    say(
-        f"{precision}: {sum(billed) / len(texts):.1f} billed ms per passage, "
-        f"${per_million['x86_64']:.2f} per 1M "
-        "on x86_64"
-    )
+    ms = sum(billed) / len(texts)
+    say(f"{precision}: {ms:.1f} billed ms per passage, ${per_million['x86_64']:.2f} per 1M on x86_64")
     return {
         "precision": precision,
         "passages": len(texts),
@@ -182,104 +167,51 @@ def lambda_price(texts: list[str], folder: Path, precision: str) -> dict:
     }
 
 
-def precisions() -> list[str]:
-    model_dir = service_settings().model_dir
-    return ["fp32"] + (["int8"] if (model_dir / "onnx" / "model_int8.onnx").is_file() else [])
-
-
 def render(results: dict, only: str | None = None) -> str:
     """bulk.md, or with `--only` that section's own page (bulk-<section>.md) under a header."""
     s = Sections(TEMPLATE)
     if only is None:
         parts = [_document(results, s)]
     else:
-        parts = [
-            s(
-                "section_header",
-                title=TITLES[only],
-                command=results["command"],
-                date=results["date"],
-                duration=f"{results['duration_s']:.0f}",
-                cpu=_cpu(results["machine"]),
-                json=f"bulk-{only}.json",
-            )
-        ]
+        parts = [s("section_header", title=TITLES[only], command=results["command"], date=results["date"],
+                   duration=f"{results['duration_s']:.0f}", cpu=_cpu(results["machine"]),
+                   json=f"bulk-{only}.json")]
     parts += [MODULES[name].render(results[name], s) for name in SECTIONS if name in results]
     return "\n\n".join(parts + [s("reproduce")])
 
 
 def _document(results: dict, s: Sections) -> str:
-    local, fleet = results["local"], results["fleet"]
-    local_rows = [
-        [
-            fmt,
-            num(run["sustained_texts_per_s"]),
-            num(run["texts_per_s"]),
-            f"{100 * local['ratios'][fmt]:.0f}%",
-        ]
-        for fmt, run in local["runs"].items()
-    ]
-    fleet_rows = [
-        [
-            str(w),
-            num(run["sustained_texts_per_s"]),
-            f"{100 * fleet['client_cpu_share'][w]:.1f}%",
-            f"{100 * fleet['process_cpu_share'][w]:.1f}%",
-        ]
-        for w, run in fleet["runs"].items()
-    ]
-    price_rows = [
-        [
-            p["precision"],
-            num(p["billed_ms_per_passage"]),
-            f"${p['usd_per_million']['x86_64']:.2f}",
-            f"${p['usd_per_million']['arm64']:.2f} (assumed)",
-            f"${p['hosted']['standard']:.2f}",
-            f"${p['hosted']['batch']:.2f}",
-        ]
-        for p in results["prices"]
-    ]
     from embedding_client import prices
 
+    local, fleet = results["local"], results["fleet"]
+    local_rows = [
+        [fmt, num(run["sustained_texts_per_s"]), num(run["texts_per_s"]),
+         f"{100 * local['ratios'][fmt]:.0f}%"]
+        for fmt, run in local["runs"].items()
+    ]
+    fleet_rows = [[str(w), num(run["sustained_texts_per_s"]), f"{100 * fleet['client_cpu_share'][w]:.1f}%",
+                   f"{100 * fleet['process_cpu_share'][w]:.1f}%"] for w, run in fleet["runs"].items()]
+    price_rows = [
+        [p["precision"], num(p["billed_ms_per_passage"]), f"${p['usd_per_million']['x86_64']:.2f}",
+         f"${p['usd_per_million']['arm64']:.2f} (assumed)", f"${p['hosted']['standard']:.2f}",
+         f"${p['hosted']['batch']:.2f}"]
+        for p in results["prices"]
+    ]
+    local_header = ["input format", "sustained texts/s", "end to end texts/s", "of the model layer"]
+    fleet_header = ["RIE workers", "texts/s", "client CPU while embedding", "client CPU, whole process"]
+    price_header = ["precision", "billed ms / passage", "x86_64 $/1M", "arm64 $/1M", "hosted standard",
+                    "hosted batch"]
     return s(
-        "document",
-        command=results["command"],
-        date=results["date"],
-        duration=f"{results['duration_s']:.0f}",
-        cpu=_cpu(results["machine"]),
-        local_texts=local["texts"],
-        reference=num(local["reference"]),
+        "document", command=results["command"], date=results["date"], duration=f"{results['duration_s']:.0f}",
+        cpu=_cpu(results["machine"]), local_texts=local["texts"], reference=num(local["reference"]),
         model_layer=" and ".join(num(x) for x in local["model_layer"]),
-        local_table=table(
-            ["input format", "sustained texts/s", "end to end texts/s", "of the model layer"],
-            "lrrr",
-            local_rows,
-        ),
+        local_table=table(local_header, "lrrr", local_rows),
         worst=f"{100 * min(local['ratios'].values()):.0f}%",
-        fleet_texts=fleet["texts"],
-        fleet_table=table(
-            ["RIE workers", "texts/s", "client CPU while embedding", "client CPU, whole process"],
-            "lrrr",
-            fleet_rows,
-        ),
-        speedup=f"{fleet['speedup']:.2f}",
-        price_table=table(
-            [
-                "precision",
-                "billed ms / passage",
-                "x86_64 $/1M",
-                "arm64 $/1M",
-                "hosted standard",
-                "hosted batch",
-            ],
-            "lrrrrr",
-            price_rows,
-        ),
+        fleet_texts=fleet["texts"], fleet_table=table(fleet_header, "lrrr", fleet_rows),
+        speedup=f"{fleet['speedup']:.2f}", price_table=table(price_header, "lrrrrr", price_rows),
         price_passages=results["prices"][0]["passages"],
         tokens=num(results["prices"][0]["tokens_per_passage"], 0),
-        as_of=prices.AS_OF,
-        hosted=prices.HOSTED_API["name"],
-        hosted_as_of=prices.HOSTED_API["as_of"],
+        as_of=prices.AS_OF, hosted=prices.HOSTED_API["name"], hosted_as_of=prices.HOSTED_API["as_of"],
         caveat=prices.ARM64_CAVEAT,
     )
 
@@ -316,7 +248,8 @@ def main() -> None:
             results["local"] = local_vs_model_layer(flat, folder)
             results["fleet"] = fleet_scaling(flat[: sizes["fleet_texts"]], folder)
             long = passages(sizes["price_passages"], seed=5)
-            results["prices"] = [lambda_price(long, folder, precision) for precision in precisions()]
+            found = available_precisions(service_settings().model_dir)
+            results["prices"] = [lambda_price(long, folder, precision) for precision in found]
         for name in SECTIONS:
             if args.only in (None, name):
                 results[name] = MODULES[name].measure(sizes, folder)

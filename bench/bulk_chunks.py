@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,8 +27,9 @@ from typing import Callable, Iterator
 import pyarrow.parquet as pq
 
 from corpus import _docstrings
-from corpus_runs import child_env, embed_corpus, say, service_settings, write_jsonl
-from report import met, num, table
+from corpus_runs import DROP, embed_corpus, say, service_settings, write_jsonl
+from pages import met, num, table
+from processes import call_fresh, child_env, pin_one_cpu
 
 MIN_DOCUMENT_TOKENS = 2000
 SEED = 7
@@ -89,7 +87,7 @@ def _timed(step: Callable[[str], object], documents: list[str]) -> list[float]:
     return times
 
 
-def speed_child(path: str, same: int) -> None:
+def speed_child(path: str, same: int) -> dict:
     """In a fresh one-core process: seconds per document of the tokenizer's untruncated `encode`
     and of the chunker at the window and at SMALL_CHUNKS; `same`: how many of the documents are
     (2)'s, whose chunking time at the window is summed apart."""
@@ -107,27 +105,14 @@ def speed_child(path: str, same: int) -> None:
         chunks = []
         times = _timed(lambda d, size=size: chunks.append(len(chunker.chunk(d, size)[0])), documents)
         result["chunk"][size] = {"s": sum(times), "same_s": sum(times[:same]), "chunks": sum(chunks)}
-    print(json.dumps(result))
+    return result
 
 
 def chunker_speed(documents: list[str], same: int, folder: Path) -> dict:
     """`speed_child` over the documents, in a fresh process on one core (pinned where it can be)."""
     path = folder / "speed-documents.json"
     path.write_text(json.dumps(documents))
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    code = (
-        "import sys, bulk_chunks; bulk_chunks.speed_child(sys.argv[1], int(sys.argv[2]))"
-    )
-    bench = str(Path(__file__).resolve().parent)  # the child runs there, so `import bulk_chunks` finds it
-    out = subprocess.run(
-        [*pin, sys.executable, "-c", code, str(path), str(same)],
-        cwd=bench,
-        env=child_env(ONE_CORE_ENV),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    child = json.loads(out.stdout.strip().splitlines()[-1])
+    child = call_fresh(speed_child, str(path), same, env=child_env(DROP, **ONE_CORE_ENV), pin=True)
     child["chunk"] = {int(size): run for size, run in child["chunk"].items()}  # JSON keys are strings
     megabytes = sum(len(d.encode()) for d in documents) / 1e6
     rates = {size: megabytes / run["s"] for size, run in child["chunk"].items()}
@@ -139,7 +124,7 @@ def chunker_speed(documents: list[str], same: int, folder: Path) -> dict:
         **child,
         "documents": len(documents),
         "megabytes": megabytes,
-        "pinned": bool(pin),
+        "pinned": bool(pin_one_cpu()),
         "encode_mb_per_s": megabytes / child["encode_s"],
         "mb_per_s": rates,
         "met": rates[child["window"]] >= TARGETS["mb_per_s"],
@@ -235,17 +220,6 @@ def _speed_rows(speed: dict) -> list[list]:
     return rows
 
 
-def _run_row(name: str, run: dict, reference: float) -> list:
-    return [
-        name,
-        f"{run['texts']:,}",
-        f"{run['tokens']:,}",
-        num(run["embed_s"], 2),
-        f"{run['tokens_per_s']:,.0f}",
-        f"{100 * run['tokens_per_s'] / reference:.0f}%",
-    ]
-
-
 def _run_rows(throughput: dict) -> list[list]:
     names = {
         "precut": "pre-cut passages",
@@ -253,46 +227,36 @@ def _run_rows(throughput: dict) -> list[list]:
         "precut_again": "pre-cut passages, again",
     }
     reference = throughput["reference"]["tokens_per_s"]
-    return [_run_row(name, throughput["runs"][key], reference) for key, name in names.items()]
+    return [
+        [name, f"{run['texts']:,}", f"{run['tokens']:,}", num(run["embed_s"], 2),
+         f"{run['tokens_per_s']:,.0f}", f"{100 * run['tokens_per_s'] / reference:.0f}%"]
+        for key, name in names.items() for run in [throughput["runs"][key]]
+    ]
 
 
 def render(results: dict, sections) -> str:
     """The `chunks` section of templates/bulk.md."""
     speed, throughput, truncation = results["speed"], results["throughput"], results["truncation"]
-    window = results["window"]
+    window, lost = results["window"], truncation["lost_tokens"]
     return sections(
-        "chunks",
-        window=window,
-        max_seq_length=results["max_seq_length"],
+        "chunks", window=window, max_seq_length=results["max_seq_length"],
         min_tokens=f"{MIN_DOCUMENT_TOKENS:,}",
-        speed_documents=f"{speed['documents']:,}",
-        speed_mb=f"{speed['megabytes']:.1f}",
-        document_tokens=f"{results['document_tokens']:,.0f}",
-        stdlib_kb=f"{truncation['bytes'] / 1e3:,.0f}",
+        speed_documents=f"{speed['documents']:,}", speed_mb=f"{speed['megabytes']:.1f}",
+        document_tokens=f"{results['document_tokens']:,.0f}", stdlib_kb=f"{truncation['bytes'] / 1e3:,.0f}",
         pinned=", pinned to one CPU with `taskset -c 0`" if speed["pinned"] else "; no `taskset`: not pinned",
         speed_table=table(["step", "chunks", "chunks / document", "MB/s"], "lrrr", _speed_rows(speed)),
-        speed_rate=f"{speed['mb_per_s'][window]:.1f}",
-        speed_met=met(speed["met"]),
-        encode_rate=f"{speed['encode_mb_per_s']:.1f}",
-        documents=throughput["documents"],
-        runs_table=table(
-            ["run", "rows", "tokens", "embed_s (s)", "tokens/s", "of pre-cut"],
-            "lrrrrr",
-            _run_rows(throughput),
-        ),
-        ratio=f"{100 * throughput['ratio']:.0f}%",
-        ratio_met=met(throughput["met"]),
+        speed_rate=f"{speed['mb_per_s'][window]:.1f}", speed_met=met(speed["met"]),
+        encode_rate=f"{speed['encode_mb_per_s']:.1f}", documents=throughput["documents"],
+        runs_table=table(["run", "rows", "tokens", "embed_s (s)", "tokens/s", "of pre-cut"], "lrrrrr",
+                         _run_rows(throughput)),
+        ratio=f"{100 * throughput['ratio']:.0f}%", ratio_met=met(throughput["met"]),
         chunk_s=f"{speed['chunk'][window]['same_s']:.3f}",
         reference_s=f"{throughput['reference']['embed_s']:.2f}",
-        share=f"{100 * results['chunk_share']['share']:.1f}%",
-        share_met=met(results["chunk_share"]["met"]),
-        docstrings=f"{truncation['texts']:,}",
-        docstring_tokens=f"{truncation['tokens']:,}",
+        share=f"{100 * results['chunk_share']['share']:.1f}%", share_met=met(results["chunk_share"]["met"]),
+        docstrings=f"{truncation['texts']:,}", docstring_tokens=f"{truncation['tokens']:,}",
         overlong=f"{truncation['overlong']:,}",
         overlong_share=f"{100 * truncation['overlong'] / truncation['texts']:.1f}%",
-        longest=f"{truncation['longest']:,}",
-        lost=f"{100 * truncation['lost_share']:.1f}%",
-        lost_tokens=f"{truncation['lost_tokens']:,}",
-        lost_overlong=f"{100 * truncation['lost_tokens'] / truncation['overlong_tokens']:.0f}%",
+        longest=f"{truncation['longest']:,}", lost=f"{100 * truncation['lost_share']:.1f}%",
+        lost_tokens=f"{lost:,}", lost_overlong=f"{100 * lost / truncation['overlong_tokens']:.0f}%",
         kept=f"{100 * truncation['kept_share']:.1f}%",
     )

@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -38,7 +36,8 @@ from embedding_client.corpus.shards import OutputSchema
 
 from corpus import sentences
 from corpus_runs import Fleet, embed_corpus, say, write_formats
-from report import met, num, table
+from pages import met, num, table
+from processes import call_fresh
 
 SHARD = 10_000  # embed-corpus's shard (and OLD's row group) size
 EDITED = 0.01  # the share of texts a re-run finds changed
@@ -125,12 +124,9 @@ def _billed(fleet: Fleet):
 
 def fleet_reuse(texts: list[str], folder: Path) -> dict:
     (folder / "warm").mkdir(parents=True)
-    fleet = Fleet(2, folder)
-    try:
+    with Fleet(2, folder) as fleet:
         fleet.warm(write_formats(folder / "warm", texts[:64])["jsonl"], folder / "warm")
         full, again = full_and_rerun(texts, folder, _billed(fleet))
-    finally:
-        fleet.stop()
     ratio = again["billed_ms"] / full["billed_ms"]
     say(f"--reuse, 2 RIEs: {again['billed_ms']:,.0f} billed ms after {full['billed_ms']:,.0f} ({ratio:.2%})")
     return {
@@ -230,7 +226,7 @@ def _peak_kib() -> int:
     return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
 
 
-def memory_child(path: str, rows: int) -> None:
+def memory_child(path: str, rows: int) -> dict:
     """In a fresh process: peak RSS after a plain run's bookkeeping (hashing INPUT a shard at a
     time), then after building OLD's index and looking INPUT up in it the same way."""
     for texts in input_shards(rows):
@@ -239,21 +235,13 @@ def memory_child(path: str, rows: int) -> None:
     old = open_old(Path(path), "ubinary")
     for texts in input_shards(rows):
         old.texts.lookup(text_hashes(texts))
-    after = _peak_kib()
-    print(json.dumps({"before_kib": before, "after_kib": after, "index_nbytes": old.texts.nbytes}))
+    return {"before_kib": before, "after_kib": _peak_kib(), "index_nbytes": old.texts.nbytes}
 
 
 def memory_per_row(rows: int, folder: Path) -> dict:
     path = folder / "old-memory.parquet"
     write_old(path, rows, "ubinary")  # the index ignores vectors: the smallest ones keep OLD small
-    code = (
-        "import sys, bulk_reuse; bulk_reuse.memory_child(sys.argv[1], int(sys.argv[2]))"
-    )
-    bench = str(Path(__file__).resolve().parent)  # the child runs there, so `import bulk_reuse` finds it
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(rows)], cwd=bench, capture_output=True, text=True, check=True
-    )
-    child = json.loads(out.stdout.strip().splitlines()[-1])
+    child = call_fresh(memory_child, str(path), rows)
     per_row = (child["after_kib"] - child["before_kib"]) * 1024 / rows
     held = child["index_nbytes"] / rows
     say(f"--reuse index: {per_row:.1f} bytes per OLD row of peak RSS ({held:.1f} held by the index)")
@@ -280,16 +268,11 @@ def measure(sizes: dict, folder: Path) -> dict:
 
 
 def _run_row(name: str, run: dict) -> list:
-    return [
-        name,
-        num(run["process_wall_s"]),
-        num(run["wall_s"]),
-        f"{run['rows_reused']:,}",
-        f"{run['rows_embedded']:,}",
-        num(run["model_seconds_saved"]),
-        f"{run['billed_ms']:,.0f}" if "billed_ms" in run else "–",
-        f"{run['billed_invocations']:,}" if "billed_ms" in run else "–",
-    ]
+    billed = ["–", "–"]
+    if "billed_ms" in run:
+        billed = [f"{run['billed_ms']:,.0f}", f"{run['billed_invocations']:,}"]
+    return [name, num(run["process_wall_s"]), num(run["wall_s"]), f"{run['rows_reused']:,}",
+            f"{run['rows_embedded']:,}", num(run["model_seconds_saved"]), *billed]
 
 
 def render(results: dict, sections) -> str:
@@ -300,38 +283,17 @@ def render(results: dict, sections) -> str:
         for where, runs in (("local", local), ("2 RIEs", fleet))
         for key, name in (("full", "full run"), ("rerun", "re-run, `--reuse`"))
     ]
+    header = ["run", "process wall (s)", "wall_s (s)", "rows reused", "rows embedded", "model s saved",
+              "billed ms", "invocations"]
     return sections(
-        "reuse",
-        edited=f"{100 * results['edited_share']:.0f}%",
-        local_texts=f"{local['texts']:,}",
-        fleet_texts=f"{fleet['texts']:,}",
-        runs_table=table(
-            [
-                "run",
-                "process wall (s)",
-                "wall_s (s)",
-                "rows reused",
-                "rows embedded",
-                "model s saved",
-                "billed ms",
-                "invocations",
-            ],
-            "lrrrrrrr",
-            rows,
-        ),
+        "reuse", edited=f"{100 * results['edited_share']:.0f}%", local_texts=f"{local['texts']:,}",
+        fleet_texts=f"{fleet['texts']:,}", runs_table=table(header, "lrrrrrrr", rows),
         wall_ratio=f"{100 * local['wall_ratio']:.1f}%",
-        command_wall_ratio=f"{100 * local['command_wall_ratio']:.1f}%",
-        wall_met=met(local["met"]),
-        billed_ratio=f"{100 * fleet['billed_ratio']:.2f}%",
-        billed_met=met(fleet["met"]),
-        rate_rows=f"{rate['rows']:,}",
-        rate=f"{rate['rows_per_s']:,.0f}",
-        rate_met=met(rate["met"]),
+        command_wall_ratio=f"{100 * local['command_wall_ratio']:.1f}%", wall_met=met(local["met"]),
+        billed_ratio=f"{100 * fleet['billed_ratio']:.2f}%", billed_met=met(fleet["met"]),
+        rate_rows=f"{rate['rows']:,}", rate=f"{rate['rows_per_s']:,.0f}", rate_met=met(rate["met"]),
         rate_steps=", ".join(f"{step} {rate['rows'] / s:,.0f}" for step, s in rate["steps_s"].items()),
-        index_s=f"{rate['index_s']:.2f}",
-        index_rate=f"{rate['index_rows_per_s']:,.0f}",
-        memory_rows=f"{memory['rows']:,}",
-        bytes_per_row=num(memory["bytes_per_row"]),
-        index_bytes_per_row=num(memory["index_bytes_per_row"]),
-        memory_met=met(memory["met"]),
+        index_s=f"{rate['index_s']:.2f}", index_rate=f"{rate['index_rows_per_s']:,.0f}",
+        memory_rows=f"{memory['rows']:,}", bytes_per_row=num(memory["bytes_per_row"]),
+        index_bytes_per_row=num(memory["index_bytes_per_row"]), memory_met=met(memory["met"]),
     )

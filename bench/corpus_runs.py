@@ -12,7 +12,6 @@ imports the sections, with no import circle.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -23,10 +22,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from bench_services import free_port, parse_rie_log, start_rie, wait_for_port
+import lambda_log
+import processes
+from bench_services import start_rie
+from processes import free_port, wait_for_port
 
 EMBED_CORPUS = Path(sys.executable).parent / "embed-corpus"
 FORMATS = ("jsonl", "csv", "parquet", "text")
+DROP = ("EMBED", "API_KEY", "AWS_")  # the caller's service settings and AWS credentials
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -56,32 +59,15 @@ def write_formats(folder: Path, texts: list[str]) -> dict[str, Path]:
     return files
 
 
-def child_env(extra: dict | None = None) -> dict:
-    """This process's environment without EMBED*/API_KEY*/AWS_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EMBED", "API_KEY", "AWS_"))}
-    return {**env, "PYTHONUNBUFFERED": "1", **(extra or {})}
-
-
 def embed_corpus(source: Path, folder: Path, *args: str, env: dict | None = None) -> dict:
     """One run of the installed command: its report, plus the client process's CPU seconds."""
     output, report = folder / "out.parquet", folder / "report.json"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        [
-            str(EMBED_CORPUS),
-            str(source),
-            "--output",
-            str(output),
-            "--overwrite",
-            "-q",
-            "--report-json",
-            str(report),
-            *args,
-        ],
-        env=child_env(env),
-        capture_output=True,
-        text=True,
+        [str(EMBED_CORPUS), str(source), "--output", str(output), "--overwrite", "-q",
+         "--report-json", str(report), *args],
+        env=processes.child_env(DROP, **(env or {})), capture_output=True, text=True,
     )
     if done.returncode:
         raise RuntimeError(f"{' '.join(map(str, done.args))} exited {done.returncode}: {done.stderr.strip()}")
@@ -112,8 +98,12 @@ class Fleet:
         for index, (port, log) in enumerate(zip(self.ports, self.logs)):
             with open(log, "wb") as handle:
                 self.processes.append(start_rie("onnx", model_dir, port, handle, cpu=index, extra_env=env))
-        for port in self.ports:
-            wait_for_port(port)
+        try:
+            for port in self.ports:
+                wait_for_port(port)
+        except Exception:
+            self.__exit__()
+            raise
 
     @property
     def urls(self) -> str:
@@ -131,10 +121,13 @@ class Fleet:
 
     def billed_ms(self) -> list[float]:
         """The emulators' own REPORT lines for the embedding invocations (the probe's first excluded)."""
-        reports = [r for log in self.logs for r in parse_rie_log(log.read_text(errors="replace"))["reports"]]
+        logs = [lambda_log.parse(log.read_text(errors="replace")) for log in self.logs]
+        reports = [report for log in logs for report in log["reports"]]
         return [r["billed_ms"] for r in reports if r["init_duration_ms"] is None]
 
-    def stop(self) -> None:
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc) -> None:
         for process in self.processes:
-            process.terminate()
-            process.wait(timeout=10)
+            processes.stop(process)

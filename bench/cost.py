@@ -1,11 +1,8 @@
 """What does the Lambda target cost? Monthly cost of N daily invocations (`make cost`).
 
-Billed duration = invoke duration, plus the init phase on cold starts (container images
-were always billed for init; since 2025-08-01 every Lambda function is), rounded up to the
-millisecond, times memory in GB (MB / 1024, as AWS computes it), times the GB-second price
-of the architecture; plus requests, ECR storage of the image and (optionally) CloudWatch
-Logs ingestion. Durations come from docs/benchmarks/results.json (the Lambda handler under
-the real RIE, pinned to one CPU = 1,769 MB), from flags, or from an RIE log (`--from-rie`).
+The arithmetic is bench/lambda_cost.py's; this is the command around it. Durations come from
+docs/benchmarks/results.json (the Lambda handler under the real RIE, pinned to one CPU =
+1,769 MB), from flags, or from an RIE or CloudWatch log (`--from-rie`).
 
     .venv/bin/python bench/cost.py                       # 1,000 calls/day, from results.json
     .venv/bin/python bench/cost.py --daily 100000 --memory 1024,1769 --no-free-tier
@@ -16,34 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
-import statistics
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from embedding_client import prices
+import lambda_log
+from lambda_cost import (DAYS_PER_MONTH, KEEP_WARM_S, LOG_BYTES_PER_INVOCATION, ONE_VCPU_MB, PRICES,
+                         default_cold_fraction, hosted_usd, monthly, per_million_embeddings)
+from pages import table
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results.json"
 IMAGES_DOC = REPO / "docs" / "images.md"
-
-# The one dated price table lives with the client (embed-corpus prices its runs with it); this
-# dict is its view for the report and results.json. Sources and caveats: embedding_client/prices.py.
-PRICES = {
-    "as_of": prices.AS_OF,
-    "region": prices.REGION,
-    "lambda_gb_second": prices.LAMBDA_GB_SECOND,
-    "lambda_requests_per_million": prices.LAMBDA_REQUESTS_PER_MILLION,
-    # Always-free monthly allowance, per account, shared by all functions and both architectures:
-    # the figures below assume this is the only function.
-    "free_tier": prices.LAMBDA_FREE_TIER,
-    "ecr_storage_gb_month": prices.ECR_STORAGE_GB_MONTH,
-    "cloudwatch_logs_ingest_per_gb": prices.CLOUDWATCH_LOGS_INGEST_PER_GB,
-    "init_billing": prices.INIT_BILLING,
-    "hosted_api": prices.HOSTED_API,
-}
 # Which benchmark stack measures each precision (docs/benchmarks/results.json, bench/bench.py).
 PRECISION_STACKS = {"fp32": "onnx", "int8": "int8"}
 MISSING = "not measured: {results} has no such stack; run `make bench` (int8: after `make setup`)"
@@ -51,153 +33,7 @@ ARM_NOTE = (
     "arm64 durations = x86_64's x {factor}: an ASSUMPTION, not measured. Lambda's arm64 is Graviton2, "
     "whose 128-bit NEON has half the fp32 SIMD width of x86 AVX-512, so it may well be slower per text"
 )
-DAYS_PER_MONTH = 30.4
-ONE_VCPU_MB = 1769  # Lambda allocates CPU in proportion to memory: 1,769 MB = one vCPU
-KEEP_WARM_S = 300  # an idle sandbox lives ~5-15 minutes; we take the short end
 DEFAULT_MEMORY = (1024, 1769, 2048, 3008)
-LOG_BYTES_PER_INVOCATION = 600  # START/END/REPORT lines + our one JSON line, roughly
-
-INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
-REPORT = re.compile(r"REPORT RequestId: [^\n]*")
-REPORT_FIELD = re.compile(r"(Init Duration|Billed Duration|Duration): ([0-9.]+) ms")
-
-
-@dataclass
-class Line:
-    arch: str
-    memory_mb: int
-    cold_fraction: float
-    invocations: float
-    billed_ms_warm: int
-    billed_ms_cold: int
-    gb_seconds: float
-    compute_usd: float
-    requests_usd: float
-    ecr_usd: float
-    logs_usd: float
-    total_usd: float
-
-
-def default_cold_fraction(daily: float, keep_warm_s: float = KEEP_WARM_S) -> float:
-    """Calls spread at random (Poisson) over the day: a call is cold when the gap since the
-    previous one exceeds the time an idle sandbox is kept, P(gap > T) = exp(-T / mean gap)."""
-    if daily <= 0:
-        return 1.0
-    return math.exp(-keep_warm_s / (86_400 / daily))
-
-
-def scaled_ms(ms: float, memory_mb: int, reference_mb: int = ONE_VCPU_MB) -> float:
-    """CPU-bound work measured on one vCPU takes longer below 1,769 MB (a fraction of a vCPU);
-    above it we assume no speed-up (the single-thread figure; conservative)."""
-    return ms * max(1.0, reference_mb / memory_mb)
-
-
-def monthly(
-    arch: str,
-    memory_mb: int,
-    daily: float,
-    init_ms: float,
-    invoke_ms: float,
-    cold_fraction: float,
-    free_tier: bool,
-    image_gb: float,
-    arm_speed_factor: float = 1.0,
-    log_bytes: float = LOG_BYTES_PER_INVOCATION,
-    prices: dict = PRICES,
-) -> Line:
-    factor = arm_speed_factor if arch == "arm64" else 1.0
-    invocations = daily * DAYS_PER_MONTH
-    warm = math.ceil(scaled_ms(invoke_ms, memory_mb) * factor)
-    cold = math.ceil(scaled_ms(init_ms + invoke_ms, memory_mb) * factor)
-    billed_s = (invocations * (1 - cold_fraction) * warm + invocations * cold_fraction * cold) / 1000
-    gb_seconds = memory_mb / 1024 * billed_s
-    free = prices["free_tier"] if free_tier else {"gb_seconds": 0, "requests": 0, "logs_gb": 0}
-    compute = max(0.0, gb_seconds - free["gb_seconds"]) * prices["lambda_gb_second"][arch]
-    requests = max(0.0, invocations - free["requests"]) * prices["lambda_requests_per_million"] / 1e6
-    ecr = image_gb * prices["ecr_storage_gb_month"]
-    logs = max(0.0, invocations * log_bytes / 1e9 - free["logs_gb"]) * prices["cloudwatch_logs_ingest_per_gb"]
-    return Line(
-        arch,
-        memory_mb,
-        cold_fraction,
-        invocations,
-        warm,
-        cold,
-        gb_seconds,
-        compute,
-        requests,
-        ecr,
-        logs,
-        compute + requests + ecr + logs,
-    )
-
-
-def per_million_embeddings(
-    arch: str,
-    memory_mb: int,
-    ms_per_text: float,
-    texts_per_request: int,
-    arm_speed_factor: float = 1.0,
-    prices: dict = PRICES,
-) -> float:
-    """Warm, no free tier: compute for a million texts sent `texts_per_request` at a time."""
-    factor = arm_speed_factor if arch == "arm64" else 1.0
-    seconds = scaled_ms(ms_per_text, memory_mb) * factor / 1000 * 1e6
-    requests = 1e6 / texts_per_request
-    return (
-        memory_mb / 1024 * seconds * prices["lambda_gb_second"][arch]
-        + requests * prices["lambda_requests_per_million"] / 1e6
-    )
-
-
-def parse_rie_log(text: str) -> dict:
-    """Init and invoke durations from a Lambda log.
-
-    The RIE prints `INIT REPORT(durationMs: X)` for the init phase; its REPORT lines carry an
-    `Init Duration` that means nothing there (a fraction of a ms), and the first REPORT after
-    an init has a `Duration` that includes the init. Real Lambda (CloudWatch) logs have no
-    INIT REPORT line; there `Init Duration` on a cold REPORT is the init and `Duration` the
-    invoke alone. Both are handled: with INIT REPORT lines we use them and take the invoke
-    durations from the REPORTs that do not follow an init; without, we read the REPORTs."""
-    events = sorted(
-        [(m.start(), "init", float(m.group(1))) for m in INIT_REPORT.finditer(text)]
-        + [(m.start(), "report", dict(REPORT_FIELD.findall(m.group(0)))) for m in REPORT.finditer(text)],
-        key=lambda e: e[0],
-    )
-    rie = any(kind == "init" for _, kind, _ in events)
-    inits, invokes, cold_first = [], [], []
-    after_init = False
-    for _, kind, value in events:
-        if kind == "init":
-            inits.append(value)
-            after_init = True
-            continue
-        if "Duration" not in value:
-            continue
-        init_field, duration = value.get("Init Duration"), float(value["Duration"])
-        if rie:
-            if after_init:
-                cold_first.append(duration)  # includes init in the RIE
-            else:
-                invokes.append(duration)
-        else:
-            if init_field is not None:
-                inits.append(float(init_field))
-            invokes.append(duration)
-        after_init = False
-    if not inits and not invokes:
-        raise ValueError(
-            "no `INIT REPORT(durationMs: ...)` or `REPORT RequestId: ... Duration: ... ms` lines"
-        )
-    if rie and not invokes and cold_first and inits:  # only cold calls: invoke = Duration - init
-        invokes = [d - i for d, i in zip(cold_first, inits)]
-    return {
-        "format": "rie" if rie else "lambda",
-        "init_ms": statistics.median(inits) if inits else None,
-        "invoke_ms": statistics.median(invokes) if invokes else None,
-        "inits": len(inits),
-        "invokes": len(invokes),
-    }
 
 
 def shown(path: Path) -> Path:
@@ -292,58 +128,31 @@ def _fraction(raw: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--daily", type=_positive(float), default=1000.0, help="invocations per day (1000)")
-    parser.add_argument(
-        "--memory",
-        type=_memory_list,
-        default=list(DEFAULT_MEMORY),
-        help="memory sizes in MB, comma-separated (1024,1769,2048,3008)",
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    number = _positive(float)
+    parser.add_argument("--daily", type=number, default=1000.0, help="invocations per day (1000)")
+    parser.add_argument("--memory", type=_memory_list, default=list(DEFAULT_MEMORY),
+                        help="memory sizes in MB, comma-separated (1024,1769,2048,3008)")
     parser.add_argument("--arch", type=_arch_list, default=["x86_64", "arm64"], help="x86_64,arm64")
-    parser.add_argument(
-        "--init-ms", type=_positive(float), help="init duration at 1,769 MB (default: results.json)"
-    )
-    parser.add_argument("--invoke-ms", type=_positive(float), help="warm invoke duration at 1,769 MB")
-    parser.add_argument(
-        "--cold-fraction",
-        type=_fraction,
-        help="share of calls that start a sandbox (default: Poisson estimate, "
-        f"exp(-{KEEP_WARM_S} s / mean gap between calls))",
-    )
-    parser.add_argument(
-        "--free-tier",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="apply Lambda's always-free monthly allowance (default: on)",
-    )
-    parser.add_argument(
-        "--image-gb", type=_positive(float), help="image size in ECR (default: docs/images.md)"
-    )
-    parser.add_argument(
-        "--arm-speed-factor",
-        type=_positive(float),
-        default=1.0,
-        help="arm64 duration / x86_64 duration (default 1.0: an ASSUMPTION, not measured)",
-    )
-    parser.add_argument(
-        "--log-bytes",
-        type=_positive(float),
-        default=LOG_BYTES_PER_INVOCATION,
-        help=f"CloudWatch Logs bytes per invocation ({LOG_BYTES_PER_INVOCATION})",
-    )
-    parser.add_argument("--short-ms-per-text", type=_positive(float), help="per-text ms for ~15-token texts")
-    parser.add_argument(
-        "--long-ms-per-text", type=_positive(float), help="per-text ms for 256-token passages"
-    )
-    parser.add_argument(
-        "--texts-per-request", type=int, default=32, help="texts per request for cost per million (32)"
-    )
-    parser.add_argument(
-        "--from-rie", type=Path, metavar="LOGFILE", help="read init/invoke durations from an RIE log"
-    )
+    parser.add_argument("--init-ms", type=number, help="init duration at 1,769 MB (default: results.json)")
+    parser.add_argument("--invoke-ms", type=number, help="warm invoke duration at 1,769 MB")
+    parser.add_argument("--cold-fraction", type=_fraction,
+                        help="share of calls that start a sandbox (default: Poisson estimate, "
+                        f"exp(-{KEEP_WARM_S} s / mean gap between calls))")
+    parser.add_argument("--free-tier", action=argparse.BooleanOptionalAction, default=True,
+                        help="apply Lambda's always-free monthly allowance (default: on)")
+    parser.add_argument("--image-gb", type=number, help="image size in ECR (default: docs/images.md)")
+    parser.add_argument("--arm-speed-factor", type=number, default=1.0,
+                        help="arm64 duration / x86_64 duration (default 1.0: an ASSUMPTION, not measured)")
+    parser.add_argument("--log-bytes", type=number, default=LOG_BYTES_PER_INVOCATION,
+                        help=f"CloudWatch Logs bytes per invocation ({LOG_BYTES_PER_INVOCATION})")
+    parser.add_argument("--short-ms-per-text", type=number, help="per-text ms for ~15-token texts")
+    parser.add_argument("--long-ms-per-text", type=number, help="per-text ms for 256-token passages")
+    parser.add_argument("--texts-per-request", type=int, default=32,
+                        help="texts per request for cost per million (32)")
+    parser.add_argument("--from-rie", type=Path, metavar="LOGFILE",
+                        help="read init/invoke durations from an RIE (or CloudWatch) log")
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -354,7 +163,7 @@ def _durations(args: argparse.Namespace, parser: argparse.ArgumentParser, measur
     args.source = {"init_ms": "flag", "invoke_ms": "flag"}
     if args.from_rie:
         try:
-            parsed = parse_rie_log(args.from_rie.read_text(errors="replace"))
+            parsed = lambda_log.durations(args.from_rie.read_text(errors="replace"))
         except (OSError, ValueError) as error:
             parser.error(f"--from-rie {args.from_rie}: {error}")
         for key in ("init_ms", "invoke_ms"):
@@ -410,11 +219,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def hosted_usd(tokens_per_text: float, key: str = "usd_per_million_tokens") -> float:
-    """The hosted API's price for a million texts of this many tokens."""
-    return tokens_per_text * PRICES["hosted_api"][key]
-
-
 def per_precision(args: argparse.Namespace) -> list[dict]:
     """$ per million texts for each precision at 1,769 MB (one vCPU), warm, no free tier, next to
     the hosted API's standard and batch prices; a row saying so where a precision was not measured."""
@@ -426,74 +230,38 @@ def per_precision(args: argparse.Namespace) -> list[dict]:
         for length, ms in measured.items():
             tokens = args.tokens[length]
             usd = {
-                arch: per_million_embeddings(
-                    arch, ONE_VCPU_MB, ms, args.texts_per_request, args.arm_speed_factor
-                )
-                for arch in args.arch
+                a: per_million_embeddings(a, ONE_VCPU_MB, ms, args.texts_per_request, args.arm_speed_factor)
+                for a in args.arch
             }
-            rows.append(
-                {
-                    "precision": precision,
-                    "length": length,
-                    "tokens_per_text": tokens,
-                    "ms_per_text_at_1769": ms,
-                    "usd": usd,
-                    "hosted_api_usd": hosted_usd(tokens),
-                    "hosted_api_batch_usd": hosted_usd(tokens, "batch_usd_per_million_tokens"),
-                }
-            )
+            rows.append({"precision": precision, "length": length, "tokens_per_text": tokens,
+                         "ms_per_text_at_1769": ms, "usd": usd, "hosted_api_usd": hosted_usd(tokens),
+                         "hosted_api_batch_usd": hosted_usd(tokens, "batch")})
     return rows
+
+
+def _month(inputs: dict, arch: str, memory_mb: int, cold_fraction: float, free_tier: bool):
+    """`monthly` at the run's durations, image, arm factor and log bytes."""
+    return monthly(arch, memory_mb, inputs["daily"], inputs["init_ms"], inputs["invoke_ms"], cold_fraction,
+                   free_tier, inputs["image_gb"], inputs["arm_speed_factor"], inputs["log_bytes"])
 
 
 def compute(args: argparse.Namespace) -> dict:
     fractions = sorted({round(args.cold_fraction, 4), 0.1, 1.0})
-    lines = [
-        monthly(
-            arch,
-            m,
-            args.daily,
-            args.init_ms,
-            args.invoke_ms,
-            cf,
-            args.free_tier,
-            args.image_gb,
-            args.arm_speed_factor,
-            args.log_bytes,
-        )
-        for arch in args.arch
-        for m in args.memory
-        for cf in fractions
-    ]
+    lines = [_month(vars(args), arch, m, cf, args.free_tier) for arch in args.arch for m in args.memory
+             for cf in fractions]
     per_million = [
-        {
-            "length": length,
-            "tokens_per_text": args.tokens[length],
-            "arch": arch,
-            "memory_mb": m,
-            "ms_per_text_at_1769": ms,
-            "usd": per_million_embeddings(arch, m, ms, args.texts_per_request, args.arm_speed_factor),
-            "hosted_api_usd": hosted_usd(args.tokens[length]),
-        }
-        for length, ms in args.precisions.get("fp32", {}).items()
-        for arch in args.arch
-        for m in args.memory
+        {"length": length, "tokens_per_text": args.tokens[length], "arch": arch, "memory_mb": m,
+         "ms_per_text_at_1769": ms,
+         "usd": per_million_embeddings(arch, m, ms, args.texts_per_request, args.arm_speed_factor),
+         "hosted_api_usd": hosted_usd(args.tokens[length])}
+        for length, ms in args.precisions.get("fp32", {}).items() for arch in args.arch for m in args.memory
     ]
+    given = ("init_ms", "invoke_ms", "cold_fraction", "free_tier", "image_gb", "arm_speed_factor",
+             "log_bytes", "texts_per_request", "arch")
+    inputs = {"daily": args.daily, "days_per_month": DAYS_PER_MONTH, **{k: getattr(args, k) for k in given}}
     return {
         "prices": PRICES,
-        "inputs": {
-            "daily": args.daily,
-            "days_per_month": DAYS_PER_MONTH,
-            "init_ms": args.init_ms,
-            "invoke_ms": args.invoke_ms,
-            "cold_fraction": args.cold_fraction,
-            "free_tier": args.free_tier,
-            "image_gb": args.image_gb,
-            "arm_speed_factor": args.arm_speed_factor,
-            "log_bytes": args.log_bytes,
-            "texts_per_request": args.texts_per_request,
-            "arch": args.arch,
-            "sources": args.source,
-        },
+        "inputs": {**inputs, "sources": args.source},
         "lines": [asdict(x) for x in lines],
         "per_million_embeddings": per_million,
         "per_precision": per_precision(args),
@@ -509,55 +277,46 @@ def _money(x: float) -> str:
 
 
 def _monthly_table(result: dict) -> list[str]:
-    out = [
-        "| arch | memory MB | billed ms warm / cold | GB-s/month | compute | requests | ECR | logs | "
-        "total/month | cold 10% | cold 100% |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["arch", "memory MB", "billed ms warm / cold", "GB-s/month", "compute", "requests", "ECR",
+              "logs", "total/month", "cold 10%", "cold 100%"]
     by_key = {(x["arch"], x["memory_mb"], x["cold_fraction"]): x for x in result["lines"]}
-    default_cf = round(result["inputs"]["cold_fraction"], 4)
-    for (arch, memory, cf), x in by_key.items():
-        if cf != default_cf:
-            continue
-        other = [by_key[(arch, memory, f)]["total_usd"] for f in (0.1, 1.0)]
-        out.append(
-            f"| {arch} | {memory} | {x['billed_ms_warm']} / {x['billed_ms_cold']} | {x['gb_seconds']:,.0f} | "
-            f"{_money(x['compute_usd'])} | {_money(x['requests_usd'])} | {_money(x['ecr_usd'])} | "
-            f"{_money(x['logs_usd'])} | **{_money(x['total_usd'])}** | {_money(other[0])} | "
-            f"{_money(other[1])} |"
-        )
-    return out
+    rows = [
+        [arch, memory, f"{x['billed_ms_warm']} / {x['billed_ms_cold']}", f"{x['gb_seconds']:,.0f}",
+         *(_money(x[f"{k}_usd"]) for k in ("compute", "requests", "ecr", "logs")),
+         f"**{_money(x['total_usd'])}**",
+         *(_money(by_key[(arch, memory, f)]["total_usd"]) for f in (0.1, 1.0))]
+        for (arch, memory, cf), x in by_key.items()
+        if cf == round(result["inputs"]["cold_fraction"], 4)
+    ]
+    return [table(header, "lrrrrrrrrrr", rows)]
 
 
 def _per_million_table(result: dict) -> list[str]:
     if not result["per_million_embeddings"]:
         return []
     hosted = PRICES["hosted_api"]
-    out = [
+    header = ["texts", "arch", "memory MB", "ms/text at 1,769 MB", "Lambda $/1M texts",
+              "hosted API $/1M texts"]
+    rows = [
+        [f"{x['length']} (~{x['tokens_per_text']:.0f} tokens)", x["arch"], x["memory_mb"],
+         f"{x['ms_per_text_at_1769']:.2f}", _money(x["usd"]), _money(x["hosted_api_usd"])]
+        for x in result["per_million_embeddings"]
+    ]
+    return [
         "",
         f"Cost per million embeddings (warm, no free tier, {result['inputs']['texts_per_request']} texts per "
         f"request) vs {hosted['name']} at ${hosted['usd_per_million_tokens']}/1M tokens ({hosted['as_of']}):",
         "",
-        "| texts | arch | memory MB | ms/text at 1,769 MB | Lambda $/1M texts | hosted API $/1M texts |",
-        "|---|---|---:|---:|---:|---:|",
+        table(header, "llrrrr", rows),
     ]
-    for x in result["per_million_embeddings"]:
-        out.append(
-            f"| {x['length']} (~{x['tokens_per_text']:.0f} tokens) | {x['arch']} | {x['memory_mb']} | "
-            f"{x['ms_per_text_at_1769']:.2f} | {_money(x['usd'])} | {_money(x['hosted_api_usd'])} |"
-        )
-    return out
 
 
-def _precision_row(x: dict, archs: list[str]) -> str:
+def _precision_row(x: dict, archs: list[str]) -> list:
     if "missing" in x:
-        return f"| {x['precision']} | {x['missing']} |" + " |" * (len(archs) + 3)
-    usd = " | ".join(_money(x["usd"][a]) for a in archs)
-    return (
-        f"| {x['precision']} | {x['length']} (~{x['tokens_per_text']:.0f} tokens) | "
-        f"{x['ms_per_text_at_1769']:.2f} | {usd} | {_money(x['hosted_api_usd'])} | "
-        f"{_money(x['hosted_api_batch_usd'])} |"
-    )
+        return [x["precision"], x["missing"], *[""] * (len(archs) + 3)]
+    return [x["precision"], f"{x['length']} (~{x['tokens_per_text']:.0f} tokens)",
+            f"{x['ms_per_text_at_1769']:.2f}", *(_money(x["usd"][a]) for a in archs),
+            _money(x["hosted_api_usd"]), _money(x["hosted_api_batch_usd"])]
 
 
 def _precision_table(result: dict) -> list[str]:
@@ -565,7 +324,9 @@ def _precision_table(result: dict) -> list[str]:
     archs = inp["arch"]
     if not rows:
         return []
-    head = " | ".join(f"Lambda {a} $/1M{' (assumed)' if a == 'arm64' else ''}" for a in archs)
+    lambda_columns = [f"Lambda {a} $/1M{' (assumed)' if a == 'arm64' else ''}" for a in archs]
+    header = ["precision", "texts", "ms/text at 1,769 MB", *lambda_columns, "hosted API $/1M",
+              "hosted batch $/1M"]
     return [
         "",
         f"Cost per million texts by precision (warm, no free tier, 1,769 MB = one vCPU, "
@@ -574,9 +335,7 @@ def _precision_table(result: dict) -> list[str]:
         f"${hosted['usd_per_million_tokens']}/1M tokens, Batch API "
         f"${hosted['batch_usd_per_million_tokens']}/1M tokens ({hosted['as_of']}):",
         "",
-        f"| precision | texts | ms/text at 1,769 MB | {head} | hosted API $/1M | hosted batch $/1M |",
-        "|---|---|---:|" + "---:|" * (len(archs) + 2),
-        *(_precision_row(x, archs) for x in rows),
+        table(header, "llr" + "r" * (len(archs) + 2), [_precision_row(x, archs) for x in rows]),
     ]
 
 
@@ -608,40 +367,21 @@ def render(result: dict) -> str:
 
 def answer(result: dict) -> str:
     inp = result["inputs"]
-    pick = lambda arch, cf, free: monthly(  # noqa: E731
-        arch,
-        ONE_VCPU_MB,
-        inp["daily"],
-        inp["init_ms"],
-        inp["invoke_ms"],
-        cf,
-        free,
-        inp["image_gb"],
-        inp["arm_speed_factor"],
-        inp["log_bytes"],
-    )
+    pick = lambda arch, cf, free: _month(inp, arch, ONE_VCPU_MB, cf, free)  # noqa: E731
     cf = inp["cold_fraction"]
     parts, notes = [], []
     for arch in sorted({x["arch"] for x in result["lines"]}, reverse=True):
         free, paid, worst = pick(arch, cf, True), pick(arch, cf, False), pick(arch, 1.0, False)
-        parts.append(
-            f"on {arch} {_money(free.total_usd)} a month with the free tier "
-            f"({_money(paid.total_usd)} without it; {_money(worst.total_usd)} without it if every "
-            f"call were cold)"
-        )
+        parts.append(f"on {arch} {_money(free.total_usd)} a month with the free tier "
+                     f"({_money(paid.total_usd)} without it; {_money(worst.total_usd)} without it if every "
+                     "call were cold)")
         if arch == "x86_64":
             lambda_paid = paid.compute_usd + paid.requests_usd
             if free.compute_usd + free.requests_usd == 0:
                 notes.append("the free tier covers all of the Lambda compute and requests")
-            notes.append(
-                f"without the free tier Lambda itself is {_money(lambda_paid)} and the ECR "
-                f"storage of the image {_money(paid.ecr_usd)}"
-            )
-    arm = (
-        " (arm64 assumes the x86_64 durations: not measured)"
-        if "arm64" in {x["arch"] for x in result["lines"]}
-        else ""
-    )
+            notes.append(f"without the free tier Lambda itself is {_money(lambda_paid)} and the ECR "
+                         f"storage of the image {_money(paid.ecr_usd)}")
+    arm = " (arm64 assumes the x86_64 durations: not measured)" if "arm64" in inp["arch"] else ""
     return (
         f"**What do {inp['daily']:,.0f} invocations a day cost?** At 1,769 MB with the measured "
         f"{inp['init_ms']:.0f} ms init and {inp['invoke_ms']:.1f} ms warm invoke and a cold fraction of "

@@ -20,17 +20,17 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from embedding_service.settings import SettingsError, default_model_dir, load_settings
 
-from bench_env import best_seconds  # noqa: E402
-from corpus import passages, sentences  # noqa: E402
-from embedding_service.settings import SettingsError, load_settings  # noqa: E402
+from bench_env import best_seconds
+from corpus import passages, sentences
+from pages import table
+from processes import call_fresh
 
 # One dated price table: on-demand Linux prices in us-east-1 from AWS's public EC2 pricing pages
 # as known to the author (to mid-2025; p5 after AWS's June 2025 cut), per GPU (instance price /
@@ -63,9 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few dozen texts, one run each: seconds")
     parser.add_argument("--price-per-hour", type=float, help="USD per GPU-hour (else the dated table)")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("MODEL_DIR") or
-                                                               REPO / "models" / "all-MiniLM-L6-v2"))
-    parser.add_argument("--tokenize-child", type=Path, help=argparse.SUPPRESS)
+    model_dir = Path(os.environ.get("MODEL_DIR") or default_model_dir())
+    parser.add_argument("--model-dir", type=Path, default=model_dir)
     args = parser.parse_args(argv)
     if args.quick:
         args.passages, args.short, args.check, args.repeats = 16, 32, 8, 1
@@ -82,12 +81,13 @@ def corpus(args: argparse.Namespace) -> dict[str, list[str]]:
     }
 
 
-def tokenize_child(path: Path) -> None:
-    """Child process: our host path (encode + plan + pad) with RAYON_NUM_THREADS set by the parent."""
+def tokenize_child(path: str) -> dict[str, float]:
+    """In a fresh process: tokens/s of our host path (encode + plan + pad), RAYON_NUM_THREADS set by
+    the parent."""
     from embedding_service.model_config import read_model_spec
     from embedding_service.tokenization import BatchTokenizer, load_tokenizer
 
-    spec = json.loads(path.read_text())
+    spec = json.loads(Path(path).read_text())
     model_dir = Path(spec["model_dir"])
     tokens = BatchTokenizer(load_tokenizer(model_dir, read_model_spec(model_dir).max_seq_length))
     rates = {}
@@ -98,7 +98,7 @@ def tokenize_child(path: Path) -> None:
         for _ in tokens.batches(ids, spec["batch_size"], spec["batch_tokens"], spec["overhead"]):
             pass
         rates[kind] = sum(len(x) for x in ids) / (time.perf_counter() - started)
-    print(json.dumps(rates))
+    return rates
 
 
 def tokenize_rates(args: argparse.Namespace, texts: dict, settings) -> dict[str, dict[str, float]]:
@@ -111,9 +111,7 @@ def tokenize_rates(args: argparse.Namespace, texts: dict, settings) -> dict[str,
                                     "overhead": settings.call_overhead_tokens}))
         for threads in sorted({1, cpus}):
             env = {**os.environ, "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
-            out = subprocess.run([sys.executable, __file__, "--tokenize-child", str(spec)], env=env,
-                                 capture_output=True, text=True, check=True, timeout=600)
-            rates[str(threads)] = json.loads(out.stdout)
+            rates[str(threads)] = call_fresh(tokenize_child, str(spec), env=env)
     return rates
 
 
@@ -164,9 +162,6 @@ def price(args: argparse.Namespace, card: str) -> tuple[float, str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.tokenize_child:
-        tokenize_child(args.tokenize_child)
-        return 0
     import torch
 
     from embedding_service.model import model_load, model_unload
@@ -265,20 +260,21 @@ def measure_precision(args, settings, texts: dict, expected: dict, card: str) ->
 
 
 def report(results: dict) -> None:
-    print("\n| precision | path | passages/s | short texts/s | min cosine vs CPU fp32 (passages / short) |")
-    print("|---|---|---:|---:|---|")
+    rows = []
     for row in results["rows"]:
-        p, s = row["passages"], row["short"]
+        p, s, name = row["passages"], row["short"], row["precision"]
         budget = f"{row['batch_size']} texts / {row['batch_tokens']:,} tokens per call"
-        print(f"| {row['precision']} | ours ({budget}) | {p['ours_per_s']:,.0f} | {s['ours_per_s']:,.0f} | "
-              f"{p['min_cosine']:.7f} / {s['min_cosine']:.7f} |")
+        rows.append([name, f"ours ({budget})", f"{p['ours_per_s']:,.0f}", f"{s['ours_per_s']:,.0f}",
+                     f"{p['min_cosine']:.7f} / {s['min_cosine']:.7f}"])
         if p["ours_not_overlapped_per_s"]:
-            print(f"| {row['precision']} | ours, tokenising not overlapped | "
-                  f"{p['ours_not_overlapped_per_s']:,.0f} | {s['ours_not_overlapped_per_s']:,.0f} | |")
-        print(f"| {row['precision']} | bare forward, pre-tokenised (ceiling) | {p['ceiling_per_s']:,.0f} | "
-              f"{s['ceiling_per_s']:,.0f} | |")
-        print(f"| {row['precision']} | ours / ceiling | {100 * p['share_of_ceiling']:.0f}% | "
-              f"{100 * s['share_of_ceiling']:.0f}% | |")
+            rows.append([name, "ours, tokenising not overlapped", f"{p['ours_not_overlapped_per_s']:,.0f}",
+                         f"{s['ours_not_overlapped_per_s']:,.0f}", ""])
+        rows.append([name, "bare forward, pre-tokenised (ceiling)", f"{p['ceiling_per_s']:,.0f}",
+                     f"{s['ceiling_per_s']:,.0f}", ""])
+        rows.append([name, "ours / ceiling", f"{100 * p['share_of_ceiling']:.0f}%",
+                     f"{100 * s['share_of_ceiling']:.0f}%", ""])
+    header = ["precision", "path", "passages/s", "short texts/s", "min cosine vs CPU fp32 (passages / short)"]
+    print("\n" + table(header, "llrrl", rows))
     print()
     host = results["tokenize_tokens_per_s"]
     threads = max(host, key=int)

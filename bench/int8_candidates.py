@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-import corpus  # noqa: E402
-import quality  # noqa: E402
+import corpus
+import quality
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _script(name: str):
@@ -177,18 +176,15 @@ def cmd_build(names: list[str]) -> None:
 
 
 def cmd_quality(names: list[str], sts_path: Path | None) -> None:
-    texts = quality.corpus_texts()
     sts = quality.read_sts(sts_path) if sts_path else None
-    reference = quality.measure(quality.embedder(MODEL_DIR, "fp32"), texts, sts)
-    keep = quality.distinct_rows(reference["vectors"])
-    queries = quality.query_rows(len(keep))
-    scores = {k: v for k, v in reference.items() if k != "vectors"}
-    record({"candidate": "fp32", "texts": len(keep), **scores})
-    for name in names:
-        found = quality.measure(quality.embedder(MODEL_DIR, "int8", onnx_file=str(path_of(name))), texts, sts)
-        row = quality.compare(reference["vectors"][keep], found["vectors"][keep], queries)
-        record({"candidate": name, **row, **{k: v for k, v in found.items() if k != "vectors"},
-                "size_mb": path_of(name).stat().st_size / 1e6})
+    def models():  # one at a time, as the rows are measured
+        yield "fp32", quality.embedder(MODEL_DIR, "fp32")
+        for name in names:
+            yield name, quality.embedder(MODEL_DIR, "int8", onnx_file=str(path_of(name)))
+
+    for name, row, texts, _ in quality.against_first(models(), quality.corpus_texts(), sts):
+        size = {} if name == "fp32" else {"size_mb": path_of(name).stat().st_size / 1e6}
+        record({"candidate": name, "texts": texts, **row, **size})
 
 
 def best_rate(model, texts: list[str]) -> float:

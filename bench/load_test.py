@@ -37,9 +37,9 @@ import numpy as np
 import orjson
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-from bench_services import free_port  # noqa: E402
-from corpus import passages, sentences  # noqa: E402
+from corpus import passages, sentences
+from pages import TEMPLATES, Sections, document, table
+from processes import REPO, child_env, start_uvicorn, stop
 
 DIMENSION = 384
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -87,41 +87,13 @@ class Stats:
 
 
 def start_server(log_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("API_KEY")}
-    env.setdefault("MODEL_DIR", str(REPO / "models" / "all-MiniLM-L6-v2"))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(env_extra)
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "embedding_service.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--timeout-graceful-shutdown", "30", "--no-access-log", "--loop", "asyncio", "--http", "h11"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited early; see {log_path}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"server did not become healthy in 120 s; see {log_path}")
-
-
-def stop_server(process: subprocess.Popen) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    """Our own uvicorn, with the caller's EMBEDDING_* settings (only API keys dropped)."""
+    env = child_env(("API_KEY",), **env_extra)  # no MODEL_DIR: the server's own default
+    try:
+        flags = ("--timeout-graceful-shutdown", "30", "--no-access-log")
+        return start_uvicorn(env, open(log_path, "wb"), *flags)
+    except (RuntimeError, TimeoutError) as error:
+        raise SystemExit(f"{error}; see {log_path}") from None
 
 
 # --------------------------------------------------------------------------- traffic
@@ -336,61 +308,47 @@ def summary(stats: Stats, args: argparse.Namespace, command: str, url: str) -> s
     everything = [x for values in stats.latencies.values() for x in values]
     window = min(10.0, duration / 5)
     rss_first, rss_last, rss_middle, rss_peak = rss_windows(stats, window)
-    lines = [
-        "# Load test",
-        "",
-        f"`{command}`",
-        "",
-        f"Target: {url} ({'own uvicorn server' if not args.url else 'external server'}), "
-        f"{args.clients} concurrent clients for {duration:.0f} s, seed {args.seed}. "
-        f"Host: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        "the load generator runs on the same machine as the server. Server settings: "
-        + (", ".join(args.env) if args.env else "the defaults (EMBEDDING_THREADS=0: one per CPU, "
-                                                "QUEUE_MAX_ITEMS=4096, BATCH_MAX_ITEMS=64, REQUEST_TIMEOUT_S=30)")
-        + ("" if not args.url else " (external server: its own settings)") + ".",
-        "",
-        "Traffic: ~35% single short texts, ~45% batches of 2-8 short texts, ~5% one or two long "
-        "texts (beyond the model's 256 tokens), ~5% GET /status|/health|/v1/models, ~10% invalid "
-        "bodies (each expecting its documented 4xx); seed and OpenAI routes, float and base64.",
-        "",
-        f"**Result: {'FAIL' if failed(stats) else 'PASS'}** (fails on any 5xx, dropped connection or wrong answer)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| requests answered | {answered} |",
-        f"| throughput | {answered / duration:.1f} req/s, {stats.texts_embedded / duration:.1f} texts/s |",
-        f"| correct 200s | {stats.outcomes['ok']} |",
-        f"| expected 4xx (invalid bodies) | {stats.outcomes['rejected (expected 4xx)']} |",
-        f"| shed with 429 | {stats.outcomes['shed']} |",
-        f"| 5xx | {stats.outcomes['5xx']} |",
-        f"| dropped connections | {stats.outcomes['dropped']} |",
-        f"| wrong answers | {stats.outcomes['wrong']} |",
-        f"| latency p50 / p90 / p99 (all answered) | {percentile(everything, 50) * 1000:.0f} / "
-        f"{percentile(everything, 90) * 1000:.0f} / {percentile(everything, 99) * 1000:.0f} ms |",
-        f"| server RSS, median of first / last {window:.0f} s | {rss_first:.0f} / {rss_last:.0f} MiB "
-        f"({rss_last - rss_first:+.0f} MiB) |",
-        f"| server RSS growth over the second half | {rss_last - rss_middle:+.0f} MiB "
-        f"({rss_middle:.0f} at {duration / 2:.0f} s) |",
-        f"| server RSS peak | {rss_peak:.0f} MiB |",
-        "",
-        "| request kind | count | p50 ms | p99 ms |",
-        "|---|---|---|---|",
+    outcome = lambda key: stats.outcomes[key]  # noqa: E731
+    ms = lambda values, q: f"{percentile(values, q) * 1000:.0f}"  # noqa: E731
+    metrics = [
+        ["requests answered", answered],
+        ["throughput", f"{answered / duration:.1f} req/s, {stats.texts_embedded / duration:.1f} texts/s"],
+        ["correct 200s", outcome("ok")],
+        ["expected 4xx (invalid bodies)", outcome("rejected (expected 4xx)")],
+        ["shed with 429", outcome("shed")],
+        ["5xx", outcome("5xx")],
+        ["dropped connections", outcome("dropped")],
+        ["wrong answers", outcome("wrong")],
+        ["latency p50 / p90 / p99 (all answered)",
+         " / ".join(ms(everything, q) for q in (50, 90, 99)) + " ms"],
+        [f"server RSS, median of first / last {window:.0f} s",
+         f"{rss_first:.0f} / {rss_last:.0f} MiB ({rss_last - rss_first:+.0f} MiB)"],
+        ["server RSS growth over the second half",
+         f"{rss_last - rss_middle:+.0f} MiB ({rss_middle:.0f} at {duration / 2:.0f} s)"],
+        ["server RSS peak", f"{rss_peak:.0f} MiB"],
     ]
-    for kind in ("single", "batch", "long", "get", "invalid"):
-        values = stats.latencies.get(kind, [])
-        lines.append(f"| {kind} | {len(values)} | {percentile(values, 50) * 1000:.0f} | "
-                     f"{percentile(values, 99) * 1000:.0f} |")
-    lines += ["", "Status codes: " + ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))]
+    kinds = [[kind, len(v), ms(v, 50), ms(v, 99)] for kind in ("single", "batch", "long", "get", "invalid")
+             for v in [stats.latencies.get(kind, [])]]
+    defaults = "the defaults (EMBEDDING_THREADS=0: one per CPU, QUEUE_MAX_ITEMS=4096, BATCH_MAX_ITEMS=64, " \
+               "REQUEST_TIMEOUT_S=30)"
+    s = Sections(TEMPLATES / "load-test.md")
+    parts = [s(
+        "document", command=command, url=url,
+        server="own uvicorn server" if not args.url else "external server",
+        clients=args.clients, duration=f"{duration:.0f}", seed=args.seed, machine=platform.machine(),
+        cpus=os.cpu_count(), python=platform.python_version(),
+        settings=(", ".join(args.env) or defaults)
+        + (" (external server: its own settings)" if args.url else ""),
+        result="FAIL" if failed(stats) else "PASS", metrics=table(["metric", "value"], "ll", metrics),
+        kinds=table(["request kind", "count", "p50 ms", "p99 ms"], "llll", kinds),
+        statuses=", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items())),
+    )]
     if stats.rss:
         step = max(1, len(stats.rss) // 12)
-        samples = ", ".join(f"{t:.0f}s {r / 2**20:.0f}" for t, r in stats.rss[::step])
-        lines += ["", f"RSS over time (MiB): {samples}", "",
-                  "RSS rises in steps while ONNX Runtime's memory arena grows to the largest padded "
-                  "sub-batch it has seen (the arena keeps its peak; it is bounded by EMBEDDING_BATCH_SIZE "
-                  "x 256 tokens); a leak would show as steady growth after the steps, run after run."]
+        parts.append(s("rss", samples=", ".join(f"{t:.0f}s {r / 2**20:.0f}" for t, r in stats.rss[::step])))
     if stats.problems:
-        lines += ["", "Problems (first 50):", ""] + [f"- {p}" for p in stats.problems]
-    return "\n".join(lines) + "\n"
+        parts.append(s("problems", problems="\n".join(f"- {p}" for p in stats.problems)))
+    return document(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = asyncio.run(run_load(url.rstrip("/"), pid, args.clients, args.duration, args.seed, args.timeout))
     finally:
         if process is not None:
-            code = stop_server(process)
+            code = stop(process, timeout=40)
             if code not in (0, -signal.SIGTERM):  # uvicorn re-raises SIGTERM after its graceful drain
                 print(f"warning: server exited with {code}", file=sys.stderr)
     report = summary(stats, args, command, url)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 
 from bench_env import best_seconds
+from processes import call_fresh
 
 HIDDEN_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # pins that can hide the CPU's best kernel
 SIZES = {True: (1024, 3), False: (2048, 8)}  # quick -> (n, repetitions)
@@ -92,11 +92,7 @@ def probe(n: int, reps: int, counts: list[int], with_onnxruntime: bool = True) -
 def _child(n: int, reps: int, counts: list[int], coretype: str | None = None) -> dict:
     """probe() in a child without the OpenBLAS pins, or with this one kernel pinned (BLAS only)."""
     env = probe_env() | ({"OPENBLAS_CORETYPE": coretype} if coretype else {})
-    argv = [str(n), str(reps), ",".join(map(str, counts)), "blas" if coretype else "all"]
-    proc = subprocess.run(
-        [sys.executable, __file__, "--probe", *argv], capture_output=True, text=True, env=env, check=True
-    )
-    return json.loads(proc.stdout)
+    return call_fresh(probe, n, reps, counts, not coretype, env=env)
 
 
 def _avx2_reference(best: dict, n: int, reps: int, counts: list[int]) -> dict | None:
@@ -173,11 +169,7 @@ def describe(peak: dict, threads: str) -> str:
     return f"{peak['gflops'][threads]} GFLOP/s ({NAMES[peak['chosen'][threads]]})"
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["--probe"]:
-        counts = [int(x) for x in argv[3].split(",")]
-        print(json.dumps(probe(int(argv[1]), int(argv[2]), counts, argv[4:5] != ["blas"])))
-        return 0
+def main() -> int:
     from bench_env import machine
 
     print(json.dumps(measure(False, [1, 2], machine()["nominal_fp32_gflops_per_core"]), indent=1))
@@ -185,4 +177,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

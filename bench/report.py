@@ -3,18 +3,14 @@ string.Template per section); this module computes the values and renders the ta
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from string import Template
-
 import bench_env
-import cost
 import peak
 from analysis import run_of
 from bench_worker import LABELS, PRECISION, STACKS
+from lambda_cost import ONE_VCPU_MB
+from pages import TEMPLATES, Sections, document, met, num, table
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.md"
-SECTION = re.compile(r"^<!-- section: (\w+) -->\n", re.MULTILINE)
+TEMPLATE = TEMPLATES / "report.md"
 NOISY = 0.10  # other processes' share of the machine above which a row is flagged
 FAILS = {
     "fits": "peak RSS does not fit",
@@ -34,41 +30,6 @@ RIE_HEADER = (
 ).split("|")
 
 
-def load_sections(path: Path = TEMPLATE) -> dict[str, Template]:
-    """The template file's sections by name (text before the first marker is a comment)."""
-    parts = SECTION.split(path.read_text())[1:]
-    return {name: Template(body.strip("\n")) for name, body in zip(parts[::2], parts[1::2])}
-
-
-class Sections:
-    def __init__(self, path: Path = TEMPLATE):
-        self.templates = load_sections(path)
-
-    def __call__(self, name: str, **values) -> str:
-        """One section with every placeholder filled (a missing value is a KeyError)."""
-        return self.templates[name].substitute(values)
-
-
-def _cell(value) -> str:
-    return " |" if value == "" else f" {value} |"
-
-
-def table(header: list[str], align: str, rows: list[list]) -> str:
-    """A Markdown table; align has one letter per column: l(eft) or r(ight)."""
-    lines = ["|" + "".join(map(_cell, header)), "|" + "".join("---:|" if a == "r" else "---|" for a in align)]
-    return "\n".join(lines + ["|" + "".join(_cell(str(c)) for c in row) for row in rows])
-
-
-def num(x, digits: int = 1) -> str:
-    return "–" if x is None else f"{x:,.{digits}f}"
-
-
-def document(parts: list[str]) -> str:
-    """Sections joined by a blank line; the blank lines that empty placeholders leave collapse."""
-    text = "\n\n".join(p for p in parts if p)
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
-
-
 def _chart(charts: list[str], name: str, alt: str) -> str:
     return f"![{alt}]({name})" if name in charts else ""
 
@@ -81,15 +42,9 @@ def _thread_cell(entry: dict, th: str) -> str:
 
 # ---- sections ------------------------------------------------------------------------------------
 def header(s: Sections, results: dict) -> str:
-    return s(
-        "header",
-        command=results["command"],
-        date=results["machine"]["date"],
-        duration=f"{results['duration_s']:.0f}",
-        quick_note=" (**quick mode**: few repetitions, small sizes; not for quoting)"
-        if results["quick"]
-        else "",
-    )
+    quick = " (**quick mode**: few repetitions, small sizes; not for quoting)" if results["quick"] else ""
+    return s("header", command=results["command"], date=results["machine"]["date"],
+             duration=f"{results['duration_s']:.0f}", quick_note=quick)
 
 
 def _interference(results: dict) -> str:
@@ -113,21 +68,13 @@ def machine(s: Sections, results: dict) -> str:
         "machine",
         cpu=f"{m['cpu_model']} ({m['cpu_vendor']}, {m['cpu_family_model']}"
         f"{', ' + m['cpu_generation'] if m['cpu_generation'] else ''})",
-        logical_cpus=m["logical_cpus"],
-        hypervisor=" under a hypervisor" if m["hypervisor"] else "",
-        simd=", ".join(m["cpu_flags_of_note"]),
-        mhz=m["cpu_mhz_reported"],
-        l3=m["l3_cache"],
-        nominal=m["nominal_fp32_gflops_per_core"],
-        memory_gb=m["memory_gb"],
-        os=m["os"],
-        python=m["python"],
-        load=", ".join(f"{x:.2f}" for x in m["load_average_at_start"]),
-        interference=_interference(results),
+        logical_cpus=m["logical_cpus"], hypervisor=" under a hypervisor" if m["hypervisor"] else "",
+        simd=", ".join(m["cpu_flags_of_note"]), mhz=m["cpu_mhz_reported"], l3=m["l3_cache"],
+        nominal=m["nominal_fp32_gflops_per_core"], memory_gb=m["memory_gb"], os=m["os"], python=m["python"],
+        load=", ".join(f"{x:.2f}" for x in m["load_average_at_start"]), interference=_interference(results),
         packages=", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         peak=_peak_line(results["fp32_peak"]),
-        gpu=g["name"] if g.get("available") else g.get("note", "none"),
-        stack_names=",".join(STACKS),
+        gpu=g["name"] if g.get("available") else g.get("note", "none"), stack_names=",".join(STACKS),
     )
 
 
@@ -142,130 +89,56 @@ def stacks(s: Sections, results: dict) -> str:
             s("skipped", label=LABELS[k], stack=k, why=why)
             for k, why in results.get("skipped_stacks", {}).items()
         ),
-        short_count=c["short"]["count"],
-        short_source=c["short"]["source"],
+        short_count=c["short"]["count"], short_source=c["short"]["source"],
         short_mean=f"{c['short']['mean_tokens']:.1f}",
         short_range=f"{c['short']['min_tokens']}-{c['short']['max_tokens']}",
-        long_count=c["long"]["count"],
-        long_source=c["long"]["source"],
+        long_count=c["long"]["count"], long_source=c["long"]["source"],
         long_mean=f"{c['long']['mean_tokens']:.1f}",
     )
 
 
-def met(ok: bool) -> str:
-    return "met" if ok else "**not met**"
-
-
-def _cold_target_rows(t: dict) -> list[list]:
-    rows = []
-    if "cold_start_vs_seed" in t:
-        x = t["cold_start_vs_seed"]
-        rows.append(
-            [
-                "cold start, ours / seed stack (sentence-transformers + torch)",
-                f"{x['ours_s']:.2f} s / {x['seed_s']:.2f} s = **{x['ratio']:.3f}**",
-                "<= 0.10",
-                met(x["met"]),
-            ]
-        )
-    if "lambda_init_vs_seed_cold_start" in t:
-        x = t["lambda_init_vs_seed_cold_start"]
-        rows.append(
-            [
-                "Lambda init under the RIE (ours) / seed cold start",
-                f"{x['ours_init_s']:.2f} s / {x['seed_s']:.2f} s = {x['ratio']:.3f}",
-                "",
-                "",
-            ]
-        )
-    return rows
-
-
-def _short_target_rows(b: str, th: str, row: dict) -> list[list]:
-    rows, what = [], f"short texts, batch {b}, {th} thread(s): ours"
-    if "ratio_vs_st" in row:
-        measured = f"{row['onnx_texts_per_s']:.0f} / {row['st_texts_per_s']:.0f} texts/s"
-        rows.append(
-            [
-                f"{what} / seed stack",
-                f"{measured} = **{row['ratio_vs_st']:.2f}x**",
-                ">= 1.5x",
-                met(row["met"]),
-            ]
-        )
-    if "ratio_vs_fastembed" in row:
-        measured = f"{row['onnx_texts_per_s']:.0f} / {row['fastembed_texts_per_s']:.0f} texts/s"
-        rows.append(
-            [
-                f"{what} / fastembed (same model file)",
-                f"{measured} = {row['ratio_vs_fastembed']:.2f}x",
-                "",
-                "",
-            ]
-        )
-    return rows
-
-
-def _long_target_row(b: str, th: str, row: dict) -> list[list]:
-    peers = [f"{row[k]:.2f}x vs {LABELS[k[9:]]}" for k in row if k.startswith("ratio_vs_")]
-    if not peers:
-        return []
-    return [
-        [
-            f"long texts, batch {b}, {th} thread(s): ours {row['onnx_texts_per_s']:.1f} texts/s",
-            ", ".join(peers),
-            "",
-            "",
-        ]
-    ]
-
-
-def _int8_target_rows(int8: dict, skipped: dict) -> list[list]:
-    if "int8" in skipped:
-        return [["passages: int8 / fp32", f"not measured: {skipped['int8']}", ">= 1.6x", ""]]
-    rows = []
+def _target_rows(results: dict) -> list[list]:
+    """The targets table: [what, measured, goal, met] rows, in the page's order."""
+    t, b, rows = results["targets"], results["targets"]["compare_batch"], []
+    if x := t.get("cold_start_vs_seed"):
+        rows.append(["cold start, ours / seed stack (sentence-transformers + torch)",
+                     f"{x['ours_s']:.2f} s / {x['seed_s']:.2f} s = **{x['ratio']:.3f}**", "<= 0.10",
+                     met(x["met"])])
+    if x := t.get("lambda_init_vs_seed_cold_start"):
+        rows.append(["Lambda init under the RIE (ours) / seed cold start",
+                     f"{x['ours_init_s']:.2f} s / {x['seed_s']:.2f} s = {x['ratio']:.3f}", "", ""])
+    for th, row in t.get(f"short_throughput_b{b}", {}).items():
+        peers = (("st", "seed stack", ">= 1.5x"), ("fastembed", "fastembed (same model file)", ""))
+        for peer, name, goal in peers:
+            if f"ratio_vs_{peer}" in row:
+                ratio = f"{row[f'ratio_vs_{peer}']:.2f}x"
+                rows.append([f"short texts, batch {b}, {th} thread(s): ours / {name}",
+                             f"{row['onnx_texts_per_s']:.0f} / {row[f'{peer}_texts_per_s']:.0f} texts/s = "
+                             + (f"**{ratio}**" if goal else ratio), goal, met(row["met"]) if goal else ""])
+    for th, row in t.get(f"long_throughput_b{b}", {}).items():
+        if peers := [f"{row[k]:.2f}x vs {LABELS[k[9:]]}" for k in row if k.startswith("ratio_vs_")]:
+            rows.append([f"long texts, batch {b}, {th} thread(s): ours {row['onnx_texts_per_s']:.1f} texts/s",
+                         ", ".join(peers), "", ""])
+    if "int8" in results.get("skipped_stacks", {}):
+        why = results["skipped_stacks"]["int8"]
+        rows.append(["passages: int8 / fp32", f"not measured: {why}", ">= 1.6x", ""])
     for length, what in (("long", "passages"), ("short", "short texts")):
-        for th, row in int8.get(length, {}).items():
+        for th, row in t.get("int8_vs_fp32", {}).get(length, {}).items():
             ratio = f"{row['ratio']:.2f}x"
-            rows.append(
-                [
-                    f"{what}, batch {row['batch']}, {th} thread(s): int8 / fp32",
-                    f"{row['int8_texts_per_s']:.1f} / {row['fp32_texts_per_s']:.1f} texts/s = "
-                    + (f"**{ratio}**" if "met" in row else ratio),
-                    f"{row['target']}x" if "target" in row else "",
-                    met(row["met"]) if "met" in row else "",
-                ]
-            )
+            rows.append([f"{what}, batch {row['batch']}, {th} thread(s): int8 / fp32",
+                         f"{row['int8_texts_per_s']:.1f} / {row['fp32_texts_per_s']:.1f} texts/s = "
+                         + (f"**{ratio}**" if "met" in row else ratio),
+                         f"{row['target']}x" if "target" in row else "",
+                         met(row["met"]) if "met" in row else ""])
+    if x := t.get("fp32_fidelity"):
+        rows.append(["fp32 (ours, ONNX) unchanged: min cosine vs sentence-transformers, every text",
+                     f"{x['min_cosine']:.7f}", "> 0.9999", met(x["met"])])
     return rows
-
-
-def _fidelity_target_rows(t: dict) -> list[list]:
-    x = t.get("fp32_fidelity")
-    if not x:
-        return []
-    measured = f"{x['min_cosine']:.7f}"
-    return [
-        [
-            "fp32 (ours, ONNX) unchanged: min cosine vs sentence-transformers, every text",
-            measured,
-            "> 0.9999",
-            met(x["met"]),
-        ]
-    ]
 
 
 def targets(s: Sections, results: dict) -> str:
-    t, b = results["targets"], results["targets"]["compare_batch"]
-    rows = _cold_target_rows(t)
-    for th, row in t.get(f"short_throughput_b{b}", {}).items():
-        rows += _short_target_rows(b, th, row)
-    for th, row in t.get(f"long_throughput_b{b}", {}).items():
-        rows += _long_target_row(b, th, row)
-    rows += _int8_target_rows(t.get("int8_vs_fp32", {}), results.get("skipped_stacks", {}))
-    rows += _fidelity_target_rows(t)
-    if not rows:
-        return ""
-    return s("targets", table=table(["target", "measured", "goal", ""], "lrrl", rows))
+    rows = _target_rows(results)
+    return s("targets", table=table(["target", "measured", "goal", ""], "lrrl", rows)) if rows else ""
 
 
 def _throughput_table(results: dict, length: str) -> str:
@@ -315,13 +188,8 @@ def latency(s: Sections, results: dict, charts: list[str]) -> str:
             rows.append([LABELS[k], _thread_cell(entry, th), *cells])
     header = ["stack", "threads", "short p50", "short p99", "long p50", "long p99"]
     calls = results["config"]["latency_calls"]
-    return s(
-        "latency",
-        chart=_chart(charts, "latency.png", "latency"),
-        table=table(header, "lrrrrr", rows),
-        short_calls=calls["short"],
-        long_calls=calls["long"],
-    )
+    return s("latency", chart=_chart(charts, "latency.png", "latency"), table=table(header, "lrrrrr", rows),
+             short_calls=calls["short"], long_calls=calls["long"])
 
 
 def _fidelity_cell(k: str, e: dict) -> str:
@@ -333,16 +201,10 @@ def _cold_row(k: str, e: dict) -> list:
     c = e.get("cold_start", {})
     t1, t2 = e["threads"].get("1", {}), e["threads"].get("2", {})
     return [
-        LABELS[k],
-        f"**{num(c.get('total_s'), 2)}** ({num(c.get('min_s'), 2)}-{num(c.get('max_s'), 2)})",
-        num(c.get("import_s"), 2),
-        num(c.get("load_s"), 2),
-        f"{num(c.get('first_embed_s', 0) * 1000, 0)} ms",
-        num(t1.get("peak_rss_mb"), 0),
-        num(t2.get("peak_rss_mb"), 0),
-        num(t1.get("rss_after_load_mb"), 0),
-        _fidelity_cell(k, e),
-        num(e.get("installed_mb")),
+        LABELS[k], f"**{num(c.get('total_s'), 2)}** ({num(c.get('min_s'), 2)}-{num(c.get('max_s'), 2)})",
+        num(c.get("import_s"), 2), num(c.get("load_s"), 2), f"{num(c.get('first_embed_s', 0) * 1000, 0)} ms",
+        num(t1.get("peak_rss_mb"), 0), num(t2.get("peak_rss_mb"), 0), num(t1.get("rss_after_load_mb"), 0),
+        _fidelity_cell(k, e), num(e.get("installed_mb")),
     ]
 
 
@@ -352,15 +214,11 @@ def _sizes(s: Sections, results: dict) -> str:
         return ""
     rows = [
         [x["label"], f"{x['mb']:.1f}", ", ".join(f"{k} {v:.0f}" for k, v in x["largest"].items())]
-        if "mb" in x
-        else [x["label"], "failed", x.get("error", "")[:100]]
+        if "mb" in x else [x["label"], "failed", x.get("error", "")[:100]]
         for x in sizes.values()
     ]
-    return s(
-        "sizes",
-        python=results["machine"]["python"],
-        table=table(["target", "MB", "largest packages"], "lrl", rows),
-    )
+    table_ = table(["target", "MB", "largest packages"], "lrl", rows)
+    return s("sizes", python=results["machine"]["python"], table=table_)
 
 
 def cold(s: Sections, results: dict, charts: list[str]) -> str:
@@ -415,22 +273,15 @@ def flops(s: Sections, results: dict) -> str:
     if not util:
         return ""
     f = results["model_flops"]
-    wrong = [
-        s("reference_wrong", threads=t, note=u["reference_wrong"])
-        for t, u in util.items()
-        if "reference_wrong" in u
-    ]
+    wrong = [s("reference_wrong", threads=t, note=u["reference_wrong"]) for t, u in util.items()
+             if "reference_wrong" in u]
     return s(
-        "flops",
-        linear_mflop=f"{f['linear_flops_per_token'] / 1e6:.1f}",
-        layers=f["layers"],
-        hidden=f["hidden"],
-        intermediate=f["intermediate"],
+        "flops", linear_mflop=f"{f['linear_flops_per_token'] / 1e6:.1f}", layers=f["layers"],
+        hidden=f["hidden"], intermediate=f["intermediate"],
         attention=f"{f['attention_flops_per_token_per_position']:,}",
         at_256=f"{f['flops_per_token_at_256'] / 1e6:.1f}",
         table=table(FLOPS_HEADER, "rrrrlr", [_util_row(th, u) for th, u in util.items()]),
-        wrong="\n\n".join(wrong),
-        **_peak_values(results),
+        wrong="\n\n".join(wrong), **_peak_values(results),
     )
 
 
@@ -439,15 +290,9 @@ def rie(s: Sections, results: dict) -> str:
     if not found:
         return ""
     rows = [
-        [
-            backend,
-            f"**{x['init_ms']:.0f} ms**",
-            f"{x['first_invoke_ms']:.1f} ms",
-            f"{x['first_report_duration_ms']:.0f} ms",
-            f"**{x['warm_invoke_ms']:.1f} ms**",
-            *(f"{v:.0f} ms" for v in x["batch_invoke_ms"].values()),
-            f"{x['runtime_rss_mb']:.0f} MB",
-        ]
+        [backend, f"**{x['init_ms']:.0f} ms**", f"{x['first_invoke_ms']:.1f} ms",
+         f"{x['first_report_duration_ms']:.0f} ms", f"**{x['warm_invoke_ms']:.1f} ms**",
+         *(f"{v:.0f} ms" for v in x["batch_invoke_ms"].values()), f"{x['runtime_rss_mb']:.0f} MB"]
         for backend, x in found.items()
     ]
     runs = ", ".join(f"{x['runs']} ({b})" for b, x in found.items())
@@ -462,45 +307,20 @@ def batching(s: Sections, results: dict) -> str:
     for name in ("no_batching", "dynamic_batching"):
         x = db[name]
         env = ", ".join(f"{k}={v}" for k, v in x["env"].items())
-        rows.append(
-            [
-                f"{name.replace('_', ' ')} ({env})",
-                f"{x['texts_per_s']:.0f}",
-                num(x["p50_ms"]),
-                num(x["p99_ms"]),
-                x["model_calls"],
-                num(x["mean_batch"]),
-                x["errors"] or "none",
-            ]
-        )
+        rows.append([f"{name.replace('_', ' ')} ({env})", f"{x['texts_per_s']:.0f}", num(x["p50_ms"]),
+                     num(x["p99_ms"]), x["model_calls"], num(x["mean_batch"]), x["errors"] or "none"])
     header = ["mode", "texts/s", "p50 ms", "p99 ms", "model calls", "mean texts per model call", "errors"]
-    return s(
-        "batching",
-        clients=db["clients"],
-        seconds=f"{db['seconds']:.0f}",
-        note=db["note"],
-        table=table(header, "lrrrrrl", rows),
-        speedup=f"{db['speedup']:.2f}x",
-    )
+    return s("batching", clients=db["clients"], seconds=f"{db['seconds']:.0f}", note=db["note"],
+             table=table(header, "lrrrrrl", rows), speedup=f"{db['speedup']:.2f}x")
 
 
 def _memory_row(r: dict, keys: list[str], recommended) -> list:
     fails = [FAILS[k] for k, v in r["checks"].items() if not v]
-    mark = (
-        "**yes (recommended)**"
-        if r["memory_mb"] == recommended
-        else ("yes" if r["acceptable"] else "no: " + ", ".join(fails))
-    )
-    return [
-        r["memory_mb"],
-        r["vcpu"],
-        *(f"{r['ms'][k]:.1f}" for k in keys),
-        f"{r['init_ms']:.0f}",
-        f"{r['usd_per_million_warm']:.2f}",
-        f"{r['usd_per_million_cold']:.2f}",
-        f"{r['usd_per_million_mix']:.2f}",
-        mark,
-    ]
+    mark = "yes" if r["acceptable"] else "no: " + ", ".join(fails)
+    mark = "**yes (recommended)**" if r["memory_mb"] == recommended else mark
+    usd = (f"{r[f'usd_per_million_{k}']:.2f}" for k in ("warm", "cold", "mix"))
+    ms = (f"{r['ms'][k]:.1f}" for k in keys)
+    return [r["memory_mb"], r["vcpu"], *ms, f"{r['init_ms']:.0f}", *usd, mark]
 
 
 def _recommendation(s: Sections, ms: dict) -> str:
@@ -508,14 +328,10 @@ def _recommendation(s: Sections, ms: dict) -> str:
         return ""
     w1, w2 = ms["workloads_1_thread_ms"], ms["workloads_2_threads_ms"]
     speedups = ", ".join(f"{k} {w1[k] / w2[k]:.2f}x" for k in w1 if w2.get(k))
-    why = s("why_one_vcpu", speedups=speedups) if ms["recommended_mb"] == cost.ONE_VCPU_MB else s("why_other")
-    return s(
-        "recommendation",
-        memory_mb=ms["recommended_mb"],
-        verb="change" if ms["change_terraform_default"] else "keep",
-        why=why,
-        free=s("free_tier" if ms.get("free_tier_covers_1000_per_day") else "no_free_tier"),
-    )
+    why = s("why_one_vcpu", speedups=speedups) if ms["recommended_mb"] == ONE_VCPU_MB else s("why_other")
+    return s("recommendation", memory_mb=ms["recommended_mb"], why=why,
+             verb="change" if ms["change_terraform_default"] else "keep",
+             free=s("free_tier" if ms.get("free_tier_covers_1000_per_day") else "no_free_tier"))
 
 
 def memory(s: Sections, results: dict) -> str:
@@ -523,82 +339,42 @@ def memory(s: Sections, results: dict) -> str:
     if not ms.get("rows"):
         return ""
     a, keys = ms["acceptable"], list(ms["rows"][0]["ms"])
-    header = [
-        "memory MB",
-        "vCPU",
-        *(f"{k} ms" for k in keys),
-        "init ms",
-        "$/1M warm",
-        "$/1M cold",
-        "$/1M mix",
-    ]
+    header = ["memory MB", "vCPU", *(f"{k} ms" for k in keys), "init ms", "$/1M warm", "$/1M cold",
+              "$/1M mix"]
     rows = [_memory_row(r, keys, ms["recommended_mb"]) for r in ms["rows"]]
     return s(
-        "memory",
-        cold_fraction=f"{ms['cold_fraction']:.3f}",
-        seed_warm_ms=f"{a['seed_warm_ms']:.0f}",
-        cold_s=f"{a['cold_ms'] / 1000:.0f}",
-        long_s=f"{a['long_x32_ms'] / 1000:.0f}",
+        "memory", cold_fraction=f"{ms['cold_fraction']:.3f}", seed_warm_ms=f"{a['seed_warm_ms']:.0f}",
+        cold_s=f"{a['cold_ms'] / 1000:.0f}", long_s=f"{a['long_x32_ms'] / 1000:.0f}",
         headroom=a["rss_headroom"],
-        need_mb=f"{ms.get('need_mb', 0):.0f}",
-        within=f"{100 * a['same_price_within']:.0f}",
+        need_mb=f"{ms.get('need_mb', 0):.0f}", within=f"{100 * a['same_price_within']:.0f}",
         table=table([*header, "acceptable"], "rr" + "r" * (len(keys) + 4) + "l", rows),
         recommendation=_recommendation(s, ms),
     )
 
 
-def markdown(results: dict, charts: list[str], template: Path = TEMPLATE) -> str:
+def markdown(results: dict, charts: list[str], template=TEMPLATE) -> str:
     s = Sections(template)
-    return document(
-        [
-            header(s, results),
-            machine(s, results),
-            stacks(s, results),
-            targets(s, results),
-            throughput(s, results, charts),
-            latency(s, results, charts),
-            cold(s, results, charts),
-            flops(s, results),
-            rie(s, results),
-            batching(s, results),
-            memory(s, results),
-            s("notes"),
-        ]
-    )
+    sections = [header, machine, stacks, targets, throughput, latency, cold, flops, rie, batching, memory]
+    with_charts = (throughput, latency, cold)
+    parts = [f(s, results, charts) if f in with_charts else f(s, results) for f in sections]
+    return document(parts + [s("notes")])
 
 
 def headline(results: dict) -> list[str]:
-    """The few lines bench.py prints at the end of a run."""
-    t, lines = results["targets"], []
-    if "cold_start_vs_seed" in t:
-        c = t["cold_start_vs_seed"]
-        lines.append(
-            f"cold start: ours {c['ours_s']:.2f} s vs seed stack {c['seed_s']:.2f} s = "
-            f"{c['ratio']:.3f}x (target <= 0.10: {'met' if c['met'] else 'NOT met'})"
-        )
-    for th, row in t.get(f"short_throughput_b{t['compare_batch']}", {}).items():
-        parts = [f"{row[k]:.2f}x vs {k[9:]}" for k in row if k.startswith("ratio_vs_")]
-        met = "" if "met" not in row else f" (target >= 1.5x vs st: {'met' if row['met'] else 'NOT met'})"
-        lines.append(
-            f"short b={t['compare_batch']} t={th}: ours {row['onnx_texts_per_s']:.0f} texts/s"
-            + "".join(", " + p for p in parts)
-            + met
-        )
-    for th, u in t.get("flop_utilisation_long", {}).items():
+    """The few lines bench.py prints at the end of a run: the targets, the FLOP limit, the memory."""
+    lines = [f"{what}: {measured}" + (f" (target {goal}: {ok})" if goal else "")
+             for what, measured, goal, ok in _target_rows(results)]
+    for th, u in results["targets"].get("flop_utilisation_long", {}).items():
         share = (
             f"exceeds the {u['peak_gflops']} GFLOP/s reference: the reference is wrong"
             if "reference_wrong" in u
             else f"= {100 * (u['fraction_of_peak'] or 0):.0f}% of the {u['peak_gflops']} GFLOP/s fp32 peak"
         )
         lines.append(f"long texts t={th}: {u['gflops']:.1f} GFLOP/s useful {share} ({u['peak_reference']})")
-    for length, rows in t.get("int8_vs_fp32", {}).items():
-        for th, row in rows.items():
-            met = f" (target >= 1.6x: {'met' if row['met'] else 'NOT met'})" if "met" in row else ""
-            lines.append(f"int8 / fp32, {length} b={row['batch']} t={th}: {row['ratio']:.2f}x{met}")
     ms = results.get("memory_sizing", {})
     if ms.get("recommended_mb"):
         lines.append(
             f"Lambda memory: {ms['recommended_mb']} MB recommended (terraform default 1769: "
             f"{'change it' if ms['change_terraform_default'] else 'keep it'})"
         )
-    return lines
+    return [line.replace("**", "") for line in lines]

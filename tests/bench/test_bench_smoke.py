@@ -10,10 +10,9 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import analysis
-import bench_services
+import lambda_log
 import peak
 import pytest
 import report
@@ -36,10 +35,11 @@ RIE_LOG = "\n".join(
 
 
 def test_rie_log_parsing():
-    parsed = bench_services.parse_rie_log(RIE_LOG)
-    assert parsed["init_ms"] == pytest.approx(939.788)
-    assert parsed["invoke_ms"] == pytest.approx([8.428, 9.961])
+    parsed = lambda_log.parse(RIE_LOG)
+    assert parsed["inits"][0] == pytest.approx(939.788)
+    assert parsed["rtdone"] == pytest.approx([8.428, 9.961])
     assert [r["duration_ms"] for r in parsed["reports"]] == [948.52, 10.20]
+    assert [(r["cold"], r["billed_ms"]) for r in parsed["reports"]] == [(True, 949), (False, 11)]
 
 
 # ---- the report from known results ---------------------------------------------------------------
@@ -182,7 +182,7 @@ def test_table_helper_renders_markdown():
 
 
 def test_template_sections_are_filled_strictly():
-    sections = report.Sections()
+    sections = report.Sections(report.TEMPLATE)
     assert {"header", "machine", "targets", "flops", "reference_wrong", "notes"} <= set(sections.templates)
     with pytest.raises(KeyError):
         sections("header")  # a placeholder without a value is an error, not a "$command" in the page
@@ -404,7 +404,7 @@ def test_bench_scale_runs_the_real_scheduler_and_writes_its_report(tmp_path):
     """`make bench-scale` at a tiny size: the stub fleet answers, every planned part is committed,
     the report is filled (no timing is asserted: the figures are the benchmark's, not a test's)."""
     result = subprocess.run(
-        [sys.executable, str(Path(bench_services.__file__).parent / "scale.py"), "--passages", "300000,600000", "--concurrency", "50",
+        [sys.executable, str(REPO / "bench" / "scale.py"), "--passages", "300000,600000", "--concurrency", "50",
          "--shard-seconds", "0.2", "--throttle-every", "7", "--skip-client-path", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )

@@ -1,4 +1,5 @@
-"""bench/cost.py: the arithmetic against hand-computed values, log parsing, input errors."""
+"""bench/cost.py (`make cost`): the arithmetic (bench/lambda_cost.py) against hand-computed values,
+log parsing (bench/lambda_log.py), input errors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import math
 
 import cost
+import lambda_cost
+import lambda_log
 import pytest
 
 X86 = 0.0000166667
@@ -70,15 +73,15 @@ def month(**kw):
         log_bytes=0.0,
     )
     args.update(kw)
-    return cost.monthly(**args)
+    return lambda_cost.monthly(**args)
 
 
 def test_prices_are_one_dated_table():
-    assert cost.PRICES["as_of"].startswith("2025")
-    assert cost.PRICES["lambda_gb_second"] == {"x86_64": X86, "arm64": ARM}
+    assert lambda_cost.PRICES["as_of"].startswith("2025")
+    assert lambda_cost.PRICES["lambda_gb_second"] == {"x86_64": X86, "arm64": ARM}
     assert (
-        cost.PRICES["free_tier"]["gb_seconds"] == 400_000
-        and cost.PRICES["free_tier"]["requests"] == 1_000_000
+        lambda_cost.PRICES["free_tier"]["gb_seconds"] == 400_000
+        and lambda_cost.PRICES["free_tier"]["requests"] == 1_000_000
     )
 
 
@@ -132,18 +135,18 @@ def test_ecr_and_logs():
 
 
 def test_default_cold_fraction_is_poisson_with_five_minute_keep_warm():
-    assert cost.default_cold_fraction(1000) == pytest.approx(math.exp(-300 / 86.4))  # 0.031
-    assert cost.default_cold_fraction(10) == pytest.approx(math.exp(-300 / 8640))  # ~0.966
-    assert cost.default_cold_fraction(0) == 1.0
+    assert lambda_cost.default_cold_fraction(1000) == pytest.approx(math.exp(-300 / 86.4))  # 0.031
+    assert lambda_cost.default_cold_fraction(10) == pytest.approx(math.exp(-300 / 8640))  # ~0.966
+    assert lambda_cost.default_cold_fraction(0) == 1.0
 
 
 def test_cost_per_million_embeddings():
-    usd = cost.per_million_embeddings("x86_64", 1769, 8.0, 32)
+    usd = lambda_cost.per_million_embeddings("x86_64", 1769, 8.0, 32)
     assert usd == pytest.approx(1e6 * 0.008 * 1769 / 1024 * X86 + 1e6 / 32 * REQ)
 
 
 def test_parse_rie_log_uses_init_report_and_skips_the_cold_report():
-    parsed = cost.parse_rie_log(RIE_LOG)
+    parsed = lambda_log.durations(RIE_LOG)
     assert parsed["format"] == "rie"
     assert parsed["init_ms"] == pytest.approx(603.762)  # not the REPORT's 0.41 ms
     assert parsed["invoke_ms"] == pytest.approx(8.0)  # median of 10.2, 7.5, 8.0; not the 609.56 ms
@@ -151,15 +154,31 @@ def test_parse_rie_log_uses_init_report_and_skips_the_cold_report():
 
 
 def test_parse_real_lambda_log():
-    parsed = cost.parse_rie_log(LAMBDA_LOG)
+    parsed = lambda_log.durations(LAMBDA_LOG)
     assert parsed["format"] == "lambda"
     assert parsed["init_ms"] == pytest.approx(700.0)
     assert parsed["invoke_ms"] == pytest.approx(9.0)
 
 
+def test_one_parser_marks_cold_reports_in_both_logs():
+    rie = lambda_log.parse(RIE_LOG)
+    assert [r["cold"] for r in rie["reports"]] == [True, False, False, False]
+    assert rie["reports"][0]["invoke_ms"] == pytest.approx(609.56 - 603.762)  # the RIE's Duration holds init
+    assert rie["rtdone"] == pytest.approx([5.8]) and rie["reports"][1]["billed_ms"] == 11
+    real = lambda_log.parse(LAMBDA_LOG)
+    assert real["format"] == "lambda" and real["inits"] == [700.0] and real["rtdone"] == []
+    assert [(r["cold"], r["invoke_ms"]) for r in real["reports"]] == [(True, 12.0), (False, 8.0), (False, 9.0)]
+
+
+def test_only_cold_rie_calls_give_the_invoke_less_its_init():
+    cold_only = RIE_LOG.split("START RequestId: 92a7cbbc")[0]
+    parsed = lambda_log.durations(cold_only)
+    assert parsed["invoke_ms"] == pytest.approx(609.56 - 603.762) and parsed["invokes"] == 1
+
+
 def test_parse_log_without_reports_fails():
     with pytest.raises(ValueError):
-        cost.parse_rie_log("nothing to see\n")
+        lambda_log.durations("nothing to see\n")
 
 
 def test_cli_from_rie_json(tmp_path, capsys):
@@ -302,8 +321,8 @@ def _results_with(stacks: dict) -> dict:
 
 
 def test_prices_carry_the_hosted_batch_price():
-    assert cost.PRICES["hosted_api"]["usd_per_million_tokens"] == 0.02
-    assert cost.PRICES["hosted_api"]["batch_usd_per_million_tokens"] == 0.01
+    assert lambda_cost.PRICES["hosted_api"]["usd_per_million_tokens"] == 0.02
+    assert lambda_cost.PRICES["hosted_api"]["batch_usd_per_million_tokens"] == 0.01
 
 
 def test_each_precision_is_priced_from_its_measured_cpu_time(tmp_path, capsys):
