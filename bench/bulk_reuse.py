@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from embedding_client.corpus.fingerprint import digest
+from embedding_client.corpus.run_fingerprint import digest
 from embedding_client.corpus.hashing import text_hashes
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.readers import Row

@@ -3,6 +3,7 @@ framework is missing says how to install it instead of failing deep inside an im
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -41,8 +42,10 @@ def test_given_a_venv_with_only_the_client_then_http_works_and_local_names_the_e
     `--target local` says in one sentence what to install."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    source = tmp_path / "client"  # a copy: pip builds in place and would leave build/ in the checkout
+    shutil.copytree(REPO / "client", source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                              str(REPO / "client")], capture_output=True, text=True, timeout=600)
+                              str(source)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
     python = str(venv / "bin" / "python")
     absent = subprocess.run([python, "-c", "import importlib.util as u; print([m for m in "

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from embedding_service import contract as service
-from embedding_service.fingerprint import service_fingerprint
+from embedding_service.fingerprint import model_fingerprint
 from embedding_service.settings import Limits, load_settings
 
 from conftest import MODEL_DIR
@@ -44,4 +44,4 @@ def test_health_publishes_the_contract_the_client_knows(http):
 
 def test_the_model_fingerprint_has_exactly_the_contracts_keys(onnx_embedder):
     settings = load_settings({"MODEL_DIR": str(MODEL_DIR)})
-    assert tuple(service_fingerprint(settings, onnx_embedder)) == service.MODEL_FINGERPRINT_KEYS
+    assert tuple(model_fingerprint(settings, onnx_embedder)) == service.MODEL_FINGERPRINT_KEYS

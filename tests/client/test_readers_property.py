@@ -96,3 +96,20 @@ def test_ambiguous_headers_are_refused_in_one_sentence_naming_the_columns(tmp_pa
     path.write_text(f"{header}\n1,a,b\n")
     with pytest.raises(InputError, match=message):
         read(path)
+
+
+def test_the_report_says_when_ids_fell_back_to_line_numbers(tmp_path):
+    """Ids are never replaced silently: rows without one are counted in the report."""
+    from corpus_helpers import run_cli
+
+    with_ids, without = tmp_path / "ids.csv", tmp_path / "none.csv"
+    with_ids.write_text("ID,text\na,one\nb,two\n")
+    without.write_text("text\none\ntwo\nthree\n")
+    figures = {}
+    for source in (with_ids, without):
+        report = tmp_path / f"{source.stem}.json"
+        done = run_cli(source, "--output", tmp_path / f"{source.stem}.parquet", "--report-json", report)
+        assert done.returncode == 0, done.stderr
+        figures[source.stem] = (json.loads(report.read_text())["rows_numbered"], done.stdout)
+    assert figures["ids"][0] == 0 and "had no id" not in figures["ids"][1]
+    assert figures["none"][0] == 3 and "3 rows had no id: each got its line number" in figures["none"][1]

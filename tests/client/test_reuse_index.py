@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embedding_client.corpus.fingerprint import differences, digest
+from embedding_client.corpus.run_fingerprint import differences, digest
 from embedding_client.corpus.hashing import SortedKeys, id_keys, split_key, text_hashes
 
 # Few distinct high halves, many low halves: plenty of equal highs.

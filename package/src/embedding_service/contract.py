@@ -63,7 +63,7 @@ class EventKey:
 
 SHARD_EVENT_KEYS = (EventKey.SHARD_JOB, EventKey.SHARD_PROBE)
 
-# The model fingerprint's keys (fingerprint.service_fingerprint), in the order it lists them.
+# The model fingerprint's keys (fingerprint.model_fingerprint), in the order it lists them.
 MODEL_FINGERPRINT_KEYS = (
     "version",
     "model_sha256",

@@ -1,7 +1,7 @@
 """What makes this service's vectors what they are, so a bulk client can tell whether a vector
 it embedded earlier (on any target) is still the one this service would return.
 
-`service_fingerprint` lists every part that changes a vector, and nothing else: the weights
+`model_fingerprint` lists every part that changes a vector, and nothing else: the weights
 (their sha256, as scripts/prepare_model.py recorded it), the graph the backend runs and its
 sha256, the backend, the device kind, the precision, the window, lower-casing, pooling, the
 dimension, the int8/uint8 calibration ranges, and the prompt each `input_type` applies. A
@@ -61,7 +61,7 @@ def weights_sha256(model_dir: Path) -> str:
     return ""
 
 
-def service_fingerprint(settings, embedder) -> dict:
+def model_fingerprint(settings, embedder) -> dict:
     """The parts that decide this service's vectors (see the module's docstring)."""
     spec = embedder.spec
     onnx = settings.backend == "onnx"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from embedding_service import contract
 from embedding_service.chunking import ChunkingError
 from embedding_service.errors import ApiError, bad_request, not_ready
-from embedding_service.fingerprint import service_fingerprint
+from embedding_service.fingerprint import model_fingerprint
 from embedding_service.model_config import INPUT_TYPE_PROMPTS
 from embedding_service.quantize import CALIBRATED_TYPES, CALIBRATION_FILE
 from embedding_service.replies import Reply, json_reply
@@ -95,7 +95,7 @@ def health(api: EmbeddingAPI, request: None, path: str) -> Reply:
             **embedder.spec.prompt_info(),
             "limits": asdict(settings.limits),
             "chunk_window": _chunk_windows(api),
-            "fingerprint": service_fingerprint(settings, embedder),
+            "fingerprint": model_fingerprint(settings, embedder),
             "contract": contract.published(),
         },
     )

@@ -20,7 +20,7 @@ from embedding_client.corpus.changes import ChangeSet
 from embedding_client.corpus.embed_work import EmbedShards
 from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.first_pass import Scan, first_duplicate_id, input_rows, problems, scan
-from embedding_client.corpus.fingerprint import digest
+from embedding_client.corpus.run_fingerprint import digest
 from embedding_client.corpus.locations import Location
 from embedding_client.corpus.manifests import client_manifest
 from embedding_client.corpus.plan import shards
@@ -98,7 +98,8 @@ class ClientRun:
         committed = store.start(client_manifest(context, found.rows, self.old, self.changes), options.resume)
         count = math.ceil(found.rows / options.shard_size)
         done_before = sum(self._shard_rows(index, found.rows) for index in committed if index < count)
-        stats = context.stats(self.old.uri if self.old else None, skipped_texts=done_before, rejected=found.rejected)
+        stats = context.stats(self.old.uri if self.old else None, skipped_texts=done_before, rejected=found.rejected,
+                              rows_numbered=found.numbered)
         if committed:
             log.info(
                 "resuming: %d of %d shards (%s texts) are committed already", len(committed), count, f"{done_before:,}"

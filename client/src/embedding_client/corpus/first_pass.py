@@ -32,6 +32,7 @@ class Scan:
 
     rows: int = 0
     ids_are_ints: bool = True
+    numbered: int = 0  # rows without an id, which got their line number (said in the report)
     rejected: int = 0
     sample: list[Rejected] = field(default_factory=list)  # the first few rejected rows, for messages
     id_keys: bytearray | None = None  # with --changes: each row's 16-byte id key, to find duplicates
@@ -63,6 +64,7 @@ def scan(
         else:
             result.rows += 1
             result.ids_are_ints = result.ids_are_ints and isinstance(item.id, int)
+            result.numbered += item.numbered
             if keys:
                 result.id_keys += id_keys([item.id]).tobytes()
                 result.numbers.append(item.number)

@@ -78,10 +78,6 @@ class Inputs:
         return sum(file.size for file in self.files)
 
 
-def is_dataset_uri(uri: str) -> bool:
-    return uri.endswith("/") or any(char in uri for char in GLOB_CHARS)
-
-
 def list_inputs(uri: str, storage: Storage, fmt: str | None) -> Inputs:
     """The files INPUT names, in name order, all of one format; one sentence when there are none."""
     if uri.startswith("s3://"):

@@ -78,8 +78,9 @@ class Storage:
             self._s3 = boto3.session.Session(region_name=self._region).client("s3")
         return self._s3
 
-    def fingerprint(self, location: Location) -> dict:
-        """What identifies this version of the input, so --resume can refuse a changed one."""
+    def version(self, location: Location) -> dict:
+        """The input version (size, ETag or mtime): what --resume compares to refuse a changed input.
+        Not to be confused with the model or run fingerprints (embedding_service.contract)."""
         if location.is_s3:
             head = self._s3_call(location, "head_object", Bucket=location.bucket, Key=location.key)
             return {"size": head["ContentLength"], "etag": head.get("ETag", "")}
@@ -112,14 +113,6 @@ class Storage:
             return True
         except InputError:
             return False
-
-    def local_copy(self, location: Location, directory: str) -> str:
-        """A local path to read: the file itself, or an S3 object downloaded into `directory`."""
-        if not location.is_s3:
-            return location.uri
-        path = os.path.join(directory, location.name)
-        self._s3_call(location, "download_file", Bucket=location.bucket, Key=location.key, Filename=path)
-        return path
 
     def open_read(self, location: Location) -> IO[bytes]:
         """A seekable binary file: local, or an S3 object read in ranged GETs as it is read (a

@@ -7,7 +7,7 @@ target may change between runs; what makes a vector, and which rows land in whic
 
 from __future__ import annotations
 
-from embedding_client.corpus.fingerprint import digest
+from embedding_client.corpus.run_fingerprint import digest
 from embedding_client.corpus.locations import Location
 from embedding_client.corpus.run_context import RunContext
 from embedding_client.corpus.shards import MANIFEST_VERSION

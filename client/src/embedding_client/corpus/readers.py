@@ -42,6 +42,7 @@ class Row(NamedTuple):
     number: int  # 1-based line (row, for Parquet) in the input
     id: Any  # str or int
     text: str
+    numbered: bool = False  # the row had no id: `id` is its line number (or `<name>:<n>`)
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,14 @@ def parse_record(number: int, fields: dict, text_field: str, id_field: str, defa
     """One record's text and id, checked the way the service will check them; a record without an
     id gets `default_id` (the line number when None)."""
     raw_id = fields.get(id_field)
+    numbered = False
     if raw_id is None and id_field not in fields:  # `ID` for `id`: the same field, not a missing one
         key = _alike_key(fields, id_field)
         if isinstance(key, Rejected):
             return Rejected(number, None, key.reason)
         raw_id = fields.get(key)
     if raw_id is None or raw_id == "":
-        raw_id = number if default_id is None else default_id
+        raw_id, numbered = (number if default_id is None else default_id), True
     elif isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
         return Rejected(number, None, f"{id_field!r} must be a string or an integer, not {_kind(raw_id)}")
     text = fields.get(text_field)
@@ -104,7 +106,7 @@ def parse_record(number: int, fields: dict, text_field: str, id_field: str, defa
         return Rejected(number, raw_id, f"{text_field!r} is {_kind(text)}, not a string")
     if not text:
         return Rejected(number, raw_id, f"empty {text_field!r}")
-    return Row(number, raw_id, text)
+    return Row(number, raw_id, text, numbered)
 
 
 def _alike_key(fields: dict, name: str) -> "str | None | Rejected":
@@ -170,7 +172,7 @@ def text_record(number: int, line: bytes, default_id: Any = None) -> Row | Rejec
         text = line.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as error:
         return Rejected(number, row_id, f"not valid UTF-8 ({error.reason} at byte {error.start})")
-    return Row(number, row_id, text) if text else Rejected(number, row_id, "empty line")
+    return Row(number, row_id, text, True) if text else Rejected(number, row_id, "empty line")
 
 
 def csv_header(header: list[str] | None, where: str, text_field: str, id_field: str) -> list[str]:

@@ -24,7 +24,7 @@ embed-corpus: $rows $unit -> $output
   $unit_label$texts$embedded_word in this run$reused_note$skipped_note$rejected_note
   tokens      $tokens$chunks_note
   wall time   $wall ($rate texts/s)
-  requests    $requests ($retries retries, $splits splits)$truncated_note$saved_note$changes_note
+  requests    $requests ($retries retries, $splits splits)$truncated_note$saved_note$changes_note$ids_note
 $cost""")
 
 LAMBDA_COST = Template("""\
@@ -54,6 +54,7 @@ class RunStats:
     truncated: int | None = 0
     skipped_texts: int = 0  # in shards an earlier run committed
     rejected: int = 0  # --on-error skip
+    rows_numbered: int = 0  # rows without an id: their id is their line number (or <name>:<n>)
     invocations: list[Invocation] = field(default_factory=list)
     lambda_memory_mb: int | None = None
     lambda_architecture: str | None = None
@@ -156,6 +157,10 @@ def render(stats: RunStats) -> str:
             if stats.changes
             else ""
         ),
+        ids_note=f"\n  ids         {stats.rows_numbered:,} rows had no id: each got its line number "
+        "(in a dataset, <file>:<byte offset>); --id-field names the id column"
+        if stats.rows_numbered
+        else "",
         output=stats.output,
         target=stats.target,
         model=stats.model,

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedding_client.corpus.errors import InputError
-from embedding_client.corpus.fingerprint import differences
+from embedding_client.corpus.run_fingerprint import differences
 from embedding_client.corpus.hashing import KEY_BYTES, SortedKeys, hash_column, id_keys, split_key
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.shards import HASH_COLUMN, SUCCESS

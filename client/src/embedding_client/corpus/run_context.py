@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TextIO
 
-from embedding_client.corpus.fingerprint import digest
+from embedding_client.corpus.run_fingerprint import digest
 from embedding_client.corpus.hashing import TEXT_HASH
 from embedding_client.corpus.inputs import Inputs
 from embedding_client.corpus.locations import Location, Storage

@@ -17,7 +17,7 @@ from embedding_client.contract import MIN_CHUNK_TOKENS
 from embedding_client.corpus.choose_target import open_target
 from embedding_client.corpus.client_run import ClientRun
 from embedding_client.corpus.errors import InputError
-from embedding_client.corpus.fingerprint import run_parts
+from embedding_client.corpus.run_fingerprint import run_parts
 from embedding_client.corpus.inputs import Inputs, list_inputs
 from embedding_client.corpus.locations import Location, Storage, parse_location
 from embedding_client.corpus.options import DEFAULT_SHARD_SIZE, Options
@@ -49,7 +49,7 @@ class Run:
         inputs = list_inputs(options.input, self.storage, options.format)
         self._check_locations(inputs)
         input_version = inputs.version()
-        old_version = self.storage.fingerprint(_old_marker(self.old)) if self.old else None
+        old_version = self.storage.version(_old_marker(self.old)) if self.old else None
         self.storage.check_writable(self.output)
         if self.changes:
             self.storage.check_writable(self.changes)
@@ -86,7 +86,7 @@ class Run:
         """What either path needs of this run, and nothing else."""
         info = target.info
         parts = run_parts(
-            info.fingerprint,
+            info.model_fingerprint,
             info.where or self.options.target,
             info.model_id,
             info.dimension,

@@ -135,7 +135,7 @@ class HttpTarget:
             notes=()
             if ours
             else (f"{self.root} is not this project's service: default limits, no token counts",),
-            fingerprint=health.get("fingerprint") if ours else None,
+            model_fingerprint=health.get("fingerprint") if ours else None,
             where=self.root,
             chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
         )

@@ -262,7 +262,7 @@ class LambdaTarget:
                     dimension=int(health["dimension"]),
                     limits=Limits.from_health(health),
                     max_seq_length=int(health.get("max_seq_length") or 512),
-                    fingerprint=health.get("fingerprint"),
+                    model_fingerprint=health.get("fingerprint"),
                     where=f"lambda://{self.name}",
                     chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
                 )

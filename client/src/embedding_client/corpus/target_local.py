@@ -45,7 +45,7 @@ class LocalTarget:
         """`loaded`: (settings, embedder) a process already holds (a Lambda worker's model);
         otherwise the model is loaded here, with the service's settings. `deadline`
         (time.monotonic()): the model layer raises DeadlineExceeded past it (a worker's budget)."""
-        service_fingerprint = service_module("fingerprint", "--target local").service_fingerprint
+        model_fingerprint = service_module("fingerprint", "--target local").model_fingerprint
         self._quantize = service_module("quantize", "--target local").quantize
         self._deadline = deadline
         settings, self._embedder = loaded if loaded is not None else self._load()
@@ -75,7 +75,7 @@ class LocalTarget:
                 f"model layer: {settings.backend} on {settings.device}, {settings.precision}, "
                 f"{settings.effective_threads} threads",
             ),
-            fingerprint=service_fingerprint(settings, self._embedder),
+            model_fingerprint=model_fingerprint(settings, self._embedder),
             where="local",
             chunk_window=self._embedder.chunk_window(self._prompt),
         )

@@ -73,7 +73,7 @@ class TargetInfo:
     max_seq_length: int = 512
     ours: bool = True  # this project's service: it counts tokens per text and knows input_type
     notes: tuple[str, ...] = ()
-    fingerprint: dict | None = None  # the service's /health `fingerprint` (None: not ours, or unread)
+    model_fingerprint: dict | None = None  # the service's /health `fingerprint` (None: not ours, or unread)
     where: str = ""  # the target as named on the command line
     chunk_window: int | None = None  # the most tokens a chunk may hold here (None: it can't chunk)
 

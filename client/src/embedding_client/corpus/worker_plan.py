@@ -15,7 +15,7 @@ import orjson
 
 from embedding_client.corpus.inputs import InputFile, Inputs, parquet_groups, split_rows
 from embedding_client.corpus.locations import Storage
-from embedding_client.corpus.readers import Row
+from embedding_client.corpus.readers import DELIMITERS, Row
 from embedding_client.corpus.splits import Split, byte_splits, row_group_splits, splittable
 
 SAMPLE_BYTES = 16 * 1024  # read from the first object to size the byte ranges and type the ids
@@ -70,6 +70,6 @@ def first_id_is_int(storage: Storage, inputs: Inputs, text_field: str, id_field:
         except orjson.JSONDecodeError:
             return False
         return isinstance(record, dict) and isinstance(record.get(id_field), int) and not isinstance(record.get(id_field), bool)
-    for item in split_rows(storage, inputs, Split(0, 0, 1, whole=inputs.fmt == "csv"), text_field, id_field):
+    for item in split_rows(storage, inputs, Split(0, 0, 1, whole=inputs.fmt in DELIMITERS), text_field, id_field):
         return isinstance(item, Row) and isinstance(item.id, int)
     return False
