@@ -179,3 +179,35 @@ def test_another_openai_server_chunks_only_with_a_local_tokenizer(tmp_path, docu
     local = tmp_path / "local.parquet"
     assert run_cli(source, "--output", local, "--chunk-tokens", SIZE, "--with-text").returncode == 0
     assert [(r["start"], r["end"]) for r in rows] == [(r["start"], r["end"]) for r in read_chunks(local)]
+
+
+@pytest.fixture(scope="module")
+def manual():
+    """One document past MAX_INPUT_CHARS (100,000): a long manual, as users have them."""
+    docs, text, at = _docstrings(), "", 0
+    while len(text) < 130_000:
+        text += ("\n\n" if text else "") + docs[at]
+        at += 1
+    return text
+
+
+@pytest.mark.parametrize("target", ["local", "http", "lambda"])
+def test_a_document_past_the_embedding_limit_is_chunked_whole_on_every_target(tmp_path, manual, http_url, target,
+                                                                              tmp_path_factory):
+    source = write_jsonl(tmp_path / "manual.jsonl", [manual])
+    with cli_target(target, http_url, tmp_path_factory.mktemp("long-target")) as (flags, env):
+        refused = run_cli(source, "--output", tmp_path / "refused.parquet", *flags, env=env)
+        result = run_cli(source, "--output", tmp_path / "out.parquet", "--chunk-tokens", "128", "--with-text",
+                         *flags, env=env)
+    assert_clear_error(refused, 2, "MAX_INPUT_CHARS", "--chunk-tokens")
+    assert result.returncode == 0, result.stderr
+    rows = read_chunks(tmp_path / "out.parquet")
+    assert len(rows) > 200 and [row["chunk"] for row in rows] == list(range(len(rows)))
+    assert all(row["text"] == manual[row["start"]:row["end"]] for row in rows)
+    assert rows[-1]["end"] == len(manual.rstrip())  # read to the end, nothing dropped
+    whole = httpx.post(f"{http_url}/v1/chunks", json={"input": manual, "chunk_tokens": 128}, timeout=120)
+    assert whole.status_code == 200, whole.text
+    assert [(c["start"], c["end"]) for c in whole.json()["data"][0]["chunks"]] == [(r["start"], r["end"]) for r in rows]
+    sample = rows[:: max(1, len(rows) // 20)]
+    vectors = np.asarray([row["embedding"] for row in sample], dtype=np.float32)
+    assert np.array_equal(vectors, seed_vectors(http_url, [row["text"] for row in sample]))

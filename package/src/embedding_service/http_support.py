@@ -145,7 +145,8 @@ def request_body_doc(
     tokens are accepted too, but the gaps between them are not); None documents no token ids."""
     schema = model.model_json_schema()
     if "anyOf" in schema["properties"].get("input", {}):  # the texts (or token ids) to work on
-        text = {"type": "string", "minLength": 1, "maxLength": limits.max_item_chars}
+        longest = limits.max_body_bytes if getattr(model, "whole_texts", False) else limits.max_item_chars
+        text = {"type": "string", "minLength": 1, "maxLength": longest}
         shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
         item_types = [shape.get("items") for shape in schema["properties"]["input"]["anyOf"]]
         if ordinary_tokens and {"type": "integer"} in item_types:

@@ -7,7 +7,7 @@ through the validation context (`{"limits": Limits}`) instead of being baked in 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -57,7 +57,7 @@ def _check_token_array(ids: list, where: str, limits: Limits) -> list[int]:
     return [int(token_id) for token_id in ids]
 
 
-def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
+def _check_input(value: Any, info: ValidationInfo, token_arrays: bool, whole_texts: bool = False) -> Any:
     """The rules for `input`, with messages that tell the caller what to send instead.
 
     With `token_arrays`, OpenAI's two other shapes are accepted too: a list of token ids
@@ -104,10 +104,11 @@ def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
             raise ValueError(f"{where} must be a string, got {_json_type(item)}")
         if not item:
             raise ValueError(f"{where} must not be an empty string")
-        if len(item) > limits.max_item_chars:
+        if len(item) > limits.max_item_chars and not whole_texts:
             raise ValueError(
                 f"{where} has {len(item)} characters; at most {limits.max_item_chars} "
-                "(the model reads only its first few hundred tokens anyway)"
+                "(the model reads only its first few hundred tokens anyway); to embed all of a longer "
+                "document, cut it with POST /v1/chunks (embed-corpus --chunk-tokens N) and embed the chunks"
             )
     return value
 
@@ -115,6 +116,12 @@ def _check_input(value: Any, info: ValidationInfo, token_arrays: bool) -> Any:
 def check_input(value: Any, info: ValidationInfo) -> str | list[str]:
     """Text only: the seed's `POST /`."""
     return _check_input(value, info, token_arrays=False)
+
+
+def check_chunk_input(value: Any, info: ValidationInfo) -> str | list[str]:
+    """Text only, of any length the request body holds: chunking exists to read every token of a
+    long document, so MAX_INPUT_CHARS (a bound for embedding) does not apply."""
+    return _check_input(value, info, token_arrays=False, whole_texts=True)
 
 
 def check_openai_input(value: Any, info: ValidationInfo) -> Any:
@@ -230,7 +237,8 @@ class ChunkRequest(BaseModel):
     )
     model: str | None = Field(default=None, description="The served model's id (GET /v1/models).")
 
-    _check_input = field_validator("input", mode="before")(check_input)
+    whole_texts: ClassVar[bool] = True  # texts as long as the body allows (OpenAPI maxLength too)
+    _check_input = field_validator("input", mode="before")(check_chunk_input)
     _check_input_type = field_validator("input_type", mode="before")(check_input_type)
 
 

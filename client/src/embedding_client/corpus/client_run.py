@@ -79,7 +79,8 @@ class ClientRun:
         target, info = context.target, context.target.info
         rejects_path = os.path.join(scratch, "rejects.jsonl")
         with open(rejects_path, "wb") as sink:
-            found = scan(self._rows(), self.fmt, info.limits, sink, keys=self.changes is not None)
+            found = scan(self._rows(), self.fmt, info.limits, sink, keys=self.changes is not None,
+                         chunking=self.options.chunk_tokens is not None)
         self._handle_rejects(found, rejects_path)
         if not found.rows:
             raise InputError(f"{options.input} holds no text to embed")
@@ -104,7 +105,8 @@ class ClientRun:
             log.info(
                 "resuming: %d of %d shards (%s texts) are committed already", len(committed), count, f"{done_before:,}"
             )
-        rows: Iterator[Row] = (item for item in checked_rows(self._rows(), info.limits) if isinstance(item, Row))
+        checked = checked_rows(self._rows(), info.limits, chunking=options.chunk_tokens is not None)
+        rows: Iterator[Row] = (item for item in checked if isinstance(item, Row))
         size, overlap = options.chunk_tokens, options.chunk_overlap
         plan = EmbedShards(
             target=target,

@@ -46,12 +46,13 @@ def input_rows(storage: Storage, inputs: Inputs, options: Options) -> Iterator[R
 
 
 def scan(
-    items: Iterator[Row | Rejected], fmt: str, limits: Limits, sink: IO[bytes] | None = None, keys: bool = False
+    items: Iterator[Row | Rejected], fmt: str, limits: Limits, sink: IO[bytes] | None = None, keys: bool = False,
+    chunking: bool = False,
 ) -> Scan:
     """Count and check every row; rejected rows go to `sink` as JSON lines (memory stays flat
     even when every row of a huge input is rejected). `keys`: also collect each row's id key."""
     result = Scan(id_keys=bytearray() if keys else None, numbers=array("q") if keys else None)
-    for item in checked_rows(items, limits):
+    for item in checked_rows(items, limits, chunking):
         if isinstance(item, Rejected):
             result.rejected += 1
             if len(result.sample) < SHOWN_PROBLEMS:

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import orjson
 
-from embedding_client.contract import EventKey
+from embedding_client.contract import LAMBDA_PAYLOAD_BYTES, PAYLOAD_MARGIN_BYTES, EventKey
 from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.hashing import text_hashes
 from embedding_client.corpus.inputs import InputFile, Inputs, split_rows
@@ -32,19 +32,37 @@ JOB_VERSION = 1
 SHOWN_PROBLEMS = 5
 
 
-def checked_rows(items: Iterator[Row | Rejected], limits: Limits) -> Iterator[Row | Rejected]:
-    """The reader's rows, with the target's per-text limit applied (every pass uses this)."""
+def checked_rows(items: Iterator[Row | Rejected], limits: Limits, chunking: bool = False) -> Iterator[Row | Rejected]:
+    """The reader's rows, with the target's per-text limit applied (every pass uses this). With
+    `chunking` a text is only bounded by what one chunk request carries (its JSON within the
+    request body and Lambda's payload limit): the target reads every token of it."""
     for item in items:
-        if isinstance(item, Row) and len(item.text) > limits.max_item_chars:
+        if not isinstance(item, Row) or len(item.text) <= limits.max_item_chars:
+            yield item
+        elif not chunking:
             yield Rejected(
                 item.number,
                 item.id,
-                f"the text has {len(item.text):,} characters; the target "
-                f"accepts at most {limits.max_item_chars:,} (MAX_INPUT_CHARS)",
+                f"the text has {len(item.text):,} characters; the target accepts at most "
+                f"{limits.max_item_chars:,} (MAX_INPUT_CHARS) for embedding: pass --chunk-tokens N to chunk "
+                "long documents and embed every chunk",
+                getattr(item, "source", ""),
+            )
+        elif len(orjson.dumps(item.text)) > chunk_text_bytes(limits):
+            yield Rejected(
+                item.number,
+                item.id,
+                f"the text is {len(orjson.dumps(item.text)):,} bytes as JSON; one chunk request carries at most "
+                f"{chunk_text_bytes(limits):,}: split the document into several rows",
                 getattr(item, "source", ""),
             )
         else:
             yield item
+
+
+def chunk_text_bytes(limits: Limits) -> int:
+    """The longest text (as JSON) one chunk request may carry to this target."""
+    return min(limits.max_body_bytes, LAMBDA_PAYLOAD_BYTES) - PAYLOAD_MARGIN_BYTES
 
 
 def chunk_rows(rows: list[Row], results: list[Chunked]) -> tuple[list[ChunkRow], np.ndarray]:
@@ -146,7 +164,8 @@ def run_job(job: dict, target, storage: Storage) -> dict:
     split = Split(0, int(source["start"]), int(source["end"]), bool(source["whole"]))
     rows: list[Row] = []
     rejected: list[Rejected] = []
-    items = checked_rows(split_rows(storage, inputs, split, options.text_field, options.id_field), target.info.limits)
+    rows_read = split_rows(storage, inputs, split, options.text_field, options.id_field)
+    items = checked_rows(rows_read, target.info.limits, chunking=options.chunk_tokens is not None)
     for item in items:
         if isinstance(item, Row) and isinstance(item.id, int) != options.ids_are_ints:
             kind = "an integer" if options.ids_are_ints else "a string"
