@@ -3,12 +3,16 @@
 Random Unicode, runs of whitespace, long unbroken strings (URLs, hashes) and CJK: the spans
 cover every non-whitespace character, each fits the window tokenised on its own, the overlap
 is respected, chunking is deterministic, and an edit leaves chunks far from it unchanged. Then
-a realistic 40-chunk document edited in one sentence: at most 3 chunks' text changes.
+a realistic 40-chunk document edited in one sentence: at most 3 chunks' text changes. On real
+documents (the standard library's docstrings): chunks hold at least 90 tokens on average at 128
+and 180 at 256, and an edited word, an inserted or a deleted sentence changes at most 2 chunks
+in 9 edits of 10 and at most 6 at worst.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import sys
 
 import pytest
@@ -128,8 +132,8 @@ def test_one_edited_sentence_in_a_40_chunk_document_changes_at_most_3_chunks(chu
         before = {text[c.start : c.end] for c in chunks}
         after = {new[c.start : c.end] for c in check_chunks(chunker, new, 128, 0)}
         changed.append(len(after - before))
-    # The issue's bar is 3; one document in 20 has been seen at 4 (an edit next to an anchor moves it).
-    assert sorted(changed)[len(changed) // 2] <= 1 and max(changed) <= 4, changed
+    # The issue's bar is 3 (the edited chunk, and where it overflows the one its surplus joins).
+    assert sorted(changed)[len(changed) // 2] <= 1 and max(changed) <= 3, changed
 
 
 def test_sizes_out_of_range_are_refused_with_the_window(chunker):
@@ -146,3 +150,50 @@ def test_a_short_text_is_one_chunk_without_its_surrounding_whitespace(chunker):
     chunks, total = chunker.chunk("  hello, world!\n", 128)
     assert [(c.start, c.end, c.tokens) for c in chunks] == [(2, 15, 4)] and total == 4
     assert [(c.start, c.end) for c in chunker.chunk("   ", 128)[0]] == [(0, 3)]  # a blank text keeps its row
+
+
+def real_documents() -> list[str]:
+    """The docstrings, in order, consecutive ones joined into documents of 8,000+ characters."""
+    out, text = [], ""
+    for doc in _docstrings():
+        text = f"{text}\n\n{doc}" if text else doc
+        if len(text) >= 8000:
+            out.append(text)
+            text = ""
+    return out
+
+
+REAL = real_documents()
+
+
+@pytest.mark.parametrize("size, mean_at_least", [(128, 90), (256, 180)])
+def test_chunks_are_filled_close_to_the_size_asked_on_real_documents(chunker, size, mean_at_least):
+    chunks = [chunk for text in REAL for chunk in check_chunks(chunker, text, size, 0)]
+    assert sum(chunk.tokens for chunk in chunks) / len(chunks) >= mean_at_least
+
+
+def edited(text: str, kind: str, rng: random.Random) -> str:
+    """A word replaced, or a sentence inserted or deleted after a random sentence end."""
+    if kind == "word":
+        word = rng.choice(list(re.finditer(r"[A-Za-z]{3,}", text)))
+        return text[: word.start()] + "rewritten" + text[word.end() :]
+    ends = [m.end() for m in re.finditer(r"[.!?]\s+", text)]
+    at = rng.randrange(len(ends) - 1)
+    if kind == "insert":
+        return text[: ends[at]] + "An editor added this sentence to the documentation today. " + text[ends[at] :]
+    return text[: ends[at]] + text[ends[at + 1] :]
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_an_edit_changes_at_most_2_chunks_in_9_of_10_and_6_at_worst_on_real_documents(chunker, size):
+    rng = random.Random(size)
+    changed = {"word": [], "insert": [], "delete": []}
+    for text in REAL:
+        before = {text[c.start : c.end] for c in chunker.chunk(text, size)[0]}
+        for kind, counts in changed.items():
+            for _ in range(4):
+                new = edited(text, kind, rng)
+                counts.append(sum(new[c.start : c.end] not in before for c in chunker.chunk(new, size)[0]))
+    for counts in changed.values():
+        counts.sort()
+        assert counts[len(counts) * 9 // 10] <= 2 and counts[-1] <= 6, changed

@@ -1,5 +1,5 @@
-"""Chunk, don't truncate: long texts as spans that each fit the model's window, cut where the
-text itself says, so an edit moves only the chunks around it.
+"""Chunk, don't truncate: long texts as spans that each fit the model's window, filled close to
+the size asked, cut where the text itself says, so an edit moves only the chunks around it.
 
 A chunk is `[start, end)` in Python string indices of the source text, trimmed of surrounding
 whitespace. Each chunk's text, tokenised on its own, fits `chunk_tokens` (at most the model's
@@ -10,19 +10,26 @@ How the cuts are chosen (one tokenisation of the whole text, with offsets):
 
 1. Units: sentences (ending in . ! ? and the like before whitespace, a CJK full stop, or a line
    break), each marked with what ends it: a paragraph break (strongest), a sentence end, and,
-   inside a sentence longer than the window, whitespace; a run with no whitespace at all
-   (a URL, a hash, CJK text) is cut between tokens, the weakest.
-2. Anchors, found from the content, never counted from the top: every boundary gets a rank,
-   (its strength, a CRC-32 of the unit before it), and a boundary is an anchor when no boundary
-   within `chunk_tokens / 3` tokens on either side outranks it. Whether a boundary is an anchor
-   depends only on the text near it, the way backup tools cut files with a rolling hash, so
-   an insertion upstream re-synchronises at the next anchor instead of shifting every window.
-3. Between two anchors, a stretch longer than the window is split at its own highest-ranked
-   boundary (one leaving at least a quarter of the window on each side where there is one),
-   again and again until every piece fits: still a function of that stretch's text alone.
+   inside a sentence longer than the budget, whitespace (filled greedily); a run with no
+   whitespace at all (a URL, a hash, CJK text) is cut between tokens, the weakest.
+2. Every boundary gets a rank from the content alone: its strength, then a CRC-32 of the unit
+   before it (then, to order repeated units, of the unit after it). An anchor is a boundary that
+   outranks every other within 24 tokens on either side.
+3. Merging by rank: every boundary starts as a cut, and the cuts are visited weakest first (by
+   strength; within a strength, anchors after the others; then by rank). A cut is dropped when
+   the two chunks on either side of it, as they stand at that moment, fit the budget together.
+   So every chunk fits and no two neighbours would fit together (chunks hold about 70% of the
+   budget on average); sentences merge into paragraphs before paragraphs merge, and the cuts
+   left standing are the strong ones, at anchors where they can be (so an edit seldom leaves a
+   sliver beside a cut to merge into the next chunk). Nothing is counted from the top of the
+   text: whether a cut stays depends on the chunks beside it when its turn comes, which only
+   the weaker boundaries around it have built, so an edit changes the chunk it falls in and,
+   when that chunk no longer fits, mostly one more (the way backup tools cut files with a
+   rolling hash, an insertion upstream does not shift every window).
 4. Overlap: each chunk after the first starts up to `overlap` tokens earlier, at the earliest
-   sentence start (else word start) whose tail of the previous chunk fits; the chunks are
-   first cut to `chunk_tokens - overlap`, so the whole still fits.
+   sentence start (else word start) among the previous chunk's last `overlap` tokens; the chunks
+   are first cut to `chunk_tokens - overlap`, so the whole still fits. The repeated tokens are
+   counted from the offsets (tokenised again only where the two chunks were cut between tokens).
 
 WordPiece (BERT, MPNet) never lets a token span whitespace, so a span cut at whitespace holds
 exactly the whole text's tokens within it; spans cut between tokens are tokenised again on
@@ -34,6 +41,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -41,23 +49,20 @@ from tokenizers import Tokenizer
 from embedding_service.contract import MIN_CHUNK_TOKENS
 
 PARAGRAPH, SENTENCE, SPACE, TOKEN = 3, 2, 1, 0  # boundary strengths, strongest first
-ANCHOR_RADIUS = 3  # anchors are at least chunk_tokens / 3 tokens apart
-SIDE_MINIMUM = 4  # a stretch is split leaving at least chunk_tokens / 4 on each side, where it can
-# A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, at a CJK full stop,
-# or at a line break; a blank line ends a paragraph.
+ANCHOR_TOKENS = 24  # an anchor outranks every other boundary within this many tokens either side
 # Whitespace as the tokenizer sees it (BERT's normaliser drops control characters such as \x85
 # or \x0c first, gluing their neighbours, and reads every other Unicode space as a space): a token
 # never spans one of these, so a span cut at them holds exactly the tokens inside it.
 WHITESPACE = "\t\n\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS = f"[{WHITESPACE}]"
-_WS_NOT_NEWLINE = f"[{WHITESPACE.replace(chr(10), '')}]"
-# A sentence ends at . ! ? (and closing quotes or brackets) before whitespace, at a CJK full stop,
-# or at a line break; a blank line ends a paragraph.
+# A sentence ends at . ! ? (and a closing quote or bracket) before whitespace, at a CJK full stop,
+# or at a line break; a blank line (two line breaks in one run of whitespace) ends a paragraph.
+# Each match starts at the character that ends the unit (scanned for quickly) and takes the
+# whitespace after it.
 _BREAKS = re.compile(
-    f"{_WS_NOT_NEWLINE}*\n{_WS_NOT_NEWLINE}*\n{_WS}*"  # a blank line: a paragraph break
-    f"|{_WS_NOT_NEWLINE}*\n{_WS}*"  # a line break
-    f"|(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]])){_WS}+"  # a sentence end (closing quote or bracket kept)
-    f"|(?<=[。！？]){_WS}*"  # a CJK full stop, with or without space after it
+    "[\n.!?…。！？]"
+    f"(?:(?<=\n)|(?<=[.!?…])[\"'”’)\]]?(?={_WS})|(?<=[。！？]))"
+    f"{_WS}*"
 )
 _WORDS = re.compile(f"[^{WHITESPACE}]+")
 _SENTENCE_ENDS = ".!?…。！？\"'”’)]"
@@ -130,55 +135,56 @@ class Chunker:
     def chunk(self, text: str, chunk_tokens: int, overlap: int = 0) -> tuple[list[Chunk], int]:
         """The text's chunks, and its tokens in all (untruncated)."""
         encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        offsets = encoding.offsets
-        total = len(offsets)
+        total = len(encoding)
         stripped = text.strip(WHITESPACE)
         if not stripped:  # nothing but whitespace: one chunk, so the text keeps its row
             return [Chunk(0, len(text), total)], total
         if total <= chunk_tokens:
             start = len(text) - len(text.lstrip(WHITESPACE))
             return [Chunk(start, start + len(stripped), total)], total
-        token_starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=total)
-        token_ends = np.fromiter((o[1] for o in offsets), dtype=np.int64, count=total)
+        token_starts = np.fromiter(map(itemgetter(0), encoding.offsets), dtype=np.int64, count=total)
         budget = chunk_tokens - overlap
-        units = self._units(text, token_starts, token_ends, budget)
+        units = self._units(text, token_starts, budget)
         groups = _groups(units, budget)
-        chunks = [self._fitted(text, units, first, last, budget) for first, last in groups]
-        chunks = [piece for group in chunks for piece in group]
+        chunks = [piece for first, last in groups for piece in self._fitted(text, units, first, last, budget)]
         if overlap:
             chunks = self._overlapped(text, chunks, token_starts, overlap, chunk_tokens)
         return chunks, total
 
     # -- units -----------------------------------------------------------------------------
 
-    def _units(self, text: str, token_starts: np.ndarray, token_ends: np.ndarray, budget: int) -> Units:
+    def _units(self, text: str, token_starts: np.ndarray, budget: int) -> Units:
         spans: list[tuple[int, int, int]] = []  # start, end, strength of the boundary after
         at = len(text) - len(text.lstrip(WHITESPACE))
         for match in _BREAKS.finditer(text, at):
-            if match.start() > at:
-                strength = PARAGRAPH if match.group().count("\n") >= 2 else SENTENCE
-                spans.append((at, match.start(), strength))
-            at = match.end()
+            end, after = match.span()
+            if text[end] == "\n":  # the unit ends before the whitespace the line break ends
+                while end > at and text[end - 1] in WHITESPACE:
+                    end -= 1
+            else:  # after the full stop and its closing quote or bracket
+                end += 1 if end + 1 == after or text[end + 1] in WHITESPACE else 2
+            if end > at:
+                spans.append((at, end, PARAGRAPH if text.count("\n", end, after) >= 2 else SENTENCE))
+            at = after
         end = len(text.rstrip(WHITESPACE))
         if end > at:
             spans.append((at, end, PARAGRAPH))
-        starts = np.fromiter((s[0] for s in spans), dtype=np.int64, count=len(spans))
-        ends = np.fromiter((s[1] for s in spans), dtype=np.int64, count=len(spans))
-        counts = np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
+        starts, ends, counts = _counted(spans, token_starts)
         if counts.max(initial=0) > budget:
-            spans = self._split_long(text, spans, counts, token_starts, token_ends, budget)
-            starts = np.fromiter((s[0] for s in spans), dtype=np.int64, count=len(spans))
-            ends = np.fromiter((s[1] for s in spans), dtype=np.int64, count=len(spans))
-            counts = np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
-        strength = np.fromiter((s[2] for s in spans), dtype=np.int64, count=len(spans))
-        hashes = np.fromiter(
-            (zlib.crc32(text[s:e].encode("utf-8", "surrogatepass")) for s, e, _ in spans),
-            dtype=np.int64,
-            count=len(spans),
-        )
-        return Units(starts, ends, counts, strength, strength * (1 << 32) + hashes)
+            spans = self._split_long(text, spans, counts, token_starts, budget)
+            starts, ends, counts = _counted(spans, token_starts)
+        strength = np.fromiter(map(itemgetter(2), spans), dtype=np.int64, count=len(spans))
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) == len(text):  # ASCII: a character is a byte
+            pieces = (data[s:e] for s, e, _ in spans)
+        else:
+            pieces = (text[s:e].encode("utf-8", "surrogatepass") for s, e, _ in spans)
+        hashes = np.fromiter(map(zlib.crc32, pieces), dtype=np.int64, count=len(spans))
+        # rank: the strength, the unit's CRC-32, then (for repeated units) 29 bits of the next one's
+        following = np.append(hashes[1:], 0) >> 3
+        return Units(starts, ends, counts, strength, (strength << 61) | (hashes << 29) | following)
 
-    def _split_long(self, text, spans, counts, token_starts, token_ends, budget) -> list[tuple[int, int, int]]:
+    def _split_long(self, text, spans, counts, token_starts, budget) -> list[tuple[int, int, int]]:
         """Units over the budget: cut at whitespace, greedily (a long sentence is rare and its cuts
         move only within it); a word over the budget is cut between tokens."""
         out: list[tuple[int, int, int]] = []
@@ -240,61 +246,71 @@ class Chunker:
         return pieces
 
     def _overlapped(self, text, chunks, token_starts, overlap: int, chunk_tokens: int) -> list[Chunk]:
+        """Each chunk after the first, started up to `overlap` tokens into the previous one."""
+        ends = np.searchsorted(token_starts, [chunk.end for chunk in chunks]).tolist()
+        firsts = np.searchsorted(token_starts, [chunk.start for chunk in chunks]).tolist()
         out = [chunks[0]]
-        for previous, chunk in zip(chunks, chunks[1:]):
-            first = int(np.searchsorted(token_starts, previous.start))
-            stop = int(np.searchsorted(token_starts, previous.end))
-            lowest = max(first, stop - overlap)
-            # earliest token in the previous chunk's last `overlap` tokens that starts a sentence, else a word
-            candidates = [i for i in range(lowest, stop) if _word_start(text, int(token_starts[i]))]
-            sentence = [i for i in candidates if _sentence_start(text, int(token_starts[i]))]
-            pick = (sentence or candidates or [None])[0]
+        for index in range(1, len(chunks)):
+            previous, chunk, stop = chunks[index - 1], chunks[index], ends[index - 1]
+            word = sentence = None  # the earliest tokens of the tail that start a word, a sentence
+            for token in range(max(firsts[index - 1], stop - overlap), stop):
+                at = int(token_starts[token])
+                if _word_start(text, at):
+                    word = token if word is None else word
+                    if _sentence_start(text, at):
+                        sentence = token
+                        break
+            pick = word if sentence is None else sentence
             if pick is None:
                 out.append(chunk)
                 continue
             start = int(token_starts[pick])
+            if previous.end < chunk.start:  # cut at whitespace: the tail's tokens are the text's own
+                out.append(Chunk(start, chunk.end, stop - pick + chunk.tokens))
+                continue
+            # cut between tokens: the word made whole again may tokenise longer, then no overlap
             tokens = self.count([text[start : chunk.end]])[0]
-            # a word the two chunks had cut between tokens, now whole, may tokenise longer: then none
             out.append(Chunk(start, chunk.end, tokens) if tokens <= chunk_tokens else chunk)
         return out
 
 
 def _groups(units: Units, budget: int) -> list[tuple[int, int]]:
-    """(first, last) unit of each chunk: between anchors, stretches split until they fit."""
+    """(first, last) unit of each chunk: every boundary starts as a cut, the cuts are visited
+    weakest first (of each strength, anchors last), and a cut is dropped where the two chunks on
+    either side of it fit the budget together."""
     count = len(units.rank)
-    position = np.cumsum(units.tokens)  # token position of the boundary after each unit
-    anchor = np.ones(count, dtype=bool)
-    radius = max(1, budget // ANCHOR_RADIUS)
-    rank = units.rank
-    for shift in range(1, count):
-        near = position[shift:] - position[:-shift] <= radius
+    ends = np.cumsum(units.tokens)
+    position = [0, *ends.tolist()]  # the tokens before cut k (cut k: before unit k)
+    before, after = list(range(-1, count)), list(range(1, count + 2))  # the neighbouring live cuts
+    live = [True] * (count + 1)
+    order = np.lexsort((units.rank, _anchors(units.rank, ends), units.strength))  # strength, anchor, rank
+    for unit in order[order < count - 1].tolist():
+        cut = unit + 1
+        left, right = before[cut], after[cut]
+        if position[right] - position[left] <= budget:
+            live[cut] = False
+            after[left], before[right] = right, left
+    cuts = [cut for cut in range(count + 1) if live[cut]]
+    return [(first, last - 1) for first, last in zip(cuts, cuts[1:])]
+
+
+def _anchors(rank: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether each boundary outranks every other within ANCHOR_TOKENS tokens on either side."""
+    anchor = np.ones(len(rank), dtype=bool)
+    for shift in range(1, len(rank)):
+        near = ends[shift:] - ends[:-shift] <= ANCHOR_TOKENS
         if not near.any():
             break
-        left, right = rank[:-shift], rank[shift:]
-        anchor[:-shift] &= ~(near & (right > left))
-        anchor[shift:] &= ~(near & (left >= right))
-    anchor[-1] = True  # the text's end
-    groups: list[tuple[int, int]] = []
-    first = 0
-    for last in np.flatnonzero(anchor):
-        _split(units, position, int(first), int(last), budget, groups)
-        first = last + 1
-    return groups
+        anchor[:-shift] &= ~(near & (rank[shift:] > rank[:-shift]))
+        anchor[shift:] &= ~(near & (rank[:-shift] >= rank[shift:]))
+    return anchor
 
 
-def _split(units: Units, position: np.ndarray, first: int, last: int, budget: int, out: list) -> None:
-    """Units first..last into groups that fit, cut at the stretch's highest-ranked boundaries."""
-    before = position[first - 1] if first else 0
-    if position[last] - before <= budget or first == last:
-        out.append((first, last))
-        return
-    inner = np.arange(first, last)  # boundaries after units first..last-1
-    side = budget // SIDE_MINIMUM
-    balanced = inner[(position[inner] - before >= side) & (position[last] - position[inner] >= side)]
-    pool = balanced if len(balanced) else inner
-    cut = int(pool[np.argmax(units.rank[pool])])
-    _split(units, position, first, cut, budget, out)
-    _split(units, position, cut + 1, last, budget, out)
+def _counted(spans: list[tuple[int, int, int]], token_starts: np.ndarray):
+    """Starts, ends and token counts of the spans (the tokens that start inside each)."""
+    starts = np.fromiter(map(itemgetter(0), spans), dtype=np.int64, count=len(spans))
+    ends = np.fromiter(map(itemgetter(1), spans), dtype=np.int64, count=len(spans))
+    return starts, ends, np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
 
 
 def _word_start(text: str, at: int) -> bool:
