@@ -239,7 +239,7 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
     """The stream's lines ending in \n, \r\n or a lone \r (old Mac files, some exports): a binary
     stream splits at \n only, so a line holding a lone \r is cut there too."""
     for line in stream:
-        if b"\r" in line and b"\r" in line.rstrip(b"\r\n"):
+        if _has_lone_cr(line):
             yield from _split_cr(line)
         else:
             yield line
@@ -248,12 +248,17 @@ def _lines(stream: IO[bytes]) -> Iterator[bytes]:
 def _offset_lines(lines: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
     """`_lines` for (offset, line) pairs: each piece keeps its own byte offset."""
     for offset, line in lines:
-        if b"\r" in line and b"\r" in line.rstrip(b"\r\n"):
+        if _has_lone_cr(line):
             for piece in _split_cr(line):
                 yield offset, piece
                 offset += len(piece)
         else:
             yield offset, line
+
+
+def _has_lone_cr(line: bytes) -> bool:
+    """A \r before the line's own terminator (the first test is the cheap one, for the hot path)."""
+    return b"\r" in line and b"\r" in line.rstrip(b"\r\n")
 
 
 def _split_cr(line: bytes) -> list[bytes]:

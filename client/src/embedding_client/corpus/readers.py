@@ -112,11 +112,16 @@ def parse_record(number: int, fields: dict, text_field: str, id_field: str, defa
 def _alike_key(fields: dict, name: str) -> "str | None | Rejected":
     """The one key that is `name` but for case or a byte-order mark; None if there is none, and
     a Rejected (its reason) if there are several."""
-    wanted = name.casefold()
-    alike = [key for key in fields if isinstance(key, str) and key.lstrip(BOM).casefold() == wanted]
+    alike = _alike([key for key in fields if isinstance(key, str)], name)
     if len(alike) > 1:
         return Rejected(0, None, f"{len(alike)} fields could be {name!r} ({', '.join(map(repr, alike))})")
     return alike[0] if alike else None
+
+
+def _alike(names: list[str], field: str) -> list[str]:
+    """The names that are `field` but for case or a leading byte-order mark."""
+    wanted = field.casefold()
+    return [name for name in names if name.lstrip(BOM).casefold() == wanted]
 
 
 def resolve_columns(names: list[str], where: str, text_field: str, id_field: str) -> tuple[str | None, str | None]:
@@ -136,7 +141,7 @@ def resolve_columns(names: list[str], where: str, text_field: str, id_field: str
         if field in seen:
             found.append(field)
             continue
-        alike = [name for name in names if name.lstrip(BOM).casefold() == field.casefold()]
+        alike = _alike(names, field)
         if len(alike) > 1:
             raise InputError(
                 f"{where} has {len(alike)} columns that could be {field!r} ({', '.join(map(repr, alike))}): "
@@ -180,7 +185,6 @@ def csv_header(header: list[str] | None, where: str, text_field: str, id_field: 
     record reads as {text_field: ..., id_field: ...}; one sentence when it can't be read."""
     if header is None:
         raise InputError(f"{where} is empty: a CSV input needs a header row naming {text_field!r}")
-    header = [header[0].lstrip(BOM), *header[1:]] if header else header
     text_column, id_column = resolve_columns(header, where, text_field, id_field)
     if text_column is None:
         raise InputError(

@@ -48,12 +48,12 @@ def checked_rows(items: Iterator[Row | Rejected], limits: Limits, chunking: bool
                 "long documents and embed every chunk",
                 getattr(item, "source", ""),
             )
-        elif len(orjson.dumps(item.text)) > chunk_text_bytes(limits):
+        elif (size := len(orjson.dumps(item.text))) > (most := chunk_text_bytes(limits)):
             yield Rejected(
                 item.number,
                 item.id,
-                f"the text is {len(orjson.dumps(item.text)):,} bytes as JSON; one chunk request carries at most "
-                f"{chunk_text_bytes(limits):,}: split the document into several rows",
+                f"the text is {size:,} bytes as JSON; one chunk request carries at most {most:,}: split the "
+                "document into several rows",
                 getattr(item, "source", ""),
             )
         else:
