@@ -41,7 +41,9 @@ MODEL_FILES = (
     "1_Pooling/config.json",
     "README.md",
 )
-REQUIRED_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json", "model.safetensors")
+# A bare Hub checkpoint (most rerankers; naver/splade-*) has no sentence-transformers file at all:
+# model_config.py tells its kind from config.json and refuses an embedder without modules.json.
+REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -68,6 +70,8 @@ def hub_expected_sha256(model_id: str, timeout: float) -> str | None:
 
 def module_files(modules_json: Path) -> list[str]:
     """Config files of the modules in their own folders (1_Pooling/config.json, ...)."""
+    if not modules_json.is_file():
+        return []
     modules = json.loads(modules_json.read_text())
     return [f"{m['path']}/config.json" for m in modules if m.get("path") not in (None, "", ".")]
 
@@ -94,7 +98,7 @@ def copy_model_files(source: Path, dest: Path) -> None:
     """The serving files of a sentence-transformers folder, module folders included."""
     missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
     if missing:
-        raise SystemExit(f"error: {source} is not a sentence-transformers folder: {', '.join(missing)} missing")
+        raise SystemExit(f"error: {source} is not a model folder we can prepare: {', '.join(missing)} missing")
     for name in dict.fromkeys([*MODEL_FILES, *module_files(source / "modules.json")]):
         if (source / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

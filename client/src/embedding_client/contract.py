@@ -38,6 +38,7 @@ class ErrorCode:
     S3_ACCESS_DENIED = "s3_access_denied"
     S3_UNAVAILABLE = "s3_unavailable"
     BAD_INPUT = "bad_input"
+    WRONG_MODEL_KIND = "wrong_model_kind"
 
 
 class EventKey:

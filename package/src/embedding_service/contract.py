@@ -41,6 +41,19 @@ INPUT_TYPES = ("query", "document")
 # Chunk bounds: a chunk of fewer tokens than this is refused (chunk_tokens, --chunk-tokens).
 MIN_CHUNK_TOKENS = 8
 
+# What a served model is, read from its own files (model_config.py), and the routes each kind
+# answers: a client picks its calls from /health `kind`, and a route asked of another kind
+# answers 400 naming both (`ErrorCode.WRONG_MODEL_KIND`).
+EMBEDDING, RERANKER, SPARSE = "embedding", "reranker", "sparse"
+MODEL_KINDS = (EMBEDDING, RERANKER, SPARSE)
+KIND_ROUTES: dict[str, tuple[str, ...]] = {
+    EMBEDDING: ("/", "/v1/embeddings", "/v1/chunks", "/tokenize"),
+    RERANKER: ("/rerank", "/v1/rerank", "/tokenize"),
+    SPARSE: ("/embed_sparse", "/v1/embeddings", "/v1/chunks", "/tokenize"),
+}
+# Documents per rerank request: Cohere's own cap (its API refuses more than 1,000).
+MAX_RERANK_DOCUMENTS = 1000
+
 
 class ErrorCode:
     """`error.code` values a client acts on (the rest are for people to read)."""
@@ -52,6 +65,7 @@ class ErrorCode:
     S3_ACCESS_DENIED = "s3_access_denied"  # a worker lacks an S3 grant (403)
     S3_UNAVAILABLE = "s3_unavailable"  # S3 or the model failing for now (503, retried)
     BAD_INPUT = "bad_input"  # a shard's rows are unusable (422, not retried)
+    WRONG_MODEL_KIND = "wrong_model_kind"  # e.g. /rerank asked of an embedding model (400)
 
 
 class EventKey:
@@ -91,6 +105,8 @@ def published() -> dict:
         "calibrated_types": list(CALIBRATED_TYPES),
         "input_types": list(INPUT_TYPES),
         "min_chunk_tokens": MIN_CHUNK_TOKENS,
+        "model_kinds": {kind: list(routes) for kind, routes in KIND_ROUTES.items()},
+        "max_rerank_documents": MAX_RERANK_DOCUMENTS,
         "error_codes": {name.lower(): value for name, value in vars(ErrorCode).items() if name.isupper()},
         "event_keys": list(SHARD_EVENT_KEYS),
         "model_fingerprint_keys": list(MODEL_FINGERPRINT_KEYS),

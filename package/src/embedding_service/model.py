@@ -21,9 +21,12 @@ from typing import Iterable, Iterator, Protocol
 
 import numpy as np
 
+from tokenizers import Tokenizer
+
 from embedding_service.chunking import Chunk, Chunker
-from embedding_service.model_config import ModelSpec, read_model_spec
-from embedding_service.pooling import exclude_prompt, l2_normalize, pool
+from embedding_service.contract import EMBEDDING, RERANKER, SPARSE
+from embedding_service.model_config import ModelFilesError, ModelSpec, read_model_spec
+from embedding_service.pooling import exclude_prompt, keep_largest, l2_normalize, pool
 from embedding_service.prefetch import Prefetch
 from embedding_service.quantize import load_ranges
 from embedding_service.settings import Settings, load_settings
@@ -64,7 +67,9 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class Embeddings:
-    vectors: np.ndarray  # (n, dimension) float32, in input order
+    # (n, dimension) float32, in input order: unit vectors (embedding), the vocabulary's SPLADE
+    # weights (sparse), or one logit per (query, document) pair (reranker)
+    vectors: np.ndarray
     token_counts: list[int]  # tokens read per input, after truncation
     truncated: list[bool]  # per input: was it cut at the model's maximum length?
 
@@ -80,6 +85,8 @@ class Embeddings:
 # (offset of its first text, token ids, truncated flags, padded sub-batches): one run of
 # consecutive texts.
 Window = tuple[int, list[list[int]], list[bool], Iterable[Batch]]
+# What a model reads: texts (embedding, sparse) or (query, document) pairs (reranker).
+Item = "str | tuple[str, str]"
 
 
 class DeadlineExceeded(RuntimeError):
@@ -87,7 +94,9 @@ class DeadlineExceeded(RuntimeError):
 
 
 class Embedder:
-    """A loaded model: texts in, unit vectors (and token counts) out."""
+    """A loaded model: texts in, unit vectors (and token counts) out; on a sparse model the
+    vocabulary's SPLADE weights, on a reranker (query, document) pairs in and logits out. One
+    class for the three kinds, so the batcher, deadlines and length-sorted batching are shared."""
 
     def __init__(
         self,
@@ -118,6 +127,27 @@ class Embedder:
         self._seconds_per_token = 0.0  # measured; predicts whether the next sub-batch fits
         self.calibration_ranges: np.ndarray | None = None  # int8/uint8 outputs (quantize.py)
         self._chunker: Chunker | None = None
+        self._untruncated: Tokenizer | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def untruncated(self) -> Tokenizer:
+        """The model's tokenizer without the cut at max_seq_length (counting, /tokenize), built on first use."""
+        if self._untruncated is None:
+            counting = Tokenizer.from_str(self._tokenizer.to_str())
+            counting.no_truncation()
+            counting.no_padding()
+            self._untruncated = counting
+        return self._untruncated
+
+    def overlong_pairs(self, query: str, documents: list[str], prompt: str | None = None) -> list[tuple[int, int]]:
+        """(index, tokens) of each (query, document) pair the reranker would cut, special tokens included."""
+        query = self.resolved_prompt(prompt) + query
+        encodings = self.untruncated.encode_batch([(query, d) for d in documents], add_special_tokens=True)
+        return [(i, len(e.ids)) for i, e in enumerate(encodings) if len(e.ids) > self.spec.max_seq_length]
 
     @property
     def chunker(self) -> Chunker:
@@ -154,17 +184,18 @@ class Embedder:
         return self.spec.dimension
 
     def embed(
-        self, texts: list[str], deadline: float | None = None, prompt: str | None = None
+        self, texts: list[Item], deadline: float | None = None, prompt: str | None = None
     ) -> Embeddings:
         """Vectors in input order. `deadline` (time.monotonic()) is checked between
         sub-batches, so a request that cannot finish in time stops early and cleanly.
         `prompt` is prefixed to every text before tokenisation, as sentence-transformers'
-        encode(prompt=...) does; None applies the model's default prompt, "" none."""
+        encode(prompt=...) does (to a pair's query, as CrossEncoder.predict does); None applies
+        the model's default prompt, "" none."""
         prompt = self.spec.default_prompt if prompt is None else prompt
         if prompt:
-            texts = [prompt + text for text in texts]
+            texts = [(prompt + t[0], t[1]) if isinstance(t, tuple) else prompt + t for t in texts]
         # Pooling include_prompt=False: the prompt's tokens are read but left out of pooling.
-        excluded = bool(prompt) and not self.spec.include_prompt
+        excluded = bool(prompt) and not self.spec.include_prompt and self.kind == EMBEDDING
         prompt_tokens = prompt_token_count(self._tokenizer, prompt) if excluded else 0
         vectors = np.empty((len(texts), self.spec.dimension), dtype=np.float32)
         token_counts: list[int] = []
@@ -185,8 +216,14 @@ class Embedder:
     def _windows(self, texts: list[str], size: int) -> Iterator[Window]:
         """One window per run of `size` consecutive texts; sub-batches are padded as iterated."""
         for offset in range(0, len(texts), size):
-            ids, truncated = self._tokens.encode_flagged(texts[offset : offset + size])
-            batches = self._tokens.batches(ids, self.batch_size, self.batch_tokens, self.call_overhead_tokens)
+            window = texts[offset : offset + size]
+            if self.kind == RERANKER:
+                ids, type_ids, truncated = self._tokens.encode_pairs(window)
+            else:
+                (ids, truncated), type_ids = self._tokens.encode_flagged(window), None
+            batches = self._tokens.batches(
+                ids, self.batch_size, self.batch_tokens, self.call_overhead_tokens, type_ids
+            )
             yield offset, ids, truncated, batches
 
     def _run_windows(
@@ -215,6 +252,10 @@ class Embedder:
         out = self.backend.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids, pooling_mask)
         rate = (time.monotonic() - started) / batch.input_ids.size
         self._seconds_per_token = max(rate, 0.8 * self._seconds_per_token + 0.2 * rate)
+        if self.kind == RERANKER:  # logits, (n, 1): the activation is the response's choice (raw_scores)
+            return out.reshape(len(out), -1)
+        if self.kind == SPARSE:  # the graph pooled the MLM logits itself (SPLADE, see prepare_model.py)
+            return keep_largest(out, self.spec.max_active_dims) if self.spec.max_active_dims else out
         if self.backend.returns_pooled:
             return out
         pooled = pool(out, batch.attention_mask if pooling_mask is None else pooling_mask, self.spec.pooling)
@@ -225,6 +266,11 @@ class Embedder:
 
 
 def create_backend(settings: Settings, spec: ModelSpec) -> Backend:
+    if spec.kind != EMBEDDING and settings.backend != "onnx":
+        raise ModelFilesError(
+            f"a {spec.kind} model runs on the onnx backend only (its graph carries the head and pooling); "
+            "unset EMBEDDING_BACKEND or set it to onnx"
+        )
     module_name, class_name = BACKENDS[settings.backend].split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     args = (settings.model_dir, settings.onnx_file, settings.effective_threads, settings.device)
@@ -248,8 +294,9 @@ def model_load(settings: Settings | None = None) -> Embedder:
         settings.call_overhead_tokens,
         settings.tokenize_ahead,
     )
-    embedder.calibration_ranges = load_ranges(settings.model_dir, settings.calibration_file, spec.dimension)
-    embedder.embed(["warm-up"])  # first run allocates buffers; pay it at load, not per request
+    if spec.kind == EMBEDDING:  # int8/uint8 output types quantise dense vectors only
+        embedder.calibration_ranges = load_ranges(settings.model_dir, settings.calibration_file, spec.dimension)
+    embedder.embed([("warm-up", "warm-up")] if spec.kind == RERANKER else ["warm-up"])  # first run allocates buffers; pay it at load, not per request
     log.info(
         "model loaded",
         extra={
@@ -257,6 +304,7 @@ def model_load(settings: Settings | None = None) -> Embedder:
             "backend": settings.backend,
             "device": settings.device,
             "precision": settings.precision,
+            "kind": spec.kind,
             "dimension": spec.dimension,
             "max_seq_length": spec.max_seq_length,
             "threads": settings.effective_threads,

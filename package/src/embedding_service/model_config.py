@@ -6,6 +6,13 @@ model's own files (`modules.json`, `sentence_bert_config.json`, `tokenizer_confi
 sentence-transformers reads them, in both its old (2.x) and current (6.x) file formats.
 Anything we could not serve faithfully (an unknown module, pooling mode or architecture,
 custom code) is refused here with a message that says so, before any request is served.
+
+Three kinds (contract.MODEL_KINDS), told apart the way sentence-transformers tells them:
+`config_sentence_transformers.json`'s model_type when the folder has one, else the modules
+(a SpladePooling module: sparse; a lone sequence-classification Transformer: reranker), else,
+for a bare Hub checkpoint without any sentence-transformers file, config.json's architecture
+(`*ForSequenceClassification`: what CrossEncoder loads; `*ForMaskedLM`: what SparseEncoder
+loads as Transformer(fill-mask) + SpladePooling(max, relu)).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from embedding_service.contract import EMBEDDING, RERANKER, SPARSE
+
 # Our pooling names; sentence-transformers 6 calls the last one "mean_sqrt_len_tokens".
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 # Encoders whose ONNX export and serving the test suite proves (tests/service/test_any_model.py).
@@ -21,6 +30,16 @@ SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 # Module types by their last name: 2.x writes sentence_transformers.models.Pooling, 6.x
 # sentence_transformers.sentence_transformer.modules.pooling.Pooling.
 TRANSFORMER, POOLING, NORMALIZE = "Transformer", "Pooling", "Normalize"
+# SparseEncoder's modules: 6.x saves Transformer(transformer_task="fill-mask"), 5.x saved
+# sentence_transformers.sparse_encoder.models.MLMTransformer; both end in SpladePooling.
+MLM_TRANSFORMER, SPLADE_POOLING = "MLMTransformer", "SpladePooling"
+SPLADE_STRATEGIES = ("max", "sum")
+SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
+# CrossEncoder's activation on its logits, by the class name sentence-transformers stores
+# ("torch.nn.modules.activation.Sigmoid"); ours applies the same function in numpy.
+RERANK_ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "identity", "Tanh": "tanh"}
+# The model_type sentence-transformers writes into config_sentence_transformers.json.
+ST_MODEL_TYPES = {"SentenceTransformer": EMBEDDING, "CrossEncoder": RERANKER, "SparseEncoder": SPARSE}
 # `input_type` -> the prompt names that serve it, first match wins. query is what
 # encode_query uses; document takes the first of encode_document's candidates that the
 # model gives a non-empty prompt (ST 6 saves an empty "document" placeholder beside e5's
@@ -45,6 +64,11 @@ class ModelSpec:
     include_prompt: bool = True  # False: prompt tokens are left out of pooling, as ST does
     do_lower_case: bool = False
     pad_token: str | None = None
+    kind: str = EMBEDDING  # contract.MODEL_KINDS
+    activation: str | None = None  # reranker: sigmoid, identity or tanh on the logit (raw_scores skips it)
+    splade_strategy: str = "max"  # sparse: SpladePooling's pooling_strategy
+    splade_activation: str = "relu"  # sparse: relu (log1p(relu(x))) or log1p_relu (one more log1p)
+    max_active_dims: int | None = None  # sparse: keep only the largest this many values per vector
 
     @property
     def default_prompt(self) -> str | None:
@@ -162,6 +186,31 @@ def _prompts(st_model_config: dict) -> tuple[dict[str, str], str | None]:
     return prompts, default
 
 
+def model_kind(model_dir: Path) -> str:
+    """embedding, reranker or sparse: what sentence-transformers would load this folder as."""
+    st_type = _read_json(model_dir / "config_sentence_transformers.json", required=False).get("model_type")
+    if st_type is not None:
+        if st_type not in ST_MODEL_TYPES:
+            raise ModelFilesError(
+                f"config_sentence_transformers.json says model_type {st_type!r}; supported: "
+                f"{', '.join(ST_MODEL_TYPES)}"
+            )
+        return ST_MODEL_TYPES[st_type]
+    if (model_dir / "modules.json").is_file():
+        modules = _read_json(model_dir / "modules.json")
+        names = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if SPLADE_POOLING in names or MLM_TRANSFORMER in names:
+            return SPARSE
+        task = _read_json(model_dir / "sentence_bert_config.json", required=False).get("transformer_task")
+        return RERANKER if names == [TRANSFORMER] and task == "sequence-classification" else EMBEDDING
+    architectures = _read_json(model_dir / "config.json", required=False).get("architectures") or []
+    if any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        return RERANKER
+    if any(str(a).endswith("ForMaskedLM") for a in architectures):
+        return SPARSE
+    return EMBEDDING  # and modules.json's absence is reported as such
+
+
 def read_model_spec(model_dir: Path) -> ModelSpec:
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -169,6 +218,15 @@ def read_model_spec(model_dir: Path) -> ModelSpec:
             f"model folder {model_dir} does not exist. Run `make setup` to prepare it, "
             "or set MODEL_DIR to a prepared sentence-transformers folder."
         )
+    kind = model_kind(model_dir)
+    if kind == RERANKER:
+        return _reranker_spec(model_dir)
+    if kind == SPARSE:
+        return _sparse_spec(model_dir)
+    return _embedding_spec(model_dir)
+
+
+def _embedding_spec(model_dir: Path) -> ModelSpec:
     modules = _check_pipeline(_read_json(model_dir / "modules.json"))
     pooling_config = _read_json(model_dir / modules[POOLING]["path"] / "config.json")
     st_config = _read_json(model_dir / "sentence_bert_config.json")
@@ -200,3 +258,108 @@ def read_model_spec(model_dir: Path) -> ModelSpec:
         do_lower_case=bool(st_config.get("do_lower_case", False)),
         pad_token=pad_token.get("content") if isinstance(pad_token, dict) else pad_token,
     )
+
+
+def _shared(model_dir: Path) -> dict:
+    """What every kind reads the same way: architecture, window, prompts, tokenizer."""
+    hf_config = _read_json(model_dir / "config.json")
+    st_config = _read_json(model_dir / "sentence_bert_config.json", required=False)
+    tokenizer_config = _read_json(model_dir / "tokenizer_config.json", required=False)
+    if not (model_dir / "tokenizer.json").is_file():
+        raise ModelFilesError(f"{model_dir / 'tokenizer.json'} is missing: a fast tokenizer file is required")
+    st_model_config = _read_json(model_dir / "config_sentence_transformers.json", required=False)
+    prompts, default_prompt_name = _prompts(st_model_config)
+    pad_token = tokenizer_config.get("pad_token")
+    return dict(
+        path=model_dir,
+        max_seq_length=_max_seq_length(st_config, tokenizer_config, hf_config),
+        architecture=_check_architecture(hf_config),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        do_lower_case=bool(st_config.get("do_lower_case", False)),
+        pad_token=pad_token.get("content") if isinstance(pad_token, dict) else pad_token,
+    )
+
+
+def _only_modules(model_dir: Path, allowed: list[list[str]], what: str) -> list[dict]:
+    """modules.json, when the folder has one, must list exactly one of the `allowed` pipelines."""
+    if not (model_dir / "modules.json").is_file():
+        return []
+    modules = _read_json(model_dir / "modules.json")
+    names = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    if names not in allowed:
+        raise ModelFilesError(
+            f"modules.json lists {names}; a {what} is served as {' or '.join(map(str, allowed))} only, "
+            "and would otherwise score differently from sentence-transformers"
+        )
+    if modules[0].get("path", "") not in ("", "."):
+        raise ModelFilesError("the Transformer module must live at the folder's root (path \"\")")
+    return modules
+
+
+def _activation_name(path: object) -> str | None:
+    """A stored activation's class name, when sentence-transformers would trust it (torch.*)."""
+    return str(path).rsplit(".", 1)[-1] if isinstance(path, str) and path.startswith("torch.") else None
+
+
+def _reranker_spec(model_dir: Path) -> ModelSpec:
+    """A CrossEncoder: one score per (query, document) pair from a *ForSequenceClassification,
+    with the activation CrossEncoder.predict applies, found where each version stores it."""
+    _only_modules(model_dir, [[TRANSFORMER]], "reranker")
+    st_config = _read_json(model_dir / "sentence_bert_config.json", required=False)
+    task = st_config.get("transformer_task", "sequence-classification")
+    if task != "sequence-classification":
+        raise ModelFilesError(f"a reranker's transformer_task must be sequence-classification, not {task!r}")
+    hf_config = _read_json(model_dir / "config.json")
+    architectures = hf_config.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise ModelFilesError(
+            f"config.json's architectures {architectures} has no *ForSequenceClassification: "
+            "a cross-encoder reranker needs a classification head"
+        )
+    labels = int(hf_config.get("num_labels") or len(hf_config.get("id2label") or {}) or 2)
+    if labels != 1:
+        raise ModelFilesError(
+            f"this classifier has {labels} labels; a reranker answers one relevance score per pair "
+            "(num_labels=1), so it is not served"
+        )
+    # CrossEncoder's order: config_sentence_transformers.json (6.x), config.json's
+    # sentence_transformers (4.x-5.x), sbert_ce_default_activation_function (<4), else
+    # Sigmoid for one label. An untrusted (non-torch) path falls back to the default, as there.
+    stored = [
+        _read_json(model_dir / "config_sentence_transformers.json", required=False).get("activation_fn"),
+        (hf_config.get("sentence_transformers") or {}).get("activation_fn"),
+        hf_config.get("sbert_ce_default_activation_function"),
+    ]
+    name = next((n for n in map(_activation_name, stored) if n is not None), "Sigmoid")
+    if name not in RERANK_ACTIVATIONS:
+        raise ModelFilesError(
+            f"activation function {name!r} is not supported; supported: {', '.join(RERANK_ACTIVATIONS)}"
+        )
+    return ModelSpec(dimension=1, pooling="none", normalize=False, kind=RERANKER,
+                     activation=RERANK_ACTIVATIONS[name], **_shared(model_dir))
+
+
+def _sparse_spec(model_dir: Path) -> ModelSpec:
+    """A SparseEncoder: an MLM head's logits through SpladePooling, over the vocabulary."""
+    modules = _only_modules(
+        model_dir, [[TRANSFORMER, SPLADE_POOLING], [MLM_TRANSFORMER, SPLADE_POOLING]], "sparse encoder"
+    )
+    pooling = _read_json(model_dir / modules[1]["path"] / "config.json") if modules else {}
+    task = _read_json(model_dir / "sentence_bert_config.json", required=False).get("transformer_task", "fill-mask")
+    if task != "fill-mask":
+        raise ModelFilesError(f"a sparse encoder's transformer_task must be fill-mask, not {task!r}")
+    hf_config = _read_json(model_dir / "config.json")
+    if not any(str(a).endswith("ForMaskedLM") for a in hf_config.get("architectures") or []):
+        raise ModelFilesError("config.json's architectures has no *ForMaskedLM: SPLADE pooling needs an MLM head")
+    strategy = pooling.get("pooling_strategy", "max")
+    activation = pooling.get("activation_function", "relu")
+    if strategy not in SPLADE_STRATEGIES or activation not in SPLADE_ACTIVATIONS:
+        raise ModelFilesError(
+            f"SpladePooling {strategy!r}/{activation!r} is not supported; supported: pooling_strategy "
+            f"{' or '.join(SPLADE_STRATEGIES)}, activation_function {' or '.join(SPLADE_ACTIVATIONS)}"
+        )
+    max_active = _read_json(model_dir / "config_sentence_transformers.json", required=False).get("max_active_dims")
+    return ModelSpec(dimension=int(hf_config["vocab_size"]), pooling="splade", normalize=False, kind=SPARSE,
+                     splade_strategy=strategy, splade_activation=activation,
+                     max_active_dims=int(max_active) if max_active else None, **_shared(model_dir))

@@ -37,3 +37,14 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Same epsilon as torch.nn.functional.normalize (used by sentence-transformers)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def keep_largest(vectors: np.ndarray, k: int) -> np.ndarray:
+    """Each row's `k` largest values, the rest zeroed: SparseEncoder's max_active_dims
+    (sentence_transformers.util.select_max_active_dims, a top-k per row)."""
+    if k >= vectors.shape[1]:
+        return vectors
+    kept = np.argpartition(-vectors, k - 1, axis=1)[:, :k]
+    out = np.zeros_like(vectors)
+    np.put_along_axis(out, kept, np.take_along_axis(vectors, kept, axis=1), axis=1)
+    return out

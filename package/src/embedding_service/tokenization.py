@@ -26,7 +26,7 @@ class Batch:
     positions: np.ndarray  # indices into the original list of texts
     input_ids: np.ndarray  # (n, seq) int64
     attention_mask: np.ndarray  # (n, seq) int64
-    token_type_ids: np.ndarray  # (n, seq) int64, all zeros (single-segment input)
+    token_type_ids: np.ndarray  # (n, seq) int64: zeros for single texts, 1 over a pair's second text
 
 
 def load_tokenizer(model_dir: Path, max_seq_length: int) -> Tokenizer:
@@ -78,12 +78,20 @@ class BatchTokenizer:
         encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
         return [e.ids for e in encodings], [bool(e.overflowing) for e in encodings]
 
+    def encode_pairs(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]], list[bool]]:
+        """(query, document) pairs as a cross-encoder reads them: [CLS] q [SEP] d [SEP] with token
+        types 0 then 1, cut longest-first to the maximum length as sentence-transformers'
+        tokenizer call (truncation="longest_first") cuts them."""
+        encodings = self._tokenizer.encode_batch(pairs, add_special_tokens=True)
+        return [e.ids for e in encodings], [e.type_ids for e in encodings], [bool(e.overflowing) for e in encodings]
+
     def batches(
         self,
         ids: list[list[int]],
         batch_size: int,
         max_tokens: int,
         call_overhead_tokens: int = CALL_OVERHEAD_TOKENS,
+        type_ids: list[list[int]] | None = None,
     ) -> Iterator[Batch]:
         """Length-sorted sub-batches, cut where padding would cost more than another call.
 
@@ -96,21 +104,30 @@ class BatchTokenizer:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(ids) else lengths
+        flat_types = (
+            None if type_ids is None
+            else np.fromiter(chain.from_iterable(type_ids), dtype=np.int64, count=int(lengths.sum()))
+        )
         order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks early
         plan = plan_sub_batches(lengths[order].tolist(), batch_size, max_tokens, call_overhead_tokens)
         for start, end in plan:
             positions = order[start:end]
-            input_ids, attention_mask = self._pad(flat, starts[positions], lengths[positions])
-            yield Batch(positions, input_ids, attention_mask, np.zeros_like(input_ids))
+            input_ids, attention_mask = self._pad(flat, starts[positions], lengths[positions], self._pad_id)
+            token_types = (
+                np.zeros_like(input_ids) if flat_types is None
+                else self._pad(flat_types, starts[positions], lengths[positions], 0)[0]
+            )
+            yield Batch(positions, input_ids, attention_mask, token_types)
 
+    @staticmethod
     def _pad(
-        self, flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+        flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, pad_id: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows of `flat` (each `lengths[i]` ids from `starts[i]`) right-padded to the longest."""
         columns = np.arange(int(lengths.max()), dtype=np.int64)
         real = columns < lengths[:, None]
         gathered = flat[np.minimum(starts[:, None] + columns, max(len(flat) - 1, 0))]
-        input_ids = np.where(real, gathered, self._pad_id)
+        input_ids = np.where(real, gathered, pad_id)
         return input_ids, real.astype(np.int64)
 
 
