@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import time
+import uuid
 from typing import Any, Awaitable, Callable, Mapping
 
 import numpy as np
@@ -21,14 +22,16 @@ import numpy as np
 from embedding_service.auth import ApiKeyCheck, load_api_key
 from embedding_service.errors import ApiError, internal_error, timed_out
 from embedding_service.model import DeadlineExceeded, Embedder, Embeddings
-from embedding_service.operations import OPERATIONS, ChunkJob, EmbedJob, Operation
+from embedding_service.contract import SPARSE
+from embedding_service.operations import OPERATIONS, ChunkJob, EmbedJob, Operation, TokenizeJob
 from embedding_service.quantize import quantize
+from embedding_service.scores import activate, ranked
 from embedding_service.replies import Reply, decode_json, error_reply, json_reply, validate
 from embedding_service.routes import SERVICE_ROUTES, RouteTable
 from embedding_service.settings import Settings
 from embedding_service.token_arrays import TokenArrayDecoder
 
-__all__ = ["ChunkJob", "EmbedJob", "EmbeddingAPI", "Reply", "decode_json"]  # what callers import from here
+__all__ = ["ChunkJob", "EmbedJob", "EmbeddingAPI", "Reply", "TokenizeJob", "decode_json"]  # what callers import from here
 
 TRUNCATED_HEADER = "x-truncated-inputs"
 log = logging.getLogger("embedding.api")
@@ -67,7 +70,7 @@ class EmbeddingAPI:
 
     def prepare(
         self, operation: str, body: bytes, content_type: str | None, path: str = ""
-    ) -> EmbedJob | ChunkJob | Reply:
+    ) -> EmbedJob | ChunkJob | TokenizeJob | Reply:
         """Everything before the model: validated job, or a complete reply. `path` is read only
         by operations with a path parameter (the model id after /v1/models/)."""
         route, run = self.routes.route_of(operation), self.operations.get(operation)
@@ -108,6 +111,26 @@ class EmbeddingAPI:
         reply.items, reply.tokens = len(job.texts), tokens
         return reply
 
+    def tokenize_reply(self, job: TokenizeJob) -> Reply:
+        """TEI's /tokenize: each text's tokens with their character offsets, untruncated."""
+        encodings = self.embedder.untruncated.encode_batch(job.texts, add_special_tokens=job.request.add_special_tokens)
+        body = [
+            [
+                {"id": token_id, "text": token, "special": bool(special),
+                 "start": None if special else start, "stop": None if special else stop}
+                for token_id, token, special, (start, stop) in zip(
+                    e.ids, e.tokens, e.special_tokens_mask, e.offsets
+                )
+            ]
+            for e in encodings
+        ]
+        reply = json_reply(200, body)
+        reply.items, reply.tokens = len(job.texts), sum(len(e.ids) for e in encodings)
+        return reply
+
+    def tokenizer_reply(self, job: ChunkJob | TokenizeJob) -> Reply:
+        return self.chunk_reply(job) if isinstance(job, ChunkJob) else self.tokenize_reply(job)
+
     def finish(self, job: EmbedJob, result: Embeddings) -> Reply:
         """Vectors -> the response body of the operation that asked for them."""
         reply = json_reply(200, self._body(job, result), {TRUNCATED_HEADER: str(result.truncated_count)})
@@ -121,9 +144,25 @@ class EmbeddingAPI:
             )
         return reply
 
-    def _body(self, job: EmbedJob, result: Embeddings) -> dict:
+    def _body(self, job: EmbedJob, result: Embeddings) -> Any:
         usage = {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens}
         vectors = result.vectors
+        if job.operation in ("rerank", "cohere_rerank"):
+            return self._rerank_body(job, result)
+        if job.operation == "embed_sparse":
+            return [
+                [{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in vectors
+            ]
+        if job.operation == "openai_embeddings" and self.embedder.kind == SPARSE:
+            data = []
+            for index, row in enumerate(vectors):
+                nonzero = np.flatnonzero(row)
+                data.append({"object": "embedding", "index": index,
+                             "embedding": {"indices": nonzero.tolist(), "values": row[nonzero].tolist()}})
+            if job.request.token_counts:
+                for item, tokens in zip(data, result.token_counts):
+                    item["tokens"] = tokens
+            return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
         if job.operation == "embed":
             single = isinstance(job.request.input, str)
             return {
@@ -155,6 +194,29 @@ class EmbeddingAPI:
                 item["tokens"] = tokens
         return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
 
+    def _rerank_body(self, job: EmbedJob, result: Embeddings) -> Any:
+        """TEI's list of {index, score[, text]} or Cohere's {results, usage}, best first."""
+        request, logits = job.request, result.vectors[:, 0]
+        if job.operation == "rerank":
+            scores = logits if request.raw_scores else activate(logits, self.embedder.spec.activation)
+            return [
+                {"index": i, "score": float(scores[i]), **({"text": job.documents[i]} if request.return_text else {})}
+                for i in ranked(scores)
+            ]
+        scores = activate(logits, self.embedder.spec.activation)
+        results = [
+            {"index": i, "relevance_score": float(scores[i]),
+             **({"document": {"text": job.documents[i]}} if request.return_documents else {})}
+            for i in ranked(scores, request.top_n)
+        ]
+        return {
+            "id": str(uuid.uuid4()),
+            "model": self.settings.model_id,
+            "results": results,
+            "usage": {"total_tokens": result.total_tokens},
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+        }
+
     def handle(
         self, operation: str, body: bytes, content_type: str | None, budget_s: float | None = None,
         path: str = "",
@@ -168,8 +230,8 @@ class EmbeddingAPI:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
-            if isinstance(prepared, ChunkJob):
-                return self.chunk_reply(prepared)
+            if isinstance(prepared, (ChunkJob, TokenizeJob)):
+                return self.tokenizer_reply(prepared)
             deadline = None if budget_s is None else time.monotonic() + budget_s
             try:
                 result = self.embedder.embed(prepared.texts, deadline=deadline, prompt=prepared.prompt)
@@ -195,8 +257,8 @@ class EmbeddingAPI:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
-            if isinstance(prepared, ChunkJob):
-                return await asyncio.to_thread(self.chunk_reply, prepared)
+            if isinstance(prepared, (ChunkJob, TokenizeJob)):
+                return await asyncio.to_thread(self.tokenizer_reply, prepared)
             return self.finish(prepared, await embed(prepared.texts, prompt=prepared.prompt))
         except ApiError as error:
             return error_reply(error)

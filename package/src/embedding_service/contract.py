@@ -53,6 +53,9 @@ KIND_ROUTES: dict[str, tuple[str, ...]] = {
 }
 # Documents per rerank request: Cohere's own cap (its API refuses more than 1,000).
 MAX_RERANK_DOCUMENTS = 1000
+# A rerank query's characters: it shares the window with every document, and 8,192 characters
+# are already several times any cross-encoder's 512-token window.
+MAX_QUERY_CHARS = 8192
 
 
 class ErrorCode:
@@ -107,6 +110,7 @@ def published() -> dict:
         "min_chunk_tokens": MIN_CHUNK_TOKENS,
         "model_kinds": {kind: list(routes) for kind, routes in KIND_ROUTES.items()},
         "max_rerank_documents": MAX_RERANK_DOCUMENTS,
+        "max_query_chars": MAX_QUERY_CHARS,
         "error_codes": {name.lower(): value for name, value in vars(ErrorCode).items() if name.isupper()},
         "event_keys": list(SHARD_EVENT_KEYS),
         "model_fingerprint_keys": list(MODEL_FINGERPRINT_KEYS),

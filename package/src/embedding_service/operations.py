@@ -18,7 +18,15 @@ from embedding_service.fingerprint import model_fingerprint
 from embedding_service.model_config import INPUT_TYPE_PROMPTS
 from embedding_service.quantize import CALIBRATED_TYPES, CALIBRATION_FILE
 from embedding_service.replies import Reply, json_reply
-from embedding_service.schemas import ChunkRequest, OpenAIEmbeddingRequest, SeedEmbeddingRequest
+from embedding_service.schemas import (
+    ChunkRequest,
+    EmbedSparseRequest,
+    OpenAIEmbeddingRequest,
+    RerankRequest,
+    SeedEmbeddingRequest,
+    TeiRerankRequest,
+    TokenizeRequest,
+)
 from embedding_service.token_arrays import decode_input
 
 if TYPE_CHECKING:
@@ -35,16 +43,26 @@ class ChunkJob:
 
 
 @dataclass
+class TokenizeJob:
+    """A validated /tokenize request: tokenizer work only, run off the event loop."""
+
+    request: TokenizeRequest
+    texts: list[str]
+
+
+@dataclass
 class EmbedJob:
-    """A validated embedding request waiting for vectors."""
+    """A validated request waiting for the model: texts for vectors, or (query, document) pairs
+    for a reranker's logits."""
 
     operation: str
-    request: SeedEmbeddingRequest | OpenAIEmbeddingRequest
-    texts: list[str]
+    request: SeedEmbeddingRequest | OpenAIEmbeddingRequest | EmbedSparseRequest | TeiRerankRequest | RerankRequest
+    texts: list  # str, or (query, document) pairs
     prompt: str | None = None  # from input_type; None: the model's default prompt
+    documents: list[str] | None = None  # a rerank's documents, for return_text/return_documents
 
 
-Prepared = Union[EmbedJob, ChunkJob, Reply]
+Prepared = Union[EmbedJob, ChunkJob, TokenizeJob, Reply]
 Operation = Callable[["EmbeddingAPI", Any, str], Prepared]
 OPERATIONS: dict[str, Operation] = {}  # the service's own, by the route table's `operation`
 
@@ -88,6 +106,7 @@ def health(api: EmbeddingAPI, request: None, path: str) -> Reply:
         {
             "status": "ok",
             "model": settings.model_id,
+            "kind": embedder.kind,
             "backend": embedder.backend.name,
             "precision": settings.precision,
             "dimension": embedder.spec.dimension,
@@ -107,6 +126,7 @@ def embed(api: EmbeddingAPI, request: SeedEmbeddingRequest, path: str) -> EmbedJ
     # Everything above needs no model, so a bad request is a 4xx even while it loads.
     if not api.ready:
         raise not_ready()
+    require_kind(api, "POST /", contract.EMBEDDING)
     return _embed_job(api, "embed", request, texts)
 
 
@@ -116,9 +136,51 @@ def openai_embeddings(api: EmbeddingAPI, request: OpenAIEmbeddingRequest, path: 
     texts = _texts(api, request)
     if not api.ready:
         raise not_ready()
+    require_kind(api, "POST /v1/embeddings", contract.EMBEDDING, contract.SPARSE)
+    if api.embedder.kind == contract.SPARSE:
+        _check_sparse_request(request)
     _check_dimensions(api, request)  # these depend on the model's folder
     _check_calibrated(api, request)
     return _embed_job(api, "openai_embeddings", request, texts)
+
+
+@operation("embed_sparse")
+def embed_sparse(api: EmbeddingAPI, request: EmbedSparseRequest, path: str) -> EmbedJob:
+    check_model(api, request.model, "model")
+    texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+    if request.prompt_name is not None and request.input_type is not None:
+        raise bad_request("send prompt_name or input_type, not both", param="prompt_name")
+    if not api.ready:
+        raise not_ready()
+    require_kind(api, "POST /embed_sparse", contract.SPARSE)
+    prompt = _named_prompt(api, request.prompt_name)
+    if prompt is None:
+        prompt = api.embedder.spec.prompt_for(request.input_type)
+    if not request.truncate:
+        _check_fits(api, texts, prompt, isinstance(request.inputs, str), "inputs")
+    return EmbedJob("embed_sparse", request, texts, prompt)
+
+
+@operation("rerank")
+def rerank(api: EmbeddingAPI, request: TeiRerankRequest, path: str) -> EmbedJob:
+    check_model(api, request.model, "model")
+    return _rerank_job(api, "rerank", request, request.texts, "texts", "POST /rerank")
+
+
+@operation("cohere_rerank")
+def cohere_rerank(api: EmbeddingAPI, request: RerankRequest, path: str) -> EmbedJob:
+    check_model(api, request.model, "model")
+    return _rerank_job(api, "cohere_rerank", request, request.documents, "documents", "POST /v1/rerank")
+
+
+@operation("tokenize")
+def tokenize(api: EmbeddingAPI, request: TokenizeRequest, path: str) -> TokenizeJob:
+    check_model(api, request.model, "model")
+    if not api.ready:
+        raise not_ready()
+    texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
+    prompt = _named_prompt(api, request.prompt_name) or ""
+    return TokenizeJob(request, [prompt + text for text in texts])
 
 
 @operation("chunks")
@@ -126,6 +188,7 @@ def chunks(api: EmbeddingAPI, request: ChunkRequest, path: str) -> ChunkJob:
     check_model(api, request.model, "model")
     if not api.ready:
         raise not_ready()
+    require_kind(api, "POST /v1/chunks", contract.EMBEDDING, contract.SPARSE)
     embedder = api.embedder
     texts = [request.input] if isinstance(request.input, str) else request.input
     prompt = embedder.spec.prompt_for(request.input_type)
@@ -146,8 +209,65 @@ def model_card(api: EmbeddingAPI) -> dict:
         "object": "model",
         "created": 0,
         "owned_by": model_id.split("/")[0],
-        **(api.embedder.spec.prompt_info() if api.ready else {}),
+        **({"kind": api.embedder.kind, **api.embedder.spec.prompt_info()} if api.ready else {}),
     }
+
+
+def require_kind(api: EmbeddingAPI, route: str, *kinds: str) -> None:
+    """400 unless the served model is of a kind that answers `route`; the message names both."""
+    kind = api.embedder.kind
+    if kind not in kinds:
+        answers = ", ".join(contract.KIND_ROUTES[kind])
+        raise bad_request(
+            f"{route} needs {' or '.join(_a(k) + ' model' for k in kinds)}; {api.settings.model_id!r} is "
+            f"{_a(kind)} model, which answers {answers} (GET /v1/models lists each model's kind)",
+            param="model", code=contract.ErrorCode.WRONG_MODEL_KIND,
+        )
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _named_prompt(api: EmbeddingAPI, name: str | None) -> str | None:
+    """TEI's prompt_name: one of the model's prompts, or None when not given."""
+    if name is None:
+        return None
+    prompts = api.embedder.spec.prompts
+    if name not in prompts:
+        raise bad_request(
+            f"prompt_name {name!r} is not one of this model's prompts: {sorted(prompts) or 'it has none'}",
+            param="prompt_name",
+        )
+    return prompts[name]
+
+
+def _rerank_job(api: EmbeddingAPI, name: str, request, documents: list[str], field: str, route: str) -> EmbedJob:
+    if not api.ready:
+        raise not_ready()
+    require_kind(api, route, contract.RERANKER)
+    if not request.truncate:
+        overlong = api.embedder.overlong_pairs(request.query, documents)
+        if overlong:
+            index, tokens = overlong[0]
+            more = f" ({len(overlong) - 1} more documents are too long too)" if len(overlong) > 1 else ""
+            raise bad_request(
+                f"{field}[{index}] with the query has {tokens} tokens and the model reads at most "
+                f"{api.embedder.spec.max_seq_length} (special tokens included){more}; with truncate=false it is "
+                "refused instead of cut: shorten it (POST /tokenize counts), or send truncate=true",
+                param=field, code=contract.ErrorCode.INPUT_TOO_LONG,
+            )
+    return EmbedJob(name, request, [(request.query, document) for document in documents], documents=documents)
+
+
+def _check_sparse_request(request: OpenAIEmbeddingRequest) -> None:
+    """A sparse vector is {indices, values}: no base64 and no quantised output types."""
+    if request.encoding_format != "float":
+        raise bad_request("encoding_format base64 is for dense vectors; a sparse model answers "
+                          "{indices, values} objects: send encoding_format float", param="encoding_format")
+    if request.embedding_types is not None:
+        raise bad_request("embedding_types quantise dense vectors; a sparse model answers {indices, values} "
+                          "objects: leave embedding_types out", param="embedding_types")
 
 
 def check_model(api: EmbeddingAPI, name: str | None, param: str | None = None) -> None:
@@ -191,18 +311,20 @@ def _embed_job(api: EmbeddingAPI, name: str, request, texts: list[str]) -> Embed
     return EmbedJob(name, request, texts, prompt)
 
 
-def _check_fits(api: EmbeddingAPI, texts: list[str], prompt: str | None, single: bool) -> None:
+def _check_fits(
+    api: EmbeddingAPI, texts: list[str], prompt: str | None, single: bool, field: str = "input"
+) -> None:
     """truncate=false: an input the model would cut is refused, named, with its tokens."""
     overlong = api.embedder.overlong(texts, prompt)
     if overlong:
         index, tokens = overlong[0]
-        where = "input" if single else f"input[{index}]"
+        where = field if single else f"{field}[{index}]"
         more = f" ({len(overlong) - 1} more inputs are too long too)" if len(overlong) > 1 else ""
         raise bad_request(
             f"{where} has {tokens} tokens and the model reads at most {api.embedder.spec.max_seq_length} "
             f"(special tokens and prompt included){more}; with truncate=false it is refused instead of "
             "cut: split it with POST /v1/chunks (embed-corpus --chunk-tokens), or send truncate=true",
-            param="input",
+            param=field,
             code="input_too_long",
         )
 

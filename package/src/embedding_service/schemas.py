@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationInfo, field_validator
 
+from embedding_service.contract import MAX_QUERY_CHARS, MAX_RERANK_DOCUMENTS, MODEL_KINDS
 from embedding_service.model_config import INPUT_TYPE_PROMPTS
 from embedding_service.quantize import EMBEDDING_TYPES
 from embedding_service.settings import PRECISIONS, Limits
@@ -342,6 +343,10 @@ class Fingerprint(BaseModel):
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
+    kind: Literal[MODEL_KINDS] = Field(
+        description="embedding, reranker or sparse: read from the model's own files; contract.model_kinds "
+        "lists the routes each kind answers."
+    )
     backend: str
     precision: Literal[PRECISIONS] = Field(
         description="EMBEDDING_PRECISION in use: fp32 (vectors equal sentence-transformers), int8 (the "
@@ -371,6 +376,9 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "sentence-transformers"
+    kind: Literal[MODEL_KINDS] | None = Field(
+        default=None, description="embedding, reranker or sparse: which routes it answers (/health contract.model_kinds)."
+    )
     prompts: dict[str, str] | None = None
     default_prompt_name: str | None = None
     input_types: dict[InputType, str | None] | None = None
@@ -379,3 +387,196 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# ---- Rerank (TEI's and Cohere's shapes), sparse vectors and tokenize (TEI's) ----------------
+
+def _check_query(value: Any, info: ValidationInfo) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"query must be a string, got {_json_type(value)}")
+    if not value:
+        raise ValueError("query must not be an empty string")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValueError(
+            f"query has {len(value)} characters; at most {MAX_QUERY_CHARS}: the query is read beside every "
+            "document in the model's window, so a longer one leaves no room for the documents"
+        )
+    return value
+
+
+def _check_documents(value: Any, info: ValidationInfo, field: str, objects: bool) -> list[str]:
+    """A non-empty list of at most MAX_RERANK_DOCUMENTS strings (or, Cohere's shape, {"text": ...})."""
+    limits: Limits = (info.context or {}).get("limits") or Limits()
+    shape = 'strings or objects {"text": "..."}' if objects else "strings"
+    if not isinstance(value, list):
+        raise ValueError(f"{field} must be a list of {shape}, got {_json_type(value)}")
+    if not value:
+        raise ValueError(f"{field} must not be an empty list: send at least one document to rank")
+    if len(value) > MAX_RERANK_DOCUMENTS:
+        raise ValueError(f"{field} has {len(value)} documents; at most {MAX_RERANK_DOCUMENTS} per request")
+    texts = []
+    for index, item in enumerate(value):
+        if objects and isinstance(item, dict):
+            item = item.get("text")
+            if not isinstance(item, str):
+                raise ValueError(f"{field}[{index}] is an object without a string 'text'; send {shape}")
+        if not isinstance(item, str):
+            raise ValueError(f"{field}[{index}] must be one of the {shape}, got {_json_type(item)}")
+        if len(item) > limits.max_item_chars:
+            raise ValueError(f"{field}[{index}] has {len(item)} characters; at most {limits.max_item_chars}")
+        texts.append(item)
+    return texts
+
+
+RERANK_TRUNCATE_DOC = (
+    "true (the default, as sentence-transformers' CrossEncoder): a (query, document) pair longer than the "
+    "model's window is cut, longest part first, as CrossEncoder.predict cuts it. false: such a pair is refused "
+    "with a 400 naming the document and its tokens. (TEI's own default is false.)"
+)
+
+
+class TeiRerankRequest(BaseModel):
+    """text-embeddings-inference's `POST /rerank`: scores of (query, text) pairs, best first."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is ...", "cheese"]}]},
+    )
+    query: str = Field(description="The query every text is scored against.")
+    texts: list[str] = Field(description=f"The texts to rank, 1 to {MAX_RERANK_DOCUMENTS}.")
+    raw_scores: bool = Field(
+        default=False,
+        description="true: the model's logits; false: its activation applied (sigmoid for a one-label CrossEncoder, "
+        "or the activation_fn its folder stores), as CrossEncoder.predict returns.",
+    )
+    return_text: bool = Field(default=False, description="true: each result carries its text.")
+    truncate: bool = Field(default=True, description=RERANK_TRUNCATE_DOC)
+    model: str | None = Field(default=None, description="Ours: the served model's id (GET /v1/models).")
+
+    _check_query = field_validator("query", mode="before")(_check_query)
+
+    @field_validator("texts", mode="before")
+    @classmethod
+    def _check_texts(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _check_documents(value, info, "texts", objects=False)
+
+
+class TeiRank(BaseModel):
+    index: int = Field(description="Position of the text in the request's texts.")
+    score: float
+    text: str | None = Field(default=None, description="Only with return_text.")
+
+
+class TeiRerankResponse(RootModel[list[TeiRank]]):
+    """Every text's score, highest first."""
+
+
+class RerankRequest(BaseModel):
+    """Cohere's (and Jina's) `POST /v1/rerank`."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"examples": [{"query": "What is Deep Learning?",
+                                         "documents": ["Deep Learning is ...", {"text": "cheese"}], "top_n": 1}]},
+    )
+    model: str | None = Field(default=None, description="The served model's id (GET /v1/models).")
+    query: str = Field(description="The query every document is scored against.")
+    documents: list[str | dict[str, Any]] = Field(
+        description=f"The documents to rank, 1 to {MAX_RERANK_DOCUMENTS}: strings, or objects with a `text`."
+    )
+    top_n: int | None = Field(default=None, description="Return only the best top_n (1 to the number of documents).")
+    return_documents: bool = Field(default=False, description="true: each result carries `document: {text}`.")
+    truncate: bool = Field(default=True, description=RERANK_TRUNCATE_DOC)
+
+    _check_query = field_validator("query", mode="before")(_check_query)
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _check_documents(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _check_documents(value, info, "documents", objects=True)
+
+    @field_validator("top_n", mode="after")
+    @classmethod
+    def _check_top_n(cls, value: int | None, info: ValidationInfo) -> int | None:
+        documents = info.data.get("documents")
+        if value is not None and (value < 1 or (documents is not None and value > len(documents))):
+            count = len(documents) if documents is not None else "the number of"
+            raise ValueError(f"top_n must be between 1 and {count} documents; got {value}")
+        return value
+
+
+class RerankDocument(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="Position of the document in the request's documents.")
+    relevance_score: float
+    document: RerankDocument | None = Field(default=None, description="Only with return_documents.")
+
+
+class RerankUsage(BaseModel):
+    total_tokens: int = Field(description="Tokens the model read, all pairs together (after truncation).")
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult] = Field(description="Best first; top_n of them when asked.")
+    usage: RerankUsage
+    meta: dict[str, Any] = Field(description="Cohere's `meta`: billed_units.search_units (1 per request).")
+
+
+class EmbedSparseRequest(BaseModel):
+    """text-embeddings-inference's `POST /embed_sparse`."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [{"inputs": EXAMPLE_TEXT}]})
+    inputs: str | list[str] = Field(description="A text, or a list of texts.")
+    truncate: bool = Field(default=True, description=TRUNCATE_DOC)
+    prompt_name: str | None = Field(default=None, description="One of the model's prompts by name (GET /health).")
+    input_type: InputType | None = Field(default=None, description=INPUT_TYPE_DOC)
+    model: str | None = Field(default=None, description="Ours: the served model's id (GET /v1/models).")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_input(value, info, token_arrays=False)
+
+    _check_input_type = field_validator("input_type", mode="before")(check_input_type)
+
+
+class SparseValue(BaseModel):
+    index: int = Field(description="Vocabulary id.")
+    value: float
+
+
+class EmbedSparseResponse(RootModel[list[list[SparseValue]]]):
+    """Per input, its non-zero entries by vocabulary id."""
+
+
+class TokenizeRequest(BaseModel):
+    """text-embeddings-inference's `POST /tokenize`: the server's own tokenizer, untruncated."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [{"inputs": EXAMPLE_TEXT}]})
+    inputs: str | list[str] = Field(description="A text, or a list of texts.")
+    add_special_tokens: bool = Field(default=True, description="Include the model's special tokens ([CLS], [SEP]).")
+    prompt_name: str | None = Field(default=None, description="Prefix one of the model's prompts, by name.")
+    model: str | None = Field(default=None, description="Ours: the served model's id (GET /v1/models).")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _check_inputs(cls, value: Any, info: ValidationInfo) -> Any:
+        return _check_input(value, info, token_arrays=False)
+
+
+class Token(BaseModel):
+    id: int
+    text: str = Field(description="The token as the vocabulary spells it.")
+    special: bool
+    start: int | None = Field(description="Offset of its first character in the input (Python string index; "
+                              "into the prompt-prefixed text when prompt_name is given); null for special tokens.")
+    stop: int | None = Field(description="Offset just past its last character.")
+
+
+class TokenizeResponse(RootModel[list[list[Token]]]):
+    """Per input, its tokens in order."""
