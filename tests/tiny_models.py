@@ -114,3 +114,67 @@ def _to_legacy_format(folder: Path, config: TinyConfig) -> None:
     for module in modules:
         module["type"] = "sentence_transformers.models." + module["type"].rsplit(".", 1)[-1]
     (folder / "modules.json").write_text(json.dumps(modules))
+
+
+# ---- Rerankers and sparse encoders (issue 26): the kinds with a head on the encoder ----------
+
+HEAD_KINDS = ("reranker", "sparse")
+
+
+def _tiny_head(kind: str, folder: Path, tokenizer_source: Path, seed: int) -> Path:
+    """A bare Hub checkpoint: BertForSequenceClassification (num_labels=1) or BertForMaskedLM,
+    with the prepared MiniLM's tokenizer and no sentence-transformers file at all."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    sizes = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=64, max_position_embeddings=64)
+    model = (BertForSequenceClassification(BertConfig(**sizes, num_labels=1)) if kind == "reranker"
+             else BertForMaskedLM(BertConfig(**sizes)))
+    if kind == "sparse":
+        # Sparse as a trained SPLADE model is: random logits (std ~0.1) are positive for half the
+        # vocabulary, 15,000 entries per text. A negative bias silences all but 500 words, whose
+        # biases straddle zero so that some are active only for some texts and tokens.
+        with torch.no_grad():
+            bias = torch.full((sizes["vocab_size"],), -0.8)
+            words = torch.randperm(sizes["vocab_size"])[:500]
+            bias[words] = torch.empty(500).uniform_(-0.3, 0.3)
+            model.cls.predictions.bias.copy_(bias)
+    model.save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(tokenizer_source / name, folder / name)
+    return folder
+
+
+def build_bare(kind: str, tokenizer_source: Path, root: Path) -> Path:
+    return _tiny_head(kind, root / f"bare-{kind}", tokenizer_source, seed=26)
+
+
+def build_head(kind: str, tokenizer_source: Path, root: Path) -> Path:
+    """What CrossEncoder.save / SparseEncoder.save write in the pinned sentence-transformers (6.2;
+    6.3.0 writes the same files, checked by saving with both), loaded from a bare checkpoint."""
+    from sentence_transformers import CrossEncoder, SparseEncoder
+
+    bare = _tiny_head(kind, root / f"{kind}-hf", tokenizer_source, seed=6)
+    folder = root / f"st-{kind}"
+    if kind == "reranker":
+        CrossEncoder(str(bare)).save(str(folder))
+    else:  # with a query prompt, so input_type=query has something to apply
+        SparseEncoder(str(bare), prompts={"query": "query: ", "document": ""}).save(str(folder))
+    shutil.rmtree(bare)
+    return folder
+
+
+def to_sparse_v5_layout(folder: Path) -> None:
+    """SparseEncoder.save's 5.x layout, which published SPLADE models (opensearch-project/...) still
+    have: MLMTransformer and SpladePooling under sentence_transformers.sparse_encoder.models,
+    max_seq_length in sentence_bert_config.json, word_embedding_dimension in the pooling config."""
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
+        {"idx": 1, "name": "1", "path": "1_SpladePooling",
+         "type": "sentence_transformers.sparse_encoder.models.SpladePooling"},
+    ]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 48, "do_lower_case": False}))
+    (folder / "1_SpladePooling" / "config.json").write_text(json.dumps(
+        {"pooling_strategy": "max", "activation_function": "log1p_relu", "word_embedding_dimension": 30522}))
