@@ -153,7 +153,7 @@ class EmbeddingAPI:
             return [
                 [{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in vectors
             ]
-        if job.operation == "openai_embeddings" and self.embedder.kind == SPARSE:
+        if job.operation == "openai_embeddings" and self.embedder.spec.kind == SPARSE:
             data = []
             for index, row in enumerate(vectors):
                 nonzero = np.flatnonzero(row)

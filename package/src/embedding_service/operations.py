@@ -106,7 +106,7 @@ def health(api: EmbeddingAPI, request: None, path: str) -> Reply:
         {
             "status": "ok",
             "model": settings.model_id,
-            "kind": embedder.kind,
+            "kind": embedder.spec.kind,
             "backend": embedder.backend.name,
             "precision": settings.precision,
             "dimension": embedder.spec.dimension,
@@ -137,7 +137,7 @@ def openai_embeddings(api: EmbeddingAPI, request: OpenAIEmbeddingRequest, path: 
     if not api.ready:
         raise not_ready()
     require_kind(api, "POST /v1/embeddings", contract.EMBEDDING, contract.SPARSE)
-    if api.embedder.kind == contract.SPARSE:
+    if api.embedder.spec.kind == contract.SPARSE:
         _check_sparse_request(request)
     _check_dimensions(api, request)  # these depend on the model's folder
     _check_calibrated(api, request)
@@ -209,13 +209,13 @@ def model_card(api: EmbeddingAPI) -> dict:
         "object": "model",
         "created": 0,
         "owned_by": model_id.split("/")[0],
-        **({"kind": api.embedder.kind, **api.embedder.spec.prompt_info()} if api.ready else {}),
+        **({"kind": api.embedder.spec.kind, **api.embedder.spec.prompt_info()} if api.ready else {}),
     }
 
 
 def require_kind(api: EmbeddingAPI, route: str, *kinds: str) -> None:
     """400 unless the served model is of a kind that answers `route`; the message names both."""
-    kind = api.embedder.kind
+    kind = api.embedder.spec.kind
     if kind not in kinds:
         answers = ", ".join(contract.KIND_ROUTES[kind])
         raise bad_request(
