@@ -286,12 +286,13 @@ def test_bare_checkpoints_and_the_5x_sparse_layout_prepare_equal_to_sentence_tra
     stamp records what it measured."""
     bare = prepare(build_bare("reranker", MODEL_DIR, workdir), workdir)
     legacy = build_head("sparse", MODEL_DIR, workdir / "v5")
+    legacy = legacy.rename(legacy.with_name("sparse-v5-layout"))
     to_sparse_v5_layout(legacy)
     for folder, kind in ((bare, "reranker"), (prepare(legacy, workdir), "sparse")):
         stamp = json.loads((folder / ".prepared.json").read_text())
         assert stamp["kind"] == kind and stamp["indices_equal"]
         assert stamp["max_relative_error_vs_sentence_transformers"] <= prepare_heads.FIDELITY_MAX_RELATIVE_ERROR
-    spec = read_model_spec(workdir / "prepared" / "st-sparse")
+    spec = read_model_spec(workdir / "prepared" / "sparse-v5-layout")
     assert (spec.max_seq_length, spec.splade_activation) == (48, "log1p_relu")
     assert read_model_spec(build_bare("sparse", MODEL_DIR, workdir)).kind == "sparse"
 
