@@ -317,3 +317,49 @@ def test_what_cannot_be_served_faithfully_is_refused(workdir):
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "SparseEncoder"}))
     with pytest.raises(ModelFilesError, match="SparseAutoEncoder"):
         read_model_spec(folder)
+
+
+@pytest.fixture(scope="module")
+def several(reranker, sparse, workdir):
+    """One server, three kinds: MODELS= the default embedder, the tiny reranker and sparse encoder."""
+    models = f"{MODEL_DIR},my/reranker={reranker.prepared},{sparse.prepared}"
+    servers = [UvicornServer(workdir / "several-uvicorn.log", MODELS=models, MODEL_DIR="")]
+    try:
+        servers.append(RieServer(workdir / "several-rie.log", MODELS=models, MODEL_DIR=""))
+    except Exception:
+        servers[0].stop()
+        raise
+    http, rie = (httpx.Client(base_url=server.url, timeout=120) for server in servers)
+    yield Targets(http=http, rie=rie, rie_int8=None)
+    http.close()
+    rie.close()
+    for server in servers:
+        server.stop()
+
+
+def test_one_server_serves_an_embedder_a_reranker_and_a_sparse_encoder(several, reranker, sparse):
+    listed = several.http.get("/v1/models").json()["data"]
+    assert [(card["id"], card["kind"]) for card in listed] == [
+        ("sentence-transformers/all-MiniLM-L6-v2", "embedding"), ("my/reranker", "reranker"),
+        ("sentence-transformers/st-sparse", "sparse")]
+    assert [m["kind"] for m in several.http.get("/health").json()["models"]] == ["embedding", "reranker", "sparse"]
+    for target in ("http", "rie"):
+        # a route one kind answers goes to the only model of that kind
+        _, ranked = several.post("/rerank", {"query": QUERY, "texts": DOCUMENTS}, target)
+        np.testing.assert_allclose(by_index(ranked, "score"), predict(reranker), rtol=1e-5)
+        _, items = several.post("/embed_sparse", {"inputs": TEXTS}, target)
+        assert_sparse_equal(from_pairs(items), dense(sparse.reference, TEXTS))
+        status, seed = several.post("/", {"input": "hello"}, target)
+        assert status == 200 and len(seed["embedding"]) == 384
+        # /v1/embeddings: two models answer it, so the request names one
+        status, error = several.post("/v1/embeddings", {"input": "hello"}, target)
+        assert status == 400 and error["error"]["param"] == "model" and "name one" in error["error"]["message"]
+        _, named = several.post("/v1/embeddings", {"input": TEXTS, "model": "st-sparse"}, target)
+        assert named["model"] == "sentence-transformers/st-sparse"
+        assert_sparse_equal(from_objects(named["data"]), dense(sparse.reference, TEXTS))
+        # a named model of another kind is refused naming both; an unknown name is a 404
+        status, error = several.post("/rerank", {"query": "q", "texts": ["x"], "model": "all-MiniLM-L6-v2"}, target)
+        assert status == 400 and error["error"]["code"] == contract.ErrorCode.WRONG_MODEL_KIND
+        assert "is an embedding model" in error["error"]["message"]
+        status, error = several.post("/v1/rerank", {"query": "q", "documents": ["x"], "model": "nope"}, target)
+        assert status == 404 and "'my/reranker'" in error["error"]["message"]

@@ -152,3 +152,20 @@ def test_settings_doc_names_every_variable_load_settings_reads_and_no_other():
         load_settings(env)
         assert env.read == set(documented)
     assert all(default and meaning for _name, default, meaning in SETTINGS_DOC)
+
+
+def test_models_lists_several_folders_and_keeps_model_dir_for_one():
+    settings = load_settings({"MODELS": "/m/all-MiniLM-L6-v2, cross-encoder/ms-marco=/m/ms-marco ,/m/splade"})
+    assert [(e.model_id, str(e.model_dir)) for e in settings.served_models] == [
+        ("sentence-transformers/all-MiniLM-L6-v2", "/m/all-MiniLM-L6-v2"), ("cross-encoder/ms-marco", "/m/ms-marco"),
+        ("sentence-transformers/splade", "/m/splade")]
+    assert (settings.model_id, str(settings.model_dir)) == ("sentence-transformers/all-MiniLM-L6-v2",
+                                                          "/m/all-MiniLM-L6-v2")
+    single = load_settings({"MODEL_DIR": "/m/foo"})
+    assert [(e.model_id, str(e.model_dir)) for e in single.served_models] == [("sentence-transformers/foo", "/m/foo")]
+
+
+@pytest.mark.parametrize("env", [{"MODELS": "/m/a,/m/b", "MODEL_DIR": "/m/a"}, {"MODELS": "/m/a,/n/a"}])
+def test_models_refuses_model_dir_beside_it_and_two_models_of_one_id(env):
+    with pytest.raises(SettingsError, match="MODELS"):
+        load_settings(env)

@@ -21,6 +21,7 @@ import numpy as np
 
 from embedding_service.auth import ApiKeyCheck, load_api_key
 from embedding_service.errors import ApiError, internal_error, timed_out
+from embedding_service.model_choice import Served
 from embedding_service.model import DeadlineExceeded, Embedder, Embeddings
 from embedding_service.contract import SPARSE
 from embedding_service.operations import OPERATIONS, ChunkJob, EmbedJob, Operation, TokenizeJob
@@ -48,7 +49,8 @@ class EmbeddingAPI:
         operations: Mapping[str, Operation] = OPERATIONS,
     ):
         self.settings = settings
-        self.embedder = embedder
+        self.embedder = embedder  # the first (or only) served model: the default of routes without `model`
+        self._models: dict[str, Embedder] = {}
         self.routes = routes
         self.operations = dict(operations)
         self.auth = ApiKeyCheck(load_api_key(settings))  # read once, here (auth.py)
@@ -68,6 +70,21 @@ class EmbeddingAPI:
     def ready(self) -> bool:
         return self.embedder is not None
 
+    @property
+    def models(self) -> dict[str, Embedder]:
+        """Every loaded model by its id (MODELS), the first being `embedder`."""
+        if self._models:
+            return self._models
+        return {self.settings.model_id: self.embedder} if self.embedder is not None else {}
+
+    def attach(self, models: Mapping[str, Embedder] | None) -> None:
+        """Serve these loaded models (by id, the first one the default); None: none, /health answers 503."""
+        self._models = dict(models or {})
+        self.embedder = next(iter(self._models.values()), None)
+
+    def _served(self, job) -> Served:
+        return job.model or Served(self.settings.model_id, self.embedder)
+
     def prepare(
         self, operation: str, body: bytes, content_type: str | None, path: str = ""
     ) -> EmbedJob | ChunkJob | TokenizeJob | Reply:
@@ -84,8 +101,8 @@ class EmbeddingAPI:
 
     def chunk_reply(self, job: ChunkJob) -> Reply:
         """The spans of each text (tokenizer work: seconds for megabytes, so FastAPI runs it in a thread)."""
-        request = job.request
-        window, results = self.embedder.chunk(job.texts, request.chunk_tokens, request.chunk_overlap, job.prompt)
+        request, served = job.request, self._served(job)
+        window, results = served.embedder.chunk(job.texts, request.chunk_tokens, request.chunk_overlap, job.prompt)
         data = [
             {
                 "object": "chunks",
@@ -100,10 +117,10 @@ class EmbeddingAPI:
             200,
             {
                 "object": "list",
-                "model": self.settings.model_id,
+                "model": served.model_id,
                 "chunk_tokens": window,
                 "chunk_overlap": request.chunk_overlap,
-                "window": self.embedder.chunk_window(job.prompt),
+                "window": served.embedder.chunk_window(job.prompt),
                 "data": data,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
@@ -113,7 +130,8 @@ class EmbeddingAPI:
 
     def tokenize_reply(self, job: TokenizeJob) -> Reply:
         """TEI's /tokenize: each text's tokens with their character offsets, untruncated."""
-        encodings = self.embedder.untruncated.encode_batch(job.texts, add_special_tokens=job.request.add_special_tokens)
+        tokenizer = self._served(job).embedder.untruncated
+        encodings = tokenizer.encode_batch(job.texts, add_special_tokens=job.request.add_special_tokens)
         body = [
             [
                 {"id": token_id, "text": token, "special": bool(special),
@@ -140,20 +158,21 @@ class EmbeddingAPI:
             log.warning(
                 "inputs truncated",
                 extra={"truncated_inputs": reply.truncated, "inputs": reply.items,
-                       "max_seq_length": self.embedder.spec.max_seq_length if self.embedder else None},
+                       "max_seq_length": self._served(job).embedder.spec.max_seq_length},
             )
         return reply
 
     def _body(self, job: EmbedJob, result: Embeddings) -> Any:
         usage = {"prompt_tokens": result.total_tokens, "total_tokens": result.total_tokens}
         vectors = result.vectors
+        served = self._served(job)
         if job.operation in ("rerank", "cohere_rerank"):
-            return self._rerank_body(job, result)
+            return self._rerank_body(job, result, served)
         if job.operation == "embed_sparse":
             return [
                 [{"index": int(i), "value": float(row[i])} for i in np.flatnonzero(row)] for row in vectors
             ]
-        if job.operation == "openai_embeddings" and self.embedder.spec.kind == SPARSE:
+        if job.operation == "openai_embeddings" and served.embedder.spec.kind == SPARSE:
             data = []
             for index, row in enumerate(vectors):
                 nonzero = np.flatnonzero(row)
@@ -162,13 +181,13 @@ class EmbeddingAPI:
             if job.request.token_counts:
                 for item, tokens in zip(data, result.token_counts):
                     item["tokens"] = tokens
-            return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
+            return {"object": "list", "data": data, "model": served.model_id, "usage": usage}
         if job.operation == "embed":
             single = isinstance(job.request.input, str)
             return {
                 "fragment": {"input": job.request.input},
                 "embedding": vectors[0] if single else vectors,
-                "model": self.settings.model_id,
+                "model": served.model_id,
                 "usage": usage,
             }
         encode: Callable[[np.ndarray], Any] = (
@@ -181,7 +200,7 @@ class EmbeddingAPI:
                 for index in range(len(vectors))
             ]
         else:  # each type quantised once for the whole batch, then cut per item
-            typed = {t: quantize(vectors, t, self.embedder.calibration_ranges) for t in types}
+            typed = {t: quantize(vectors, t, served.embedder.calibration_ranges) for t in types}
             data = []
             for index in range(len(vectors)):
                 item = {"object": "embedding", "index": index}
@@ -192,18 +211,18 @@ class EmbeddingAPI:
         if job.request.token_counts:
             for item, tokens in zip(data, result.token_counts):
                 item["tokens"] = tokens
-        return {"object": "list", "data": data, "model": self.settings.model_id, "usage": usage}
+        return {"object": "list", "data": data, "model": served.model_id, "usage": usage}
 
-    def _rerank_body(self, job: EmbedJob, result: Embeddings) -> Any:
+    def _rerank_body(self, job: EmbedJob, result: Embeddings, served: Served) -> Any:
         """TEI's list of {index, score[, text]} or Cohere's {results, usage}, best first."""
-        request, logits = job.request, result.vectors[:, 0]
+        request, logits, activation = job.request, result.vectors[:, 0], served.embedder.spec.activation
         if job.operation == "rerank":
-            scores = logits if request.raw_scores else activate(logits, self.embedder.spec.activation)
+            scores = logits if request.raw_scores else activate(logits, activation)
             return [
                 {"index": i, "score": float(scores[i]), **({"text": job.documents[i]} if request.return_text else {})}
                 for i in ranked(scores)
             ]
-        scores = activate(logits, self.embedder.spec.activation)
+        scores = activate(logits, activation)
         results = [
             {"index": i, "relevance_score": float(scores[i]),
              **({"document": {"text": job.documents[i]}} if request.return_documents else {})}
@@ -211,7 +230,7 @@ class EmbeddingAPI:
         ]
         return {
             "id": str(uuid.uuid4()),
-            "model": self.settings.model_id,
+            "model": served.model_id,
             "results": results,
             "usage": {"total_tokens": result.total_tokens},
             "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
@@ -234,7 +253,8 @@ class EmbeddingAPI:
                 return self.tokenizer_reply(prepared)
             deadline = None if budget_s is None else time.monotonic() + budget_s
             try:
-                result = self.embedder.embed(prepared.texts, deadline=deadline, prompt=prepared.prompt)
+                embedder = self._served(prepared).embedder
+                result = embedder.embed(prepared.texts, deadline=deadline, prompt=prepared.prompt)
             except DeadlineExceeded:
                 raise timed_out(budget_s) from None
             return self.finish(prepared, result)
@@ -251,15 +271,18 @@ class EmbeddingAPI:
         content_type: str | None,
         embed: Callable[..., Awaitable[Embeddings]],
         path: str = "",
+        embed_for: Mapping[str, Callable[..., Awaitable[Embeddings]]] | None = None,
     ) -> Reply:
-        """The same, with the model reached through an awaitable (the FastAPI batcher)."""
+        """The same, with the model reached through an awaitable (the FastAPI batcher): `embed` for
+        the first model, `embed_for[id]` for each served model when several are (MODELS)."""
         try:
             prepared = self.prepare(operation, body, content_type, path)
             if isinstance(prepared, Reply):
                 return prepared
             if isinstance(prepared, (ChunkJob, TokenizeJob)):
                 return await asyncio.to_thread(self.tokenizer_reply, prepared)
-            return self.finish(prepared, await embed(prepared.texts, prompt=prepared.prompt))
+            run = (embed_for or {}).get(self._served(prepared).model_id, embed)
+            return self.finish(prepared, await run(prepared.texts, prompt=prepared.prompt))
         except ApiError as error:
             return error_reply(error)
         except Exception:

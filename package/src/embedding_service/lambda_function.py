@@ -22,12 +22,13 @@ from typing import Mapping
 from embedding_service.api import EmbeddingAPI
 from embedding_service.lambda_handler import SAFETY_MARGIN_S, EventOperation, Handler, make_handler  # noqa: F401
 from embedding_service.logs import configure_logging
-from embedding_service.model import model_load
+from embedding_service.model import model_load, models_load
 from embedding_service.settings import load_settings
 
 SETTINGS = load_settings()
 configure_logging(SETTINGS.log_level)
-API = EmbeddingAPI(SETTINGS, model_load(SETTINGS))
+API = EmbeddingAPI(SETTINGS)
+API.attach(models_load(SETTINGS, model_load))  # every served model (MODELS, or MODEL_DIR alone), in the init phase
 
 
 def build_handler(operations: Mapping[str, EventOperation]) -> Handler:

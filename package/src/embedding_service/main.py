@@ -28,7 +28,7 @@ from embedding_service.errors import ApiError, internal_error, method_not_allowe
 from embedding_service.http_support import add_routes, read_body
 from embedding_service.logs import configure_logging
 from embedding_service.metrics import Metrics
-from embedding_service.model import model_load, model_unload
+from embedding_service.model import model_load, model_unload, models_load
 from embedding_service.operations import OPERATIONS, Operation
 from embedding_service.replies import Reply, error_reply
 from embedding_service.routes import SERVICE_ROUTES, RouteTable
@@ -59,9 +59,9 @@ def create_app(
         metrics.observe(
             operation, reply.status, time.perf_counter() - started, reply.error_code, reply.items, reply.tokens
         )
-        batcher = getattr(app.state, "batcher", None)
-        if batcher is not None:
-            metrics.queue_items.set(batcher.queued_items)
+        batchers = getattr(app.state, "batchers", None)
+        if batchers:
+            metrics.queue_items.set(sum(batcher.queued_items for batcher in batchers.values()))
         return Response(reply.body, status_code=reply.status, headers=reply.headers)
 
     async def serve(operation: str, request: Request) -> Response:
@@ -72,10 +72,14 @@ def create_app(
             return send(operation, error_reply(error), started)
         batcher: Batcher = request.app.state.batcher
         embed = partial(batcher.embed, timeout_s=settings.request_timeout_s)
+        embed_for = {
+            model_id: partial(each.embed, timeout_s=settings.request_timeout_s)
+            for model_id, each in request.app.state.batchers.items()
+        }
         reply = await api.handle_async(
             # the decoded path as received: request.url.path goes through urlsplit, which drops
             # "\n" and "\t", so /v1/models/%0A would read as /v1/models/ (the list)
-            operation, body, request.headers.get("content-type"), embed, request.scope["path"]
+            operation, body, request.headers.get("content-type"), embed, request.scope["path"], embed_for
         )
         if reply.items:
             log.info(
@@ -99,22 +103,30 @@ def _lifespan(api: EmbeddingAPI, metrics: Metrics):
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        embedder = await asyncio.to_thread(model_load, settings)
-        batcher = Batcher(
-            embedder.embed,
-            max_items=settings.batch_max_items,
-            max_wait_s=settings.batch_wait_ms / 1000,
-            max_queue_items=settings.queue_max_items,
-            on_batch=metrics.batch_size.observe,
-        )
-        await batcher.start()
-        api.embedder = embedder
-        app.state.batcher = batcher
-        log.info("ready", extra={"model": settings.model_id, "auth": api.auth.enabled})
+        # Every model loads here, before the first request (MODELS: all of them; see docs/containers.md).
+        models = await asyncio.to_thread(models_load, settings, model_load)
+        batchers = {  # one queue per model: a model call serves one model's texts
+            model_id: Batcher(
+                embedder.embed,
+                max_items=settings.batch_max_items,
+                max_wait_s=settings.batch_wait_ms / 1000,
+                max_queue_items=settings.queue_max_items,
+                on_batch=metrics.batch_size.observe,
+            )
+            for model_id, embedder in models.items()
+        }
+        for batcher in batchers.values():
+            await batcher.start()
+        api.attach(models)
+        app.state.batchers = batchers
+        app.state.batcher = next(iter(batchers.values()))
+        log.info("ready", extra={"model": settings.model_id, "models": list(models), "auth": api.auth.enabled})
         yield
-        api.embedder = None  # from here on /health answers 503
-        await batcher.stop()
-        model_unload(embedder)
+        api.attach(None)  # from here on /health answers 503
+        for batcher in batchers.values():
+            await batcher.stop()
+        for embedder in models.values():
+            model_unload(embedder)
         log.info("stopped")
 
     return lifespan

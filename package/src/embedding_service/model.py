@@ -314,6 +314,13 @@ def model_load(settings: Settings | None = None) -> Embedder:
     return embedder
 
 
+def models_load(settings: Settings, load=None) -> dict[str, Embedder]:
+    """Every served model (MODELS, or MODEL_DIR alone) by id, each loaded by `load` (model_load) and
+    warmed up at start-up: a request never waits for a model to load; memory is the sum of the models'."""
+    load = load or model_load
+    return {entry.model_id: load(settings.for_model(entry)) for entry in settings.served_models}
+
+
 def model_infer(text_or_texts: str | list[str], model: Embedder) -> np.ndarray:
     """The seed's call: one text -> (dimension,), a list -> (n, dimension)."""
     if isinstance(text_or_texts, str):

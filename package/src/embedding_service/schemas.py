@@ -340,6 +340,16 @@ class Fingerprint(BaseModel):
                                     "with each input_type.")
 
 
+class ServedModelInfo(BaseModel):
+    id: str
+    kind: Literal[MODEL_KINDS]
+    dimension: int
+    max_seq_length: int
+    prompts: dict[str, str]
+    default_prompt_name: str | None = None
+    input_types: dict[InputType, str | None]
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: str
@@ -364,6 +374,9 @@ class HealthResponse(BaseModel):
     )
     fingerprint: Fingerprint = Field(
         description="What decides the vectors: embed-corpus --reuse trusts an earlier vector only under equal parts."
+    )
+    models: list[ServedModelInfo] = Field(
+        description="Every served model (MODELS): the fields above are the first one's."
     )
     contract: dict[str, Any] = Field(
         description="What clients must agree on with this server (embedding_service.contract): the Lambda payload "

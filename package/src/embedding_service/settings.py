@@ -10,7 +10,7 @@ A bad value fails fast at start-up with the variable's name, never mid-request.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -82,8 +82,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ModelEntry:
+    """One served model: the id requests name it by, and its prepared folder."""
+
+    model_id: str
     model_dir: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path  # the first (or only) model's; the one MODEL_ALIASES and the seed's routes refer to
     model_id: str
     backend: str = "onnx"
     device: str = "cpu"
@@ -115,6 +123,16 @@ class Settings:
     request_timeout_s: float = 30.0
     # Set by Lambda itself: CPU is granted in proportion to memory (1,769 MB = 1 vCPU).
     lambda_memory_mb: int | None = None
+    # MODELS: every served model, the first one being model_dir/model_id; () is that one alone.
+    models: tuple[ModelEntry, ...] = ()
+
+    @property
+    def served_models(self) -> tuple[ModelEntry, ...]:
+        return self.models or (ModelEntry(self.model_id, self.model_dir),)
+
+    def for_model(self, entry: ModelEntry) -> "Settings":
+        """These settings for one of the served models (what model_load reads)."""
+        return replace(self, model_dir=entry.model_dir, model_id=entry.model_id)
 
     @property
     def effective_threads(self) -> int:
@@ -218,6 +236,12 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
     ("MODEL_ID",
      "`sentence-transformers/<folder name>`",
      "id reported in responses and accepted as `model`"),
+    ("MODELS",
+     "unset (one model: `MODEL_DIR`)",
+     "several prepared folders served at once, comma-separated, each `folder` or `id=folder` (id default "
+     "`sentence-transformers/<folder name>`), e.g. an embedder, a reranker and a sparse encoder; all load at "
+     "start-up; a request's `model` picks one, else the only model of the kind its route needs; excludes "
+     "`MODEL_DIR` and `MODEL_ID`"),
     ("EMBEDDING_BACKEND",
      "`onnx`",
      "`onnx` (onnxruntime, no torch) or `torch` (sentence-transformers)"),
@@ -305,8 +329,12 @@ SETTINGS_DOC: tuple[tuple[str, str, str], ...] = (
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment (defaults work locally and in both images)."""
     env = os.environ if env is None else env
-    model_dir = Path(env.get("MODEL_DIR", "").strip() or default_model_dir())
-    model_id = env.get("MODEL_ID", "").strip() or f"sentence-transformers/{model_dir.name}"
+    models = _models(env)
+    if models:
+        model_dir, model_id = models[0].model_dir, models[0].model_id
+    else:
+        model_dir = Path(env.get("MODEL_DIR", "").strip() or default_model_dir())
+        model_id = env.get("MODEL_ID", "").strip() or f"sentence-transformers/{model_dir.name}"
     defaults = Limits()
     limits = Limits(
         max_items=_int(env, "MAX_INPUT_ITEMS", defaults.max_items, 1),
@@ -347,4 +375,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_max_items=_int(env, "QUEUE_MAX_ITEMS", 4096, 1),
         request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 30.0, 0.001),
         lambda_memory_mb=_int(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0, 0) or None,
+        models=models,
     )
+
+
+def _models(env: Mapping[str, str]) -> tuple[ModelEntry, ...]:
+    """MODELS: `folder` or `id=folder` entries, comma-separated; ids must differ."""
+    entries = []
+    for item in _names(env, "MODELS"):
+        model_id, _, folder = item.rpartition("=")
+        folder_path = Path(folder.strip())
+        entries.append(ModelEntry(model_id.strip() or f"sentence-transformers/{folder_path.name}", folder_path))
+    if not entries:
+        return ()
+    given = [name for name in ("MODEL_DIR", "MODEL_ID") if env.get(name, "").strip()]
+    if given:
+        raise SettingsError(f"set MODELS or {' and '.join(given)}, not both: MODELS names every served model")
+    ids = [entry.model_id.lower() for entry in entries]
+    if len(set(ids)) != len(ids):
+        raise SettingsError(f"MODELS names two models with the same id: {', '.join(e.model_id for e in entries)}")
+    return tuple(entries)
