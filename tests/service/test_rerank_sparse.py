@@ -25,6 +25,7 @@ import prepare_model  # noqa: E402
 
 from embedding_service import contract  # noqa: E402
 from embedding_service.model_config import ModelFilesError, read_model_spec  # noqa: E402
+from embedding_service.pooling import keep_largest  # noqa: E402
 
 QUERY = "what is the capital of France?"
 DOCUMENTS = [
@@ -363,3 +364,15 @@ def test_one_server_serves_an_embedder_a_reranker_and_a_sparse_encoder(several, 
         assert "is an embedding model" in error["error"]["message"]
         status, error = several.post("/v1/rerank", {"query": "q", "documents": ["x"], "model": "nope"}, target)
         assert status == 404 and "'my/reranker'" in error["error"]["message"]
+
+
+def test_max_active_dims_keeps_what_sentence_transformers_keeps(workdir):
+    from sentence_transformers.util import select_max_active_dims
+
+    vectors = np.random.default_rng(26).normal(size=(6, 300)).astype(np.float32)
+    for k in (1, 7, 64):
+        np.testing.assert_array_equal(keep_largest(vectors, k), select_max_active_dims(vectors, k).numpy())
+    folder = build_bare("sparse", MODEL_DIR, workdir / "top-k")
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"max_active_dims": 64}))
+    spec = read_model_spec(folder)
+    assert (spec.kind, spec.max_active_dims, spec.pooling) == ("sparse", 64, "splade_max_relu_top64")

@@ -336,8 +336,10 @@ def _reranker_spec(model_dir: Path) -> ModelSpec:
         raise ModelFilesError(
             f"activation function {name!r} is not supported; supported: {', '.join(RERANK_ACTIVATIONS)}"
         )
-    return ModelSpec(dimension=1, pooling="none", normalize=False, kind=RERANKER,
-                     activation=RERANK_ACTIVATIONS[name], **_shared(model_dir))
+    activation = RERANK_ACTIVATIONS[name]
+    # `pooling` names the head, so the model fingerprint (which lists it) tells scores apart too
+    return ModelSpec(dimension=1, pooling=f"cross_encoder_{activation}", normalize=False, kind=RERANKER,
+                     activation=activation, **_shared(model_dir))
 
 
 def _sparse_spec(model_dir: Path) -> ModelSpec:
@@ -359,7 +361,10 @@ def _sparse_spec(model_dir: Path) -> ModelSpec:
             f"SpladePooling {strategy!r}/{activation!r} is not supported; supported: pooling_strategy "
             f"{' or '.join(SPLADE_STRATEGIES)}, activation_function {' or '.join(SPLADE_ACTIVATIONS)}"
         )
-    max_active = _read_json(model_dir / "config_sentence_transformers.json", required=False).get("max_active_dims")
-    return ModelSpec(dimension=int(hf_config["vocab_size"]), pooling="splade", normalize=False, kind=SPARSE,
+    st_model_config = _read_json(model_dir / "config_sentence_transformers.json", required=False)
+    max_active = int(st_model_config["max_active_dims"]) if st_model_config.get("max_active_dims") else None
+    # `pooling` spells out all of SpladePooling and the top-k, so the model fingerprint covers them
+    pooling = f"splade_{strategy}_{activation}" + (f"_top{max_active}" if max_active else "")
+    return ModelSpec(dimension=int(hf_config["vocab_size"]), pooling=pooling, normalize=False, kind=SPARSE,
                      splade_strategy=strategy, splade_activation=activation,
-                     max_active_dims=int(max_active) if max_active else None, **_shared(model_dir))
+                     max_active_dims=max_active, **_shared(model_dir))

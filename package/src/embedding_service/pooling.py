@@ -40,11 +40,11 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def keep_largest(vectors: np.ndarray, k: int) -> np.ndarray:
-    """Each row's `k` largest values, the rest zeroed: SparseEncoder's max_active_dims
-    (sentence_transformers.util.select_max_active_dims, a top-k per row)."""
+    """Each row's `k` largest values by magnitude, the rest zeroed: SparseEncoder's max_active_dims
+    (sentence_transformers.util.select_max_active_dims, a top-k of |x| per row)."""
     if k >= vectors.shape[1]:
         return vectors
-    kept = np.argpartition(-vectors, k - 1, axis=1)[:, :k]
+    kept = np.argpartition(-np.abs(vectors), k - 1, axis=1)[:, :k]
     out = np.zeros_like(vectors)
     np.put_along_axis(out, kept, np.take_along_axis(vectors, kept, axis=1), axis=1)
     return out
