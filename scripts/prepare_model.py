@@ -26,6 +26,11 @@ Face Hub's own layout (the sentence-transformers files plus `onnx/model.onnx` an
    (min cosine, gated; mean cosine and recall@10, printed; a file that misses the gate stops
    the prepare).
 
+A reranker (CrossEncoder) or sparse encoder (SparseEncoder), recognised from the folder's own files
+(model_config.py), takes the same steps with its head: prepare_heads.py exports the classifier, or the MLM
+head with SPLADE pooling in the graph, checks it against sentence-transformers and measures the int8 file
+(no calibration ranges: int8/uint8 output types are for dense vectors).
+
 Idempotent: a stamp file records the inputs; a second run with the same ones does nothing.
 """
 
