@@ -266,14 +266,17 @@ def test_bad_rerank_requests_get_a_400_naming_the_field(reranker, target):
 
 
 def test_a_route_of_another_kind_is_refused_naming_both(reranker, sparse, http):
+    def default_server(path: str, body: dict, target: str) -> tuple[int, dict]:
+        response = http.post(path, json=body)  # conftest's uvicorn on the default embedding model
+        return response.status_code, response.json()
+
+    embedder = SimpleNamespace(post=default_server)
     cases = [
         (reranker, "/embed_sparse", {"inputs": "x"}, "reranker"),
         (reranker, "/v1/embeddings", {"input": "x"}, "reranker"),
         (sparse, "/rerank", {"query": "q", "texts": ["x"]}, "sparse"),
-        (SimpleNamespace(post=lambda path, body, target: (lambda r: (r.status_code, r.json()))(http.post(path, json=body))),
-         "/rerank", {"query": "q", "texts": ["x"]}, "embedding"),
-        (SimpleNamespace(post=lambda path, body, target: (lambda r: (r.status_code, r.json()))(http.post(path, json=body))),
-         "/embed_sparse", {"inputs": "x"}, "embedding"),
+        (embedder, "/rerank", {"query": "q", "texts": ["x"]}, "embedding"),
+        (embedder, "/embed_sparse", {"inputs": "x"}, "embedding"),
     ]
     for served, path, body, kind in cases:
         for target in ("http", "rie") if isinstance(served, Targets) else ("http",):
@@ -313,7 +316,8 @@ def test_what_cannot_be_served_faithfully_is_refused(workdir):
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_SparseAutoEncoder", "type": "sentence_transformers.sparse_encoder.modules.SparseAutoEncoder"},
+        {"idx": 2, "name": "2", "path": "2_SparseAutoEncoder",
+         "type": "sentence_transformers.sparse_encoder.modules.SparseAutoEncoder"},
     ]))
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "SparseEncoder"}))
     with pytest.raises(ModelFilesError, match="SparseAutoEncoder"):
