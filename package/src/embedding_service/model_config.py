@@ -31,7 +31,8 @@ SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
 # sentence_transformers.sentence_transformer.modules.pooling.Pooling.
 TRANSFORMER, POOLING, NORMALIZE = "Transformer", "Pooling", "Normalize"
 # SparseEncoder's modules: 6.x saves Transformer(transformer_task="fill-mask"), 5.x saved
-# sentence_transformers.sparse_encoder.models.MLMTransformer; both end in SpladePooling.
+# sentence_transformers.sparse_encoder.models.MLMTransformer; both end in SpladePooling. (Asymmetric
+# "inference-free" models, a Router over SparseStaticEmbedding and an MLM, are refused by the module check.)
 MLM_TRANSFORMER, SPLADE_POOLING = "MLMTransformer", "SpladePooling"
 SPLADE_STRATEGIES = ("max", "sum")
 SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
