@@ -18,7 +18,7 @@ import pytest
 
 from conftest import INVOKE_PATH, MODEL_DIR, RieServer, UvicornServer
 from test_lambda_rie import function_url_event
-from tiny_models import build_bare, build_head, to_sparse_v5_layout
+from tiny_models import build_bare, build_head, build_xlm_roberta_reranker, to_sparse_v5_layout
 
 import prepare_heads  # noqa: E402  (scripts/ is on pytest's pythonpath)
 import prepare_model  # noqa: E402
@@ -289,13 +289,15 @@ def test_bare_checkpoints_and_the_5x_sparse_layout_prepare_equal_to_sentence_tra
     """prepare_model's own gate compares with sentence-transformers loading the same folder; the
     stamp records what it measured."""
     bare = prepare(build_bare("reranker", MODEL_DIR, workdir), workdir)
+    xlm_roberta = prepare(build_xlm_roberta_reranker(MODEL_DIR, workdir), workdir)
     legacy = build_head("sparse", MODEL_DIR, workdir / "v5")
     legacy = legacy.rename(legacy.with_name("sparse-v5-layout"))
     to_sparse_v5_layout(legacy)
-    for folder, kind in ((bare, "reranker"), (prepare(legacy, workdir), "sparse")):
+    for folder, kind in ((bare, "reranker"), (xlm_roberta, "reranker"), (prepare(legacy, workdir), "sparse")):
         stamp = json.loads((folder / ".prepared.json").read_text())
         assert stamp["kind"] == kind and stamp["indices_equal"]
         assert stamp["max_relative_error_vs_sentence_transformers"] <= prepare_heads.FIDELITY_MAX_RELATIVE_ERROR
+    assert read_model_spec(xlm_roberta).architecture == "xlm-roberta"
     spec = read_model_spec(workdir / "prepared" / "sparse-v5-layout")
     assert (spec.max_seq_length, spec.splade_activation) == (48, "log1p_relu")
     assert read_model_spec(build_bare("sparse", MODEL_DIR, workdir)).kind == "sparse"
