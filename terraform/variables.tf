@@ -412,7 +412,7 @@ variable "batch_subnet_ids" {
 
   validation {
     condition     = alltrue([for id in var.batch_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", id))])
-    error_message = "Each batch_subnet_ids entry must be a subnet id, subnet- followed by 8 or 17 hex digits."
+    error_message = "Each batch_subnet_ids entry must be a subnet id, subnet- followed by 8 to 17 hex digits."
   }
 }
 
@@ -423,7 +423,7 @@ variable "batch_security_group_ids" {
 
   validation {
     condition     = alltrue([for id in var.batch_security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", id))])
-    error_message = "Each batch_security_group_ids entry must be a security group id, sg- followed by 8 or 17 hex digits."
+    error_message = "Each batch_security_group_ids entry must be a security group id, sg- followed by 8 to 17 hex digits."
   }
 }
 
@@ -433,7 +433,7 @@ variable "batch_vpc_cidr" {
   default     = "10.80.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.batch_vpc_cidr, 0)) && tonumber(split("/", var.batch_vpc_cidr)[1]) >= 16 && tonumber(split("/", var.batch_vpc_cidr)[1]) <= 18
+    condition     = can(regex("^[0-9.]+/(16|17|18)$", var.batch_vpc_cidr)) && can(cidrhost(var.batch_vpc_cidr, 0))
     error_message = "batch_vpc_cidr must be an IPv4 CIDR block of size /16 to /18, e.g. 10.80.0.0/16."
   }
 }
