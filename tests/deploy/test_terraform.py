@@ -849,7 +849,10 @@ def test_batch_resources_exist_only_when_enabled(cfg):
 
 def test_batch_names_are_the_clients_defaults(cfg):
     """embed-corpus's --batch-job-definition defaults to <function_name>-batch-worker, like <name>-bulk."""
+    from embedding_client.workers.batch_interface import DEFAULT_JOB_DEFINITION
+
     assert unquote(cfg["locals"]["batch_job_definition_name"]) == "${var.function_name}-batch-worker"
+    assert DEFAULT_JOB_DEFINITION == f"{default_of(cfg, 'function_name')}-batch-worker"
     assert unquote(cfg["locals"]["batch_queue_name"]) == "${var.function_name}-batch"
     definition = named(cfg, "aws_batch_job_definition", "worker")
     assert expr(definition["name"]) == "local.batch_job_definition_name"
@@ -875,14 +878,17 @@ def test_batch_retries_spot_reclaims_and_never_bad_input(cfg):
     assert [r["action"] for r in rules] == ["RETRY", "RETRY", "EXIT"]
     assert [r.get("on_status_reason") for r in rules[:2]] == ["Host EC2*", "Your Spot Task was interrupted*"]
     assert expr(rules[2]["on_exit_code"]) == "local.batch_bad_input_exit_code"
-    assert unquote(cfg["locals"]["batch_bad_input_exit_code"]) == "3"
+    # The worker's own constant (the client and the retry strategy must never disagree).
+    from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
+
+    assert unquote(cfg["locals"]["batch_bad_input_exit_code"]) == str(EXIT_BAD_INPUT)
     # No NAT gateway anywhere: the tasks get a public IP and S3 a gateway endpoint.
     assert not resources(cfg, "aws_nat_gateway")
     endpoint = named(cfg, "aws_vpc_endpoint", "batch_s3")
     assert unquote(endpoint["vpc_endpoint_type"]) == "Gateway"
     properties = expr(definition["container_properties"])
     assert "networkConfiguration = {assignPublicIp = \"ENABLED\"}" in properties
-    assert 'command = ["embed-corpus-worker", "run", "Ref::plan"]' in properties
+    assert f"command = {json.dumps(RUN_COMMAND)}" in properties
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from conftest import MotoServer
+from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
@@ -433,7 +434,7 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
     container = job_definition["containerProperties"]
     (repository,) = moto.client("ecr", REGION).describe_repositories(repositoryNames=[REPOSITORY])["repositories"]
     assert container["image"] == f"{repository['repositoryUri']}@{batch_digest}"
-    assert container["command"] == ["embed-corpus-worker", "run", "Ref::plan"]
+    assert container["command"] == RUN_COMMAND
     assert job_definition["platformCapabilities"] == ["FARGATE"]
     assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {"VCPU": "2", "MEMORY": "4096"}
     assert container["networkConfiguration"] == {"assignPublicIp": "ENABLED"}
@@ -452,7 +453,7 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
     assert retry["attempts"] == 3
     rules = [(r["action"].upper(), r.get("onStatusReason"), r.get("onExitCode")) for r in retry["evaluateOnExit"]]
     assert rules == [("RETRY", "Host EC2*", None), ("RETRY", "Your Spot Task was interrupted*", None),
-                     ("EXIT", None, "3")]
+                     ("EXIT", None, str(EXIT_BAD_INPUT))]
     # The execution role pulls from this repository and writes this log group, nothing else.
     (execution,) = role_policies(moto, f"{NAME}-batch-execution").values()
     granted = {s["Sid"]: s["Resource"] for s in execution["Statement"]}
