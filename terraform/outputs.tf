@@ -70,3 +70,13 @@ output "batch_log_group_name" {
   description = "CloudWatch log group of the Batch workers; empty when enable_batch = false."
   value       = var.enable_batch ? aws_cloudwatch_log_group.batch[0].name : ""
 }
+
+output "bulk_image_uri" {
+  description = "Image the bulk function runs (repository@digest when bulk_image_digest is set); empty when bulk_function_enabled = false. scripts/deploy.sh plan --bulk plans against it."
+  value       = var.bulk_function_enabled ? aws_lambda_function.bulk[0].image_uri : ""
+}
+
+output "batch_image_uri" {
+  description = "Image the Batch job definition runs (repository@digest when batch_image_digest is set); empty when enable_batch = false. scripts/deploy.sh plan --batch plans against it."
+  value       = var.enable_batch ? local.batch_image_uri : ""
+}
