@@ -96,7 +96,8 @@ class Scheduler:
     def run(self, plan: Plan) -> None:
         """Every task of the plan; then the timings and counters go into stats. A call that failed
         for good ends the run here with one sentence, after the calls in flight came back."""
-        self._progress = Progress(plan.work, self.stream, retries=lambda: self.counters.retries, unit=plan.units.progress)
+        self._progress = Progress(plan.work, self.stream, retries=lambda: self.counters.retries, unit=plan.units.progress,
+                                  detail=getattr(plan, "detail", None))
         started, cpu = time.perf_counter(), time.process_time()
         try:
             with logs_through(self._progress):

@@ -32,5 +32,5 @@ CHILD_OFFSET_ENV = "EMBED_CORPUS_CHILD_OFFSET"
 # Exit codes. The job definition's retry strategy retries everything but EXIT_BAD_INPUT.
 EXIT_DONE = 0
 EXIT_FAILED = 1  # S3 or the model failing for now, a part missing at the final step: retry
-EXIT_BAD_INPUT = 65  # sysexits' EX_DATAERR: bad rows or a malformed plan; a retry would fail alike
+EXIT_BAD_INPUT = 3  # bad rows or a malformed plan: a retry would fail alike (terraform/batch.tf exits on it)
 EXIT_INTERRUPTED = 143  # 128 + SIGTERM: Spot's two-minute warning; the retry redoes what is missing
