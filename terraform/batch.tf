@@ -23,7 +23,7 @@ locals {
   batch_memory = var.batch_memory == 0 ? var.batch_vcpus * 2048 : var.batch_memory
 
   # embed-corpus-worker's exit status for bad input (rows, plan, grants): retrying cannot help.
-  batch_bad_input_exit_code = "65"
+  batch_bad_input_exit_code = "3"
 
   # Without batch_subnet_ids, the network below is created.
   batch_network_count      = var.enable_batch && length(var.batch_subnet_ids) == 0 ? 1 : 0

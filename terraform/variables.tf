@@ -373,7 +373,7 @@ variable "batch_timeout" {
 }
 
 variable "batch_retry_attempts" {
-  description = "Attempts of each child (1-10): a Spot reclaim, an instance lost or any other failure but bad input is retried until they are used up; bad input (the worker's exit status 65, sysexits' EX_DATAERR) never is."
+  description = "Attempts of each child (1-10): a Spot reclaim, an instance lost or any other failure but bad input is retried until they are used up; bad input (the worker's exit status 3) never is."
   type        = number
   default     = 3
 
