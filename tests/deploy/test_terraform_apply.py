@@ -462,6 +462,12 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
     attached = iam.list_attached_role_policies(RoleName=f"{NAME}-batch-service")["AttachedPolicies"]
     assert [p["PolicyName"] for p in attached] == ["AWSBatchServiceRole"]
 
+    # Refused at plan, each in one sentence: a task size Fargate does not offer; subnets without groups.
+    for bad, message in ((["-var=batch_vcpus=4", "-var=batch_memory=4096"], "batch_memory does not fit batch_vcpus"),
+                         (['-var=batch_subnet_ids=["subnet-0123abcd"]'], "batch_subnet_ids needs batch_security_group_ids")):
+        refused = terraform("plan", "-input=false", *pinned, *bad, check=False)
+        assert refused.returncode != 0 and message in " ".join(refused.stderr.split()), refused.stderr
+
     # Submitted as embed-corpus submits: an array job with the plan parameter (no container runs).
     httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
     plan = "s3://vectors-bucket/vectors/_embed-corpus-batch/plan.json"
