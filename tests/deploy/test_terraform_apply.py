@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from conftest import MotoServer
+from corpus_helpers import AWS_TEST_ENV, run_cli
 from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -379,16 +380,31 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
     batch, iam, ec2, logs = (moto.client(s, REGION) for s in ("batch", "iam", "ec2", "logs"))
     queue, definition = f"{NAME}-batch", f"{NAME}-batch-worker"
 
-    # Enabled without prefixes: every resource, but no S3 grant at all.
+    httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
+    s3 = moto.client("s3", REGION)
+    for bucket in ("corpus-bucket", "vectors-bucket"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="corpus-bucket", Key="corpus/a.jsonl", Body=b'{"text": "hello"}\n{"text": "world"}\n')
+    client = ["s3://corpus-bucket/corpus/", "--output", "s3://vectors-bucket/vectors/", "--target", f"batch://{queue}"]
+    client_env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto.url}
+
+    # Enabled without prefixes: every resource, but no S3 grant at all, so embed-corpus refuses the run
+    # before it submits anything.
     terraform.apply(*pinned)
     check_stack(moto, digest, "AWS_IAM")
     assert s3_statements(moto) == [] and role_policies(moto, f"{NAME}-batch-job") == {}
     outputs = terraform.outputs()
     assert (outputs["batch_job_queue_name"], outputs["batch_job_definition_name"]) == (queue, definition)
     assert outputs["bulk_function_name"] == ""
+    refused = run_cli(*client, "--batch-job-definition", definition, "--detach", env=client_env)
+    assert refused.returncode != 0 and f"{NAME}-batch-job" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and batch.list_jobs(jobQueue=queue)["jobSummaryList"] == []
 
     terraform.apply(*pinned, '-var=batch_input_prefixes=["corpus-bucket/corpus"]',
                     '-var=batch_output_prefixes=["s3://vectors-bucket/vectors/"]')
+    # With the grants, the client's own checks accept the queue, the job definition and its role.
+    detached = run_cli(*client, "--batch-job-definition", definition, "--detach", env=client_env)
+    assert detached.returncode == 0, detached.stderr
     (policy,) = role_policies(moto, f"{NAME}-batch-job").values()
     statements = sorted(policy["Statement"], key=lambda s: s["Sid"])
     assert [(s["Sid"], sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]), s["Resource"])
@@ -469,7 +485,6 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
         assert refused.returncode != 0 and message in " ".join(refused.stderr.split()), refused.stderr
 
     # Submitted as embed-corpus submits: an array job with the plan parameter (no container runs).
-    httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
     plan = "s3://vectors-bucket/vectors/_embed-corpus-batch/plan.json"
     job = batch.submit_job(jobName="embed-corpus-test", jobQueue=queue, jobDefinition=definition,
                            arrayProperties={"size": 2}, parameters={"plan": plan})
