@@ -33,7 +33,9 @@ from embedding_client.corpus.worker_plan import WORKER_MAX_ROWS, head_sample
 from embedding_client.corpus.worker_run import comparable_job, job_options, worker_splits
 
 log = logging.getLogger("embed_corpus")
-CHILD_SECONDS = 300  # a child holds as many splits as run about five minutes at the measured rate
+CHILD_SECONDS = 600  # a child holds as many splits as run about ten minutes at the measured rate: a Fargate
+# task's start (image pull, model load) is then a small share of what it bills, and a Spot reclaim
+# costs at most the part in hand (parts commit one by one)
 FOLLOW_THREADS = 16  # calls waiting for parts: they sleep on one shared snapshot
 RECORD_THREADS = 32
 ASSUMED_PRECISION = "int8"  # the bulk image's recommended precision; prices and child sizes assume it
