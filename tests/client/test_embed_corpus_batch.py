@@ -283,3 +283,15 @@ def test_dry_run_prices_every_engine_and_writes_nothing(aws):
         assert engine in result.stdout, result.stdout
     assert not aws.objects("dry/out/")
     assert len(aws.batch.list_jobs(jobQueue=aws.queue, jobStatus="SUCCEEDED")["jobSummaryList"]) == before
+
+
+def test_policy_evaluation_where_the_simulator_is_unavailable():
+    """The fallback the grant check uses on moto (no iam:SimulatePrincipalPolicy): Deny wins, wildcards match."""
+    from embedding_client.corpus.iam_grants import evaluate
+
+    read = {"Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/corpus/*"}]}
+    deny = {"Statement": {"Effect": "Deny", "NotAction": "s3:PutObject", "Resource": "*"}}
+    assert evaluate([read], "s3:GetObject", "arn:aws:s3:::b/corpus/a.jsonl")
+    assert not evaluate([read], "s3:GetObject", "arn:aws:s3:::b/other/a.jsonl")
+    assert not evaluate([read], "s3:PutObject", "arn:aws:s3:::b/corpus/a.jsonl")
+    assert not evaluate([read, deny], "s3:GetObject", "arn:aws:s3:::b/corpus/a.jsonl")
