@@ -218,6 +218,12 @@ def test_following_names_a_lost_part_and_resume_resubmits_only_the_missing(tmp_p
     plan = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="lost/out/_embed-corpus-batch/plan-0002.json")["Body"].read())
     resubmitted = sorted(index for child in plan["children"] for index in child)
     assert resubmitted == list(range(1, len(plan["splits"])))
+    (array,), _ = aws.submitted("lost", submission=2)
+    assert all(aws.run(array, index).returncode == 0 for index in indexes(array))
+    # every part is there, the final job never ran (moto): --resume runs its check here and reports
+    finished = run_cli(*flags, "--resume", env=aws.env())
+    assert finished.returncode == 0 and "30 texts" in finished.stdout, finished.stderr
+    assert any(key.endswith("lost/out/_SUCCESS") for key in aws.objects("lost/out/"))
 
 
 def test_bad_rows_fail_their_child_and_resume_names_the_split(aws):

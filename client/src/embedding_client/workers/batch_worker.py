@@ -236,9 +236,9 @@ def _counts_from_part(storage: Storage, part: Location, plan: BatchPlan) -> dict
             "seconds": None, "recovered": True}
 
 
-def finish(plan_uri: str) -> int:
+def finish(plan_uri: str, storage: Storage | None = None) -> int:
     """Every part there and made by one model: `_SUCCESS`, exactly as worker mode writes it."""
-    storage = Storage()
+    storage = storage or Storage()
     plan = load_plan(plan_uri, storage)
     store = DatasetStore(Location(plan.output), storage)
     records = BatchRecords(store)
