@@ -133,14 +133,28 @@ class SplitRunner:
 
 
 def processes_for(todo: int) -> int:
-    """Splits in parallel: one single-threaded process per usable vCPU (EMBED_CORPUS_WORKER_PROCESSES
-    to choose), which docs/benchmarks/scale.md measured faster than one split on every thread."""
+    """Splits in parallel: one single-threaded process per vCPU the container may use (measured faster
+    than one split on every thread: docs/benchmarks/scale.md); one on a GPU, which a single process
+    keeps busy; EMBED_CORPUS_WORKER_PROCESSES to choose."""
     configured = os.environ.get(PROCESSES_ENV)
     try:
-        wanted = int(configured) if configured else len(os.sched_getaffinity(0))
+        wanted = int(configured) if configured else (1 if os.environ.get("EMBEDDING_DEVICE", "cpu") != "cpu" else vcpus())
     except ValueError:
         raise errors.InputError(f"{PROCESSES_ENV} must be a whole number (got {configured!r})") from None
     return max(1, min(wanted, todo))
+
+
+def vcpus() -> int:
+    """The CPUs this container may use: its affinity, bounded by a cgroup v2 CPU quota (a container on
+    a larger EC2 host sees every CPU of the host in its affinity)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
 
 
 def run_child(plan_uri: str) -> int:
