@@ -138,7 +138,7 @@ BENCH_BULK_ARGS ?=
 bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens
 	$(PY) bench/bulk.py $(BENCH_BULK_ARGS)
 
-bench-scale: setup ## embed-corpus worker mode: a simulated 1,000-wide Lambda fleet over a planned 10^8-passage corpus; projected hours and $
+bench-scale: setup ## embed-corpus worker mode: a simulated 1,000-wide Lambda fleet over a planned 10^8-passage corpus; AWS Batch planning, worker speed-up; projected hours and $
 	$(PY) bench/scale.py $(BENCH_SCALE_ARGS)
 
 load: setup ## 64-client load test against a local server (a benchmark)

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import service_env
 from corpus_helpers import AWS_TEST_ENV, assert_clear_error, run_cli, seed_vectors
-from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
+from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, EXIT_INTERRUPTED, RUN_COMMAND
 
 WORKER = [sys.executable, "-m", "embedding_client.workers.batch_worker"]  # the console script's module
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -140,13 +140,13 @@ def aws(moto):
 
 
 def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, http_url):
-    texts = aws.put("main", passages(90))
+    texts = aws.put("main", passages(120))
     detached = run_cli(*aws.flags("main", "--shard-size", "10", "--batch-splits-per-child", "3", "--detach"), env=aws.env())
     assert detached.returncode == 0, detached.stderr
     assert "array jobs" in detached.stdout and "--resume" in detached.stdout and "final job" in detached.stdout
     (array,), final = aws.submitted("main")
     children = indexes(array)
-    assert len(children) >= 3 and array["parameters"]["plan"].endswith("plan-0001.json")
+    assert len(children) >= 4 and array["parameters"]["plan"].endswith("plan-0001.json")
     assert all(f"s3://{aws.bucket}/main/out/part-" not in key for key in aws.objects("main/out/"))  # nothing ran yet
 
     # child 0 killed with kill -9 while a part is in hand, then run again as attempt 2
@@ -164,7 +164,16 @@ def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, h
     assert retried.returncode == 0, retried.stderr
     assert "1 already committed" in retried.stderr or "2 already committed" in retried.stderr
 
-    for index in children[1:-1]:
+    # child 1 gets Spot's two-minute warning (SIGTERM) after its first part: it finishes what it holds, exits 143
+    warned = aws.start(array, children[1])
+    first = len([key for key in aws.objects(done)])
+    while len(aws.objects(done)) == first and warned.poll() is None:
+        time.sleep(0.02)
+    warned.send_signal(signal.SIGTERM)
+    assert warned.wait(timeout=120) == EXIT_INTERRUPTED, warned.communicate()[1]
+    assert aws.run(array, children[1], attempt=2).returncode == 0
+
+    for index in children[2:-1]:
         result = aws.run(array, index)
         assert result.returncode == 0, result.stderr
 
@@ -184,12 +193,12 @@ def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, h
 
     report = run_cli(*aws.flags("main", "--shard-size", "10", "--resume", "--report-json", tmp_path / "r.json"), env=aws.env())
     assert report.returncode == 0, report.stderr
-    assert "90 texts" in report.stdout and "FARGATE_SPOT" in report.stdout, report.stdout
+    assert "120 texts" in report.stdout and "FARGATE_SPOT" in report.stdout, report.stdout
     figures = json.loads((tmp_path / "r.json").read_text())
-    assert figures["texts"] == 90 and figures["batch"]["engine"] == "FARGATE_SPOT" and figures["batch"]["usd"] > 0
+    assert figures["texts"] == 120 and figures["batch"]["engine"] == "FARGATE_SPOT" and figures["batch"]["usd"] > 0
 
     table, success = read_dataset(aws, "main", tmp_path / "out")
-    assert table.num_rows == 90 == success["rows"] and success["engine"] == "batch"
+    assert table.num_rows == 120 == success["rows"] and success["engine"] == "batch"
     ids = table.column("id").to_pylist()
     assert len(set(ids)) == len(ids)  # every row exactly once
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
@@ -209,6 +218,12 @@ def test_following_names_a_lost_part_and_resume_resubmits_only_the_missing(tmp_p
     plan = json.loads(aws.s3.get_object(Bucket=aws.bucket, Key="lost/out/_embed-corpus-batch/plan-0002.json")["Body"].read())
     resubmitted = sorted(index for child in plan["children"] for index in child)
     assert resubmitted == list(range(1, len(plan["splits"])))
+    (array,), _ = aws.submitted("lost", submission=2)
+    assert all(aws.run(array, index).returncode == 0 for index in indexes(array))
+    # every part is there, the final job never ran (moto): --resume runs its check here and reports
+    finished = run_cli(*flags, "--resume", env=aws.env())
+    assert finished.returncode == 0 and "30 texts" in finished.stdout, finished.stderr
+    assert any(key.endswith("lost/out/_SUCCESS") for key in aws.objects("lost/out/"))
 
 
 def test_bad_rows_fail_their_child_and_resume_names_the_split(aws):
@@ -274,3 +289,15 @@ def test_dry_run_prices_every_engine_and_writes_nothing(aws):
         assert engine in result.stdout, result.stdout
     assert not aws.objects("dry/out/")
     assert len(aws.batch.list_jobs(jobQueue=aws.queue, jobStatus="SUCCEEDED")["jobSummaryList"]) == before
+
+
+def test_policy_evaluation_where_the_simulator_is_unavailable():
+    """The fallback the grant check uses on moto (no iam:SimulatePrincipalPolicy): Deny wins, wildcards match."""
+    from embedding_client.corpus.iam_grants import evaluate
+
+    read = {"Statement": [{"Effect": "Allow", "Action": "s3:Get*", "Resource": "arn:aws:s3:::b/corpus/*"}]}
+    deny = {"Statement": {"Effect": "Deny", "NotAction": "s3:PutObject", "Resource": "*"}}
+    assert evaluate([read], "s3:GetObject", "arn:aws:s3:::b/corpus/a.jsonl")
+    assert not evaluate([read], "s3:GetObject", "arn:aws:s3:::b/other/a.jsonl")
+    assert not evaluate([read], "s3:PutObject", "arn:aws:s3:::b/corpus/a.jsonl")
+    assert not evaluate([read, deny], "s3:GetObject", "arn:aws:s3:::b/corpus/a.jsonl")

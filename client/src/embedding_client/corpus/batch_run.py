@@ -20,7 +20,7 @@ from typing import TextIO
 from embedding_client.corpus import batch_cost
 from embedding_client.corpus.batch_follow import BatchWaits, RunWatch
 from embedding_client.corpus.batch_plan import BatchPlan, BatchRecords, assign
-from embedding_client.corpus.errors import CorpusError, InputError
+from embedding_client.corpus.errors import CorpusError, InputError, PermanentError, TransientError
 from embedding_client.corpus.inputs import Inputs
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.options import Options
@@ -33,7 +33,9 @@ from embedding_client.corpus.worker_plan import WORKER_MAX_ROWS, head_sample
 from embedding_client.corpus.worker_run import comparable_job, job_options, worker_splits
 
 log = logging.getLogger("embed_corpus")
-CHILD_SECONDS = 300  # a child holds as many splits as run about five minutes at the measured rate
+CHILD_SECONDS = 600  # a child holds as many splits as run about ten minutes at the measured rate: a Fargate
+# task's start (image pull, model load) is then a small share of what it bills, and a Spot reclaim
+# costs at most the part in hand (parts commit one by one)
 FOLLOW_THREADS = 16  # calls waiting for parts: they sleep on one shared snapshot
 RECORD_THREADS = 32
 ASSUMED_PRECISION = "int8"  # the bulk image's recommended precision; prices and child sizes assume it
@@ -91,6 +93,8 @@ class BatchRun:
         submission = submissions[-1] if submissions else None
         if submission is None or not self._active(submission):
             submission = self._submit_missing(planned, committed, comparable, len(submissions) + 1)
+            if submission is None:  # every part was there: the final check ran here
+                return self.report()
         else:
             log.info("the run submitted as %s is still under way: following it", ", ".join(submission["arrays"]))
         if options.detach:
@@ -111,10 +115,13 @@ class BatchRun:
         }
 
     def _active(self, submission: dict) -> bool:
-        jobs = self.queue.describe([*submission["arrays"], submission["final"]])
+        try:
+            jobs = self.queue.describe([*submission["arrays"], submission["final"]])
+        except (PermanentError, TransientError) as error:
+            raise CorpusError(f"AWS Batch can't describe the run's jobs: {error.reason}") from None
         return any(job.get("status") in ACTIVE for job in jobs.values())
 
-    def _submit_missing(self, planned: list[Split], committed: set[int], comparable: dict, number: int) -> dict:
+    def _submit_missing(self, planned: list[Split], committed: set[int], comparable: dict, number: int) -> dict | None:
         failed = sorted(self.records.indexes("failed") - committed)
         plan = self._plan(planned, [], comparable, number)
         if failed:
@@ -140,7 +147,7 @@ class BatchRun:
         )
         return submission
 
-    def _finish_here(self, plan: BatchPlan) -> dict:
+    def _finish_here(self, plan: BatchPlan) -> None:
         """Every part is there but `_SUCCESS` is not (the final job failed or never ran): check and
         write it here, with the final job's own code."""
         from embedding_client.workers.batch_worker import finish
@@ -148,11 +155,9 @@ class BatchRun:
         location = self.records.plan_location(plan.submission)
         plan.children = []
         self.storage.write_bytes(location, plan.to_json())
-        if finish(location.uri) != 0:
+        if finish(location.uri, self.storage) != 0:
             refused = self.records.read_json(self.records.finish()) or {}
             raise CorpusError(refused.get("reason", "the final check refused _SUCCESS"))
-        submissions = self.records.jobs()
-        return submissions[-1]
 
     def _plan(self, planned: list[Split], children: list[list[int]], comparable: dict, number: int) -> BatchPlan:
         options = self.options

@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
         "--batch-splits-per-child",
         type=positive,
         metavar="N",
-        help="with --target batch://: splits each child embeds (default: as many as run about five minutes at the "
+        help="with --target batch://: splits each child embeds (default: as many as run about ten minutes at the "
         "measured CPU time per passage)",
     )
     p.add_argument(

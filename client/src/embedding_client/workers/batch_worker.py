@@ -5,8 +5,8 @@ more than 10,000 children) and runs each through `corpus.shard_job.run_job`, the
 workers run, on the service's model loaded here (MODEL_DIR, as in the bulk image): the same rows,
 byte for byte. Each part is committed whole under the name the plan fixed, then its counts under
 `_embed-corpus-batch/done/`; a part already there is skipped, so a retry or a Spot reclaim never
-writes a row twice. One split at a time, the model on every vCPU (docs/batch.md measures this
-against splits in parallel). SIGTERM (Spot's two-minute warning) lets the part in hand finish,
+writes a row twice. Splits run in parallel, one single-threaded process per vCPU (measured faster
+than one split on every thread: docs/benchmarks/scale.md). SIGTERM (Spot's two-minute warning) lets the parts in hand finish,
 then the child exits 143 and the retry strategy runs the rest. Bad rows record the split and the
 reason under `failed/`, the other splits still run, and the child exits 3 (EXIT_BAD_INPUT), which the job
 definition does not retry.
@@ -15,11 +15,13 @@ definition does not retry.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
 from embedding_client.corpus import errors
 from embedding_client.corpus.batch_plan import BatchPlan, BatchRecords
@@ -43,6 +45,8 @@ from embedding_client.workers.batch_interface import (
 
 log = logging.getLogger("embed_corpus_worker")
 FOOTER_THREADS = 32  # the final job reads every part's footer: S3 round trips, not CPU
+PROCESSES_ENV = "EMBED_CORPUS_WORKER_PROCESSES"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class Stop:
@@ -97,40 +101,130 @@ def model_target(plan: BatchPlan):
     return target, output_metadata(options, info, parts)
 
 
+class SplitRunner:
+    """One process's model and the run's options: embeds one split at a time, part by part."""
+
+    def __init__(self, plan_uri: str, who: str):
+        self.storage = Storage()
+        self.plan = load_plan(plan_uri, self.storage)
+        self.store = DatasetStore(Location(self.plan.output), self.storage)
+        self.records = BatchRecords(self.store)
+        self.who = who
+        self.target, metadata = model_target(self.plan)
+        self.options = JobOptions(**self.plan.job, metadata=metadata)
+
+    def embed(self, index: int) -> bool:
+        """Split `index` into its part and its counts; False when its rows were refused (recorded)."""
+        plan, store, records = self.plan, self.store, self.records
+        name = store.part_name(index)
+        split = plan.splits[index]
+        rejects = store.folder.child(f"_rejects/{name[:-8]}.jsonl") if self.options.on_error == "skip" else None
+        event = job_event(self.options, plan.files[split.file], split, store.folder.child(name), rejects)
+        try:
+            result = run_job(next(iter(event.values())), self.target, self.storage)
+        except errors.InputError as error:  # bad rows: a retry would fail alike
+            reason = str(error)
+            log.error("%s: %s: %s", self.who, plan.describe_split(index), reason)
+            records.write_json(records.failed(index), {"split": index, "part": name, "what": plan.describe_split(index), "reason": reason})
+            return False
+        records.write_json(records.done(index), result)
+        log.info("%s: %s written: %d rows in %.1f s", self.who, name, result["rows"], result["seconds"])
+        return True
+
+
+def processes_for(todo: int) -> int:
+    """Splits in parallel: one single-threaded process per vCPU the container may use (measured faster
+    than one split on every thread: docs/benchmarks/scale.md); one on a GPU, which a single process
+    keeps busy; EMBED_CORPUS_WORKER_PROCESSES to choose."""
+    configured = os.environ.get(PROCESSES_ENV)
+    try:
+        wanted = int(configured) if configured else (1 if os.environ.get("EMBEDDING_DEVICE", "cpu") != "cpu" else vcpus())
+    except ValueError:
+        raise errors.InputError(f"{PROCESSES_ENV} must be a whole number (got {configured!r})") from None
+    return max(1, min(wanted, todo))
+
+
+def vcpus() -> int:
+    """The CPUs this container may use: its affinity, bounded by a cgroup v2 CPU quota (a container on
+    a larger EC2 host sees every CPU of the host in its affinity)."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
 def run_child(plan_uri: str) -> int:
     storage = Storage()
     plan = load_plan(plan_uri, storage)
     number = child_number(plan)
-    store = DatasetStore(Location(plan.output), storage)
-    records = BatchRecords(store)
+    records = BatchRecords(DatasetStore(Location(plan.output), storage))
     todo = [index for index in plan.children[number] if not _committed(records, plan, index)]
     who = f"child {number} (job {os.environ.get(JOB_ID_ENV, '?')}, attempt {os.environ.get(ATTEMPT_ENV, '1')})"
     log.info("%s: %d splits, %d already committed", who, len(plan.children[number]), len(plan.children[number]) - len(todo))
     if not todo:
         return EXIT_DONE
-    target, metadata = model_target(plan)
-    options = JobOptions(**plan.job, metadata=metadata)
-    refused = False
-    for index in todo:
-        if Stop.requested:
-            return EXIT_INTERRUPTED
-        name = store.part_name(index)
-        split = plan.splits[index]
-        rejects = store.folder.child(f"_rejects/{name[:-8]}.jsonl") if options.on_error == "skip" else None
-        event = job_event(options, plan.files[split.file], split, store.folder.child(name), rejects)
-        try:
-            result = run_job(next(iter(event.values())), target, storage)
-        except errors.InputError as error:  # bad rows: a retry would fail alike
-            refused = True
-            reason = str(error)
-            log.error("%s: %s: %s", who, plan.describe_split(index), reason)
-            records.write_json(records.failed(index), {"split": index, "part": name, "what": plan.describe_split(index), "reason": reason})
-            continue
-        records.write_json(records.done(index), result)
-        log.info("%s: %s written: %d rows in %.1f s", who, name, result["rows"], result["seconds"])
+    processes = processes_for(len(todo))
+    if processes == 1:
+        runner = SplitRunner(plan_uri, who)
+        refused = False
+        for index in todo:
+            if Stop.requested:
+                return EXIT_INTERRUPTED
+            refused = not runner.embed(index) or refused
+    else:
+        refused = _in_parallel(plan_uri, who, todo, processes)
     if Stop.requested:
         return EXIT_INTERRUPTED
     return EXIT_BAD_INPUT if refused else EXIT_DONE
+
+
+_RUNNER: SplitRunner | None = None  # a pool process's own model
+
+
+def _start_process(plan_uri: str, who: str) -> None:
+    """A pool process: dies with the child (kill -9 included), leaves SIGTERM to the child, one thread."""
+    global _RUNNER
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.environ["EMBEDDING_THREADS"] = "1"
+    _configure_logging()
+    _RUNNER = SplitRunner(plan_uri, who)
+
+
+def _embed_in_process(index: int) -> bool:
+    return _RUNNER.embed(index)
+
+
+def _in_parallel(plan_uri: str, who: str, todo: list[int], processes: int) -> bool:
+    """The splits over `processes` pool processes, one split each at a time; after SIGTERM no new
+    split starts and the ones in hand finish. True when any split was refused."""
+    refused = False
+    failure: BaseException | None = None
+    splits = iter(todo)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_process, initargs=(plan_uri, who)) as pool:
+        pending = set()
+        while True:
+            while not Stop.requested and failure is None and len(pending) < processes:
+                index = next(splits, None)
+                if index is None:
+                    break
+                pending.add(pool.submit(_embed_in_process, index))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    refused = not future.result() or refused
+                except BaseException as error:  # S3 or the model failing: no new split; the retry runs the rest
+                    failure = failure or error
+    if failure is not None:
+        raise failure if isinstance(failure, errors.CorpusError) else errors.CorpusError(f"{type(failure).__name__}: {failure}")
+    return refused
 
 
 def _committed(records: BatchRecords, plan: BatchPlan, index: int) -> bool:
@@ -156,9 +250,9 @@ def _counts_from_part(storage: Storage, part: Location, plan: BatchPlan) -> dict
             "seconds": None, "recovered": True}
 
 
-def finish(plan_uri: str) -> int:
+def finish(plan_uri: str, storage: Storage | None = None) -> int:
     """Every part there and made by one model: `_SUCCESS`, exactly as worker mode writes it."""
-    storage = Storage()
+    storage = storage or Storage()
     plan = load_plan(plan_uri, storage)
     store = DatasetStore(Location(plan.output), storage)
     records = BatchRecords(store)
@@ -215,8 +309,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def _configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("embed-corpus-worker: %(message)s"))
     for name in ("embed_corpus_worker", "embed_corpus"):  # ours only: boto's INFO lines stay out of the logs
@@ -224,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _configure_logging()
     Stop.install()
     try:
         return run_child(args.plan) if args.step == "run" else finish(args.plan)
