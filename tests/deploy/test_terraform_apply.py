@@ -402,6 +402,13 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
 
     terraform.apply(*pinned, '-var=batch_input_prefixes=["corpus-bucket/corpus"]',
                     '-var=batch_output_prefixes=["s3://vectors-bucket/vectors/"]')
+    # What AWS (moto) gives back for the Batch resources matches the configuration: a second plan of them
+    # (and all they depend on) changes nothing.
+    settled = terraform("plan", "-input=false", "-detailed-exitcode", *pinned, "-target=aws_batch_job_queue.this",
+                        "-target=aws_batch_job_definition.worker", "-target=aws_iam_role_policy.batch_s3",
+                        '-var=batch_input_prefixes=["corpus-bucket/corpus"]',
+                        '-var=batch_output_prefixes=["s3://vectors-bucket/vectors/"]', check=False)
+    assert settled.returncode == 0, settled.stdout[-3000:] + settled.stderr[-2000:]
     # With the grants, the client's own checks accept the queue, the job definition and its role.
     detached = run_cli(*client, "--batch-job-definition", definition, "--detach", env=client_env)
     assert detached.returncode == 0, detached.stderr
