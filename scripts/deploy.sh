@@ -54,8 +54,8 @@ Options:
                           --target batch, linux/amd64 whatever --arch: Fargate Spot runs x86_64
                           only; tag "$batch_tag") and deploy terraform/batch.tf on it; prints the
                           queue and job definition for embed-corpus --target batch://QUEUE.
-                          Pass it on every deploy (or set enable_batch = true in
-                          terraform/terraform.tfvars), or the next deploy removes the Batch resources.
+                          Pass it on every deploy: without it the next deploy removes the Batch
+                          resources (as a deploy without --bulk removes the bulk function).
                           Name the S3 folders the workers may use with
                           --var 'batch_input_prefixes=["s3://BUCKET/corpus/"]' and
                           --var 'batch_output_prefixes=["s3://BUCKET/vectors/"]'.
