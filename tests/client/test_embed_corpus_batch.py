@@ -139,7 +139,7 @@ def aws(moto):
     return Aws(moto)
 
 
-def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, http_url):
+def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, http_url, monkeypatch):
     texts = aws.put("main", passages(120))
     detached = run_cli(*aws.flags("main", "--shard-size", "10", "--batch-splits-per-child", "3", "--detach"), env=aws.env())
     assert detached.returncode == 0, detached.stderr
@@ -203,6 +203,37 @@ def test_detach_children_as_batch_runs_them_then_resume_reports(tmp_path, aws, h
     assert len(set(ids)) == len(ids)  # every row exactly once
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
     np.testing.assert_array_equal(vectors, seed_vectors(http_url, texts))
+
+    # the client that stays follows the same run through the one scheduler: every part, then _SUCCESS
+    for name, value in aws.env().items():
+        monkeypatch.setenv(name, value)
+    stats, progress = follow(aws, "main")
+    assert stats.texts == 120 and stats.requests == len(json.loads((tmp_path / "out" / "_SUCCESS").read_text())["parts"])
+    assert "parts (100%)" in progress and "succeeded" in progress and "120 rows" in progress and "FARGATE_SPOT" in progress
+
+
+def follow(aws: Aws, prefix: str) -> tuple:
+    """What `embed-corpus` without --detach runs once the jobs are submitted, on the first submission."""
+    import io
+
+    from embedding_client.corpus.batch_follow import BatchWaits, RunWatch
+    from embedding_client.corpus.batch_plan import BatchPlan, BatchRecords
+    from embedding_client.corpus.locations import Location, Storage
+    from embedding_client.corpus.report import RunStats
+    from embedding_client.corpus.scheduler import Scheduler
+    from embedding_client.corpus.shards import DatasetStore
+    from embedding_client.corpus.target_batch import BatchQueue
+
+    store = DatasetStore(Location(f"s3://{aws.bucket}/{prefix}/out/"), Storage())
+    records = BatchRecords(store)
+    submission = records.jobs()[0]
+    plan = BatchPlan.from_json(store.storage.read_bytes(Location(submission["plan"])), submission["plan"])
+    queue = BatchQueue(aws.queue, aws.job_definition, "us-east-1")
+    stats, stream = RunStats(f"batch://{aws.queue}", "?", 0, "float", store.folder.uri), io.StringIO()
+    waits = BatchWaits(plan, [i for child in plan.children for i in child], store, RunWatch(queue, records, submission, 0.1),
+                       stats, queue.shape.vcpus, queue.shape.memory_mb, queue.shape.engine)
+    Scheduler(4, 2, stats, stream).run(waits)
+    return stats, stream.getvalue()
 
 
 def test_following_names_a_lost_part_and_resume_resubmits_only_the_missing(tmp_path, aws):
