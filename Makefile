@@ -98,10 +98,10 @@ docs: setup ## regenerate docs/reference/ from the code, then build the document
 	$(PY) scripts/gen_docs.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
-images: setup ## build the FastAPI and Lambda images (and the Lambda int8 variant) on stand-in bases with podman
+images: setup ## build the FastAPI and Lambda images (the Lambda int8, bulk and Batch worker variants too) on stand-in bases with podman
 	bash scripts/images.sh build
 
-images-test: setup ## build, run and test the images, int8 included (what CI runs)
+images-test: setup ## build, run and test the images, int8, bulk and the Batch worker included (what CI runs)
 	bash scripts/images.sh all
 
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
