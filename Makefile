@@ -98,10 +98,10 @@ docs: setup ## regenerate docs/reference/ from the code, then build the document
 	$(PY) scripts/gen_docs.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
-images: setup ## build the FastAPI and Lambda images (and the Lambda int8 variant) on stand-in bases with podman
+images: setup ## build the FastAPI and Lambda images (the Lambda int8, bulk and Batch worker variants too) on stand-in bases with podman
 	bash scripts/images.sh build
 
-images-test: setup ## build, run and test the images, int8 included (what CI runs)
+images-test: setup ## build, run and test the images, int8, bulk and the Batch worker included (what CI runs)
 	bash scripts/images.sh all
 
 bench: setup ## side-by-side benchmarks -> docs/benchmarks/
@@ -138,7 +138,7 @@ BENCH_BULK_ARGS ?=
 bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens
 	$(PY) bench/bulk.py $(BENCH_BULK_ARGS)
 
-bench-scale: setup ## embed-corpus worker mode: a simulated 1,000-wide Lambda fleet over a planned 10^8-passage corpus; projected hours and $
+bench-scale: setup ## embed-corpus worker mode: a simulated 1,000-wide Lambda fleet over a planned 10^8-passage corpus; AWS Batch planning, worker speed-up; projected hours and $
 	$(PY) bench/scale.py $(BENCH_SCALE_ARGS)
 
 load: setup ## 64-client load test against a local server (a benchmark)

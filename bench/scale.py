@@ -280,6 +280,7 @@ def render(result: dict) -> str:
             caveat=result["arm64_caveat"],
         ),
         client_section(sections, result["client_path"]),
+        batch_section(sections, result.get("batch")),
     ])
 
 
@@ -317,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throttle-every", type=int, default=97, help="throttle every Nth job once (0: never)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-client-path", action="store_true", help="only the simulated fleet")
+    parser.add_argument("--batch-only", action="store_true",
+                        help="only the AWS Batch part, merged into the existing scale.json (the Lambda parts unchanged)")
+    parser.add_argument("--batch-quick", action="store_true", help="the worker at 16 passages per vCPU, once (a smoke run)")
     args = parser.parse_args(argv)
     if args.client:
         print(json.dumps(client_run(int(args.client[0]), args.client[1], int(args.client[2]))))
@@ -324,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     import bench_env
     from embedding_client import prices
 
+    if args.batch_only:
+        result = json.loads((args.out / "scale.json").read_text())
+        result["batch"] = batch_part(args.passages, args.batch_quick)
+        (args.out / "scale.json").write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "scale.md").write_text(render(result))
+        say(f"wrote the AWS Batch part of {args.out / 'scale.md'}")
+        return 0
     started = time.perf_counter()
     ms = measured_passage_ms()
     time_scale = args.shard_seconds / (shard_rows() * ms["int8"] / 1000)
@@ -369,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "client_path": client,
         "projection": projection(10**8, ms, runs[-1]["efficiency"], args.concurrency),
         "arm64_caveat": prices.ARM64_CAVEAT,
+        "batch": batch_part(args.passages, args.batch_quick),
     }
     result["duration_s"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
@@ -376,6 +388,71 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "scale.md").write_text(render(result))
     say(f"wrote {args.out / 'scale.md'} in {result['duration_s']:.0f} s")
     return 0
+
+
+def batch_part(passages: str, quick: bool = False) -> dict:
+    """Planning and submitting on moto's Batch, the worker's speed-up curve, the 10^8 projection."""
+    import batch_scale
+    import bench_env
+
+    machine = bench_env.machine()
+    say("AWS Batch: planning and submitting")
+    runs = batch_scale.submissions([int(value) for value in passages.split(",")])
+    say("AWS Batch: the worker at 1 and 2 vCPUs (taskset)")
+    load = os.getloadavg()[0]
+    rates = batch_scale.worker_rates(16, 1) if quick else batch_scale.worker_rates()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{machine['cpu_model']}, {machine['cpu_generation']}, {machine['logical_cpus']} vCPUs",
+        "submissions": runs,
+        "worker": rates,
+        "projection": batch_scale.projection(10**8, rates),
+        "load_average": max(load, os.getloadavg()[0]),
+    }
+
+
+def batch_section(sections, batch: dict | None) -> str:
+    if not batch:
+        return ""
+    runs, rates, projected = batch["submissions"], batch["worker"], batch["projection"]
+    big = runs[-1]
+    child = next(row for row in rates if row["processes"] == 2)  # splits in parallel: what the child runs
+    threaded = next(row for row in rates if row["processes"] == 1 and row["vcpus"] == 2)
+    spot = next(q for q in projected["quotes"] if q["engine"].startswith("Fargate Spot"))
+    return sections(
+        "batch",
+        date=batch["date"],
+        machine=batch["machine"],
+        submit_table=report_tools.table(
+            ["passages planned", "splits", "children", "array jobs", "plan (KB)", "client CPU (s)", "of which plan + submit (s)",
+             "peak RSS (MB)"], "rrrrrrrr",
+            [[f"{r['passages']:,}", f"{r['splits']:,}", f"{r['children']:,}", str(r["array_jobs"]), f"{r['plan_bytes'] / 1024:,.0f}",
+              f"{r['client_cpu_s']:.1f}", f"{r['plan_submit_cpu_s']:.1f}", f"{r['peak_rss_mb']:,.0f}"] for r in runs]),
+        cpu=f"{big['client_cpu_s']:.1f}",
+        cpu_met="met" if big["client_cpu_s"] <= 30 else "**not met**",
+        rss=f"{big['peak_rss_mb']:,.0f}",
+        rss_met="met" if big["peak_rss_mb"] <= 300 else "**not met**",
+        worker_table=report_tools.table(
+            ["configuration", "vCPUs", "threads per process", "processes", "passages", "passages/s (wall)", "speed-up (wall)",
+             "passages/s on dedicated vCPUs", "speed-up (dedicated)"], "lrrrrrrrr",
+            [[r["config"], str(r["vcpus"]), str(r["threads"]), str(r["processes"]), f"{r['passages']:,}",
+              f"{r['passages_per_s']:.1f}", f"{r['speedup']:.2f}x", f"{r['dedicated_passages_per_s']:.1f}",
+              f"{r['dedicated_speedup']:.2f}x"] for r in rates]),
+        speedup=f"{child['dedicated_speedup']:.2f}x",
+        speedup_wall=f"{child['speedup']:.2f}x",
+        speedup_met="met" if child["dedicated_speedup"] >= 1.8 else "**not met**",
+        faster="splits in parallel" if child["dedicated_passages_per_s"] >= threaded["dedicated_passages_per_s"] else "one split on both threads",
+        threaded_speedup=f"{threaded['dedicated_speedup']:.2f}x",
+        load=f"{batch.get('load_average', 0):.1f}",
+        projection_table=report_tools.table(
+            ["engine", "hours", "$", "assumptions"], "lrrl",
+            [[q["engine"], f"{q['hours']:.2f}", f"${q['usd']:,.2f}", q["note"]] for q in projected["quotes"]]),
+        vcpus=f"{projected['vcpus']:,}",
+        spot_hours=f"{spot['hours']:.2f}",
+        spot_usd=f"${spot['usd']:,.2f}",
+        target_met="met" if projected["target_met"] else "**not met**",
+        assumptions="\n".join(f"- {line}" for line in projected["assumptions"]),
+    )
 
 
 def report_free_port() -> int:

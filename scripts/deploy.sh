@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Deploy the embedding model to AWS Lambda (container image + Function URL) in one command:
 # create the ECR repository, build and push the image, then point the function at exactly the
-# pushed digest. Terraform lives in terraform/; this script only drives it.
+# pushed digest. --bulk adds the bulk function (the bulk image), --batch the AWS Batch queue and
+# worker (the worker image). Terraform lives in terraform/; this script only drives it.
 #
 #   scripts/deploy.sh [deploy|plan|destroy] [--dry-run] [--region R] [--arch x86_64|arm64]
-#                     [--precision fp32|int8] [--engine docker|podman] [--tag T] [--var name=value]...
+#                     [--precision fp32|int8] [--engine docker|podman] [--tag T] [--bulk] [--batch]
+#                     [--var name=value]...
 #
 # Run with --help for details.
 set -euo pipefail
@@ -13,6 +15,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tf_dir="terraform"
 model_dir="models/all-MiniLM-L6-v2"
 local_image="embedding-lambda"
+# The bulk and Batch worker images go to the same repository under fixed tags; like the query image,
+# what runs is pinned to the digest just pushed, so a moved tag never changes it.
+bulk_tag="bulk"
+batch_tag="batch"
 # Terraform resource addresses of the repository stage (see terraform/ecr.tf).
 ecr_targets=(aws_ecr_repository.this aws_ecr_lifecycle_policy.this)
 total_steps=6
@@ -25,7 +31,8 @@ Actions:
   deploy    (default) create the ECR repository, build and push the Lambda image, then create
             or update the function pinned to the pushed image digest; prints the URL and a curl.
   plan      terraform plan against the image that is deployed now (nothing is changed).
-  destroy   terraform destroy: function, URL, log group, role and the repository with its images.
+  destroy   terraform destroy: function, URL, log group, role and the repository with its images
+            (and the bulk function and the Batch resources, when they exist).
 
 Options:
   --dry-run               print every command (prefixed "+ ") without running anything; needs
@@ -40,6 +47,18 @@ Options:
   --engine docker|podman  container engine (default: docker if installed, else podman).
   --tag T                 image tag to push (default: latest). The function is pinned to the
                           digest, so re-using a tag is safe.
+  --bulk                  also build and push the bulk image (Dockerfile.lambda --build-arg BULK=1,
+                          tag "$bulk_tag") and deploy the bulk function <function_name>-bulk on it,
+                          for embed-corpus --target lambda://<function_name>-bulk.
+  --batch                 also build and push the AWS Batch worker image (Dockerfile.lambda
+                          --target batch, linux/amd64 whatever --arch: Fargate Spot runs x86_64
+                          only; tag "$batch_tag") and deploy terraform/batch.tf on it; prints the
+                          queue and job definition for embed-corpus --target batch://QUEUE.
+                          Pass it on every deploy: without it the next deploy removes the Batch
+                          resources (as a deploy without --bulk removes the bulk function).
+                          Name the S3 folders the workers may use with
+                          --var 'batch_input_prefixes=["s3://BUCKET/corpus/"]' and
+                          --var 'batch_output_prefixes=["s3://BUCKET/vectors/"]'.
   --var name=value        extra Terraform variable (repeatable), e.g. --var memory_size=3008
                           or --var function_url_auth_type=NONE. TF_VAR_* variables work too.
   -h, --help              show this help.
@@ -72,6 +91,8 @@ arch="x86_64"
 precision="fp32"
 engine=""
 tag="latest"
+bulk=0
+batch=0
 extra_vars=()
 
 need_value() {
@@ -91,6 +112,8 @@ while [ $# -gt 0 ]; do
       action_set=1
       ;;
     --dry-run) dry_run=1 ;;
+    --bulk) bulk=1 ;;
+    --batch) batch=1 ;;
     --region) need_value "$1" $# "${2:-}"; region="$2"; shift ;;
     --region=*) region="${1#*=}" ;;
     --arch) need_value "$1" $# "${2:-}"; arch="$2"; shift ;;
@@ -137,6 +160,12 @@ for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
   case "${kv%%=*}" in
     region | architecture | precision | image_tag | image_digest)
       usage_error "--var ${kv%%=*}=... is set by this script; use --region, --arch, --precision or --tag instead"
+      ;;
+    bulk_function_enabled | bulk_image_tag | bulk_image_digest)
+      usage_error "--var ${kv%%=*}=... is set by this script; use --bulk instead"
+      ;;
+    enable_batch | batch_image_tag | batch_image_digest)
+      usage_error "--var ${kv%%=*}=... is set by this script; use --batch instead"
       ;;
   esac
 done
@@ -210,6 +239,12 @@ tf() {
 }
 
 tf_vars=(-var "region=$region" -var "architecture=$arch" -var "precision=$precision" -var "image_tag=$tag")
+if [ "$bulk" -eq 1 ]; then
+  tf_vars+=(-var "bulk_function_enabled=true")
+fi
+if [ "$batch" -eq 1 ]; then
+  tf_vars+=(-var "enable_batch=true")
+fi
 for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
   tf_vars+=(-var "$kv")
 done
@@ -260,14 +295,22 @@ cd "$root"
 # Filled in by capture (from Terraform outputs and ECR) as the deploy goes.
 repo_url=""
 digest=""
+bulk_digest=""
+batch_digest=""
 function_url=""
 curl_example=""
+bulk_function=""
+batch_queue=""
+batch_definition=""
 
 mode=""
 if [ "$dry_run" -eq 1 ]; then
   mode=" (dry run: commands are printed, not run)"
 fi
-echo "Embedding model -> AWS Lambda: action=$action region=$region arch=$arch ($platform) precision=$precision engine=$engine tag=$tag$mode"
+extras=""
+[ "$bulk" -eq 1 ] && extras+=" +bulk"
+[ "$batch" -eq 1 ] && extras+=" +batch"
+echo "Embedding model -> AWS Lambda$extras: action=$action region=$region arch=$arch ($platform) precision=$precision engine=$engine tag=$tag$mode"
 
 # ---------------------------------------------------------------------------------------------
 # destroy / plan
@@ -305,6 +348,20 @@ if [ "$action" = "plan" ]; then
   if [[ "$deployed_image" == *@sha256:* ]]; then
     plan_vars+=(-var "image_digest=${deployed_image##*@}")
   fi
+  # The same for the bulk and the Batch worker images, when asked for and deployed.
+  for kind in bulk batch; do
+    if [ "$kind" = bulk ] && [ "$bulk" -eq 0 ]; then continue; fi
+    if [ "$kind" = batch ] && [ "$batch" -eq 0 ]; then continue; fi
+    deployed_image=""
+    if [ "$dry_run" -eq 0 ]; then
+      deployed_image="$(terraform "-chdir=$tf_dir" output -raw "${kind}_image_uri" 2>/dev/null || true)"
+    else
+      trace terraform "-chdir=$tf_dir" output -raw "${kind}_image_uri"
+    fi
+    if [[ "$deployed_image" == *@sha256:* ]]; then
+      plan_vars+=(-var "${kind}_image_digest=${deployed_image##*@}")
+    fi
+  done
   tf plan -input=false "${plan_vars[@]}"
   exit 0
 fi
@@ -323,12 +380,14 @@ for target in "${ecr_targets[@]}"; do
   target_args+=("-target=$target")
 done
 tf apply -input=false -auto-approve "${target_args[@]}" "${tf_vars[@]}"
-# Only for the --dry-run placeholder; a real run reads the URL from the Terraform output.
+# Only for the --dry-run placeholders; a real run reads the names from the Terraform outputs.
 repository_name="${TF_VAR_repository_name:-embedding_model}"
+function_name="${TF_VAR_function_name:-embedding-model}"
 for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
-  if [ "${kv%%=*}" = "repository_name" ]; then
-    repository_name="${kv#*=}"
-  fi
+  case "${kv%%=*}" in
+    repository_name) repository_name="${kv#*=}" ;;
+    function_name) function_name="${kv#*=}" ;;
+  esac
 done
 capture repo_url "ACCOUNT_ID.dkr.ecr.${region}.amazonaws.com/${repository_name}" \
   terraform "-chdir=$tf_dir" output -raw repository_url
@@ -339,7 +398,10 @@ registry="${repo_url%%/*}"
 repo_name="${repo_url#*/}"
 note "repository: $repo_url"
 
-step "build the Lambda image for $platform ($precision)"
+also_built=""
+[ "$bulk" -eq 0 ] || also_built+=", the bulk image"
+[ "$batch" -eq 0 ] || also_built+=", the Batch worker (linux/amd64)"
+step "build the Lambda image for $platform ($precision)$also_built"
 host_arch="$(uname -m)"
 case "$host_arch" in
   aarch64 | arm64) host_platform="linux/arm64" ;;
@@ -348,44 +410,99 @@ esac
 if [ "$host_platform" != "$platform" ]; then
   note "note: building $platform on a $host_platform host needs QEMU emulation (binfmt_misc); if the build fails with 'exec format error', install it, e.g. 'docker run --privileged --rm tonistiigi/binfmt --install all'."
 fi
-build_args=(build --platform "$platform")
+provenance_args=()
 if [ "$engine" = "docker" ]; then
   # BuildKit would otherwise wrap the image in an index with a provenance attestation, which
   # Lambda rejects ("image manifest ... media type ... is not supported").
   if [ "$dry_run" -eq 1 ] || docker buildx version >/dev/null 2>&1; then
-    build_args+=(--provenance=false)
+    provenance_args+=(--provenance=false)
   fi
 fi
-build_args+=(-f Dockerfile.lambda --build-arg "PRECISION=$precision" -t "$local_image:$tag" .)
-run "$engine" "${build_args[@]}"
+run "$engine" build --platform "$platform" "${provenance_args[@]+"${provenance_args[@]}"}" -f Dockerfile.lambda \
+  --build-arg "PRECISION=$precision" -t "$local_image:$tag" .
+if [ "$bulk" -eq 1 ]; then
+  # The bulk function runs the query function's precision (one model file for corpus and queries).
+  run "$engine" build --platform "$platform" "${provenance_args[@]+"${provenance_args[@]}"}" -f Dockerfile.lambda \
+    --build-arg BULK=1 --build-arg "PRECISION=$precision" -t "$local_image:$bulk_tag" .
+fi
+if [ "$batch" -eq 1 ]; then
+  # Fargate Spot runs x86_64 tasks only (terraform/batch.tf's runtimePlatform), whatever --arch.
+  if [ "$host_platform" != linux/amd64 ]; then
+    note "note: the Batch worker is built for linux/amd64 on a $host_platform host: this needs QEMU emulation (see above)."
+  fi
+  run "$engine" build --platform linux/amd64 "${provenance_args[@]+"${provenance_args[@]}"}" -f Dockerfile.lambda \
+    --target batch --build-arg "PRECISION=$precision" -t "$local_image:$batch_tag" .
+fi
 
-step "log in to ECR and push the image"
+step "log in to ECR and push the image$([ -z "$also_built" ] || echo "s")"
 login_cmd=(aws ecr get-login-password --region "$region")
 engine_login=("$engine" login --username AWS --password-stdin "$registry")
 printf '+ %s | %s\n' "$(quote_args "${login_cmd[@]}")" "$(quote_args "${engine_login[@]}")"
 if [ "$dry_run" -eq 0 ]; then
   "${login_cmd[@]}" | "${engine_login[@]}"
 fi
-run "$engine" tag "$local_image:$tag" "$repo_url:$tag"
-run "$engine" push "$repo_url:$tag"
+push_tag() {
+  run "$engine" tag "$local_image:$1" "$repo_url:$1"
+  run "$engine" push "$repo_url:$1"
+}
+push_tag "$tag"
+[ "$bulk" -eq 0 ] || push_tag "$bulk_tag"
+[ "$batch" -eq 0 ] || push_tag "$batch_tag"
 
-step "pin the function to the pushed digest (terraform apply)"
-capture digest "sha256:DIGEST_OF_THE_PUSHED_IMAGE" \
-  aws ecr describe-images --region "$region" --repository-name "$repo_name" \
-  --image-ids "imageTag=$tag" --query 'imageDetails[0].imageDigest' --output text
-if [ "$dry_run" -eq 0 ] && ! [[ "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
-  die "could not read the digest of $repo_url:$tag from ECR (got '$digest'); check that the push succeeded."
+if [ -z "$also_built" ]; then
+  step "pin the function to the pushed digest (terraform apply)"
+else
+  step "pin each function and job definition to its pushed digest (terraform apply)"
 fi
-note "image: $repo_url@$digest"
-tf apply -input=false -auto-approve "${tf_vars[@]}" -var "image_digest=$digest"
+pushed_digest() {
+  # pushed_digest VAR TAG: the digest ECR holds for TAG (a placeholder under --dry-run).
+  capture "$1" "sha256:DIGEST_OF_THE_PUSHED_IMAGE" \
+    aws ecr describe-images --region "$region" --repository-name "$repo_name" \
+    --image-ids "imageTag=$2" --query 'imageDetails[0].imageDigest' --output text
+  if [ "$dry_run" -eq 0 ] && ! [[ "${!1}" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+    die "could not read the digest of $repo_url:$2 from ECR (got '${!1}'); check that the push succeeded."
+  fi
+  note "image: $repo_url@${!1} ($2)"
+}
+pushed_digest digest "$tag"
+digest_vars=(-var "image_digest=$digest")
+if [ "$bulk" -eq 1 ]; then
+  pushed_digest bulk_digest "$bulk_tag"
+  digest_vars+=(-var "bulk_image_digest=$bulk_digest")
+fi
+if [ "$batch" -eq 1 ]; then
+  pushed_digest batch_digest "$batch_tag"
+  digest_vars+=(-var "batch_image_digest=$batch_digest")
+fi
+tf apply -input=false -auto-approve "${tf_vars[@]}" "${digest_vars[@]}"
 
-step "function URL and a curl to try"
+step "function URL and a curl to try$([ "$batch" -eq 0 ] || echo ", the Batch queue and job definition")"
 capture function_url "https://URL_ID.lambda-url.${region}.on.aws/" \
   terraform "-chdir=$tf_dir" output -raw function_url
 capture curl_example "curl ... ${function_url}" \
   terraform "-chdir=$tf_dir" output -raw curl_example
+if [ "$bulk" -eq 1 ]; then
+  capture bulk_function "${function_name}-bulk" terraform "-chdir=$tf_dir" output -raw bulk_function_name
+fi
+if [ "$batch" -eq 1 ]; then
+  capture batch_queue "${function_name}-batch" terraform "-chdir=$tf_dir" output -raw batch_job_queue_name
+  capture batch_definition "${function_name}-batch-worker" \
+    terraform "-chdir=$tf_dir" output -raw batch_job_definition_name
+fi
 echo
 echo "Function URL: $function_url"
 echo "Try it:"
 echo "  $curl_example"
 echo "(The first call is a cold start: Lambda loads the image and the model.)"
+if [ "$bulk" -eq 1 ]; then
+  echo
+  echo "Bulk function: $bulk_function"
+  echo "  embed-corpus s3://BUCKET/corpus/ --output s3://BUCKET/vectors/ --target lambda://$bulk_function"
+fi
+if [ "$batch" -eq 1 ]; then
+  echo
+  echo "Batch job queue: $batch_queue"
+  echo "Batch job definition: $batch_definition"
+  echo "Embed a corpus on it (the workers may use only the S3 folders in batch_input_prefixes and batch_output_prefixes):"
+  echo "  embed-corpus s3://BUCKET/corpus/ --output s3://BUCKET/vectors/ --target batch://$batch_queue --batch-job-definition $batch_definition"
+fi

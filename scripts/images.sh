@@ -5,7 +5,8 @@
 #   scripts/images.sh build    stand-in bases + localhost/embedding-server (Dockerfile)
 #                              + localhost/embedding-lambda (Dockerfile.lambda), its :int8
 #                              variant (--build-arg PRECISION=int8) and its :bulk variant
-#                              (--build-arg BULK=1: pyarrow and the client, for shard jobs)
+#                              (--build-arg BULK=1: pyarrow and the client, for shard jobs) and
+#                              its :batch variant (--target batch: the AWS Batch worker)
 #   scripts/images.sh test     run both containers on loopback ports and test them: the repo's
 #                              HTTP/RIE test modules (EMBED_HTTP_URL / EMBED_LAMBDA_URL), a smoke
 #                              check, non-root, --read-only Lambda, HEALTHCHECK, clean SIGTERM;
@@ -13,8 +14,10 @@
 #                              :int8 Lambda image each say so on /health and answer a vector;
 #                              then bulk: the query image refuses a shard probe
 #                              (shard_jobs_unsupported), the :bulk image answers a vector and
-#                              runs a probe and shard jobs against moto's S3 on the host; and
-#                              the query images' size budget
+#                              runs a probe and shard jobs against moto's S3 on the host; then
+#                              batch: tests/deploy/test_batch_image.py runs the jobs embed-corpus
+#                              submits to moto's Batch in the :batch container (EMBED_BATCH_IMAGE);
+#                              and the query images' size budget
 #   scripts/images.sh sizes    write docs/images.md (image sizes and per-layer costs)
 #   scripts/images.sh lint     hadolint the Dockerfiles (Dockerfile.cuda too: linted, never built
 #                              here), shellcheck every script under scripts/
@@ -22,7 +25,7 @@
 #
 # Environment: HTTP_PORT (18000), LAMBDA_PORT (18080), PODMAN_NETWORK (build network, e.g. host
 # where podman's bridge is unavailable), SERVER_IMAGE, LAMBDA_IMAGE, LAMBDA_INT8_IMAGE,
-# LAMBDA_BULK_IMAGE, BACKEND (onnx), S3_PORT (moto's S3 for the bulk checks; default: a free one),
+# LAMBDA_BULK_IMAGE, LAMBDA_BATCH_IMAGE, BACKEND (onnx), S3_PORT (moto's S3 for the bulk checks; default: a free one),
 # LAMBDA_BUDGET_MB (350: `test` and `sizes` fail when a query Lambda image, fp32 or int8, adds
 # more than this over its base; the bulk image's size is reported, not budgeted).
 set -euo pipefail
@@ -34,6 +37,7 @@ SERVER_IMAGE="${SERVER_IMAGE:-localhost/embedding-server}"
 LAMBDA_IMAGE="${LAMBDA_IMAGE:-localhost/embedding-lambda}"
 LAMBDA_INT8_IMAGE="${LAMBDA_INT8_IMAGE:-$LAMBDA_IMAGE:int8}"
 LAMBDA_BULK_IMAGE="${LAMBDA_BULK_IMAGE:-$LAMBDA_IMAGE:bulk}"
+LAMBDA_BATCH_IMAGE="${LAMBDA_BATCH_IMAGE:-$LAMBDA_IMAGE:batch}"
 HTTP_PORT="${HTTP_PORT:-18000}"
 LAMBDA_PORT="${LAMBDA_PORT:-18080}"
 BACKEND="${BACKEND:-onnx}"
@@ -124,6 +128,15 @@ cmd_build() {
     --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" --build-arg BULK=1 \
     -f Dockerfile.lambda -t "$LAMBDA_BULK_IMAGE" .
   log "$LAMBDA_BULK_IMAGE built in $((SECONDS - t))s"
+
+  # The bulk image's layers (from the cache) with the Lambda entrypoint reset and embed-corpus-worker
+  # as its command: what an AWS Batch job definition runs (terraform/batch.tf).
+  t=$SECONDS
+  log "building $LAMBDA_BATCH_IMAGE from Dockerfile.lambda (--target batch: the Batch worker)"
+  podman build --format docker --layers "${net_args[@]}" \
+    --build-arg "BASE_IMAGE=$STANDIN_LAMBDA_IMAGE" --target batch \
+    -f Dockerfile.lambda -t "$LAMBDA_BATCH_IMAGE" .
+  log "$LAMBDA_BATCH_IMAGE built in $((SECONDS - t))s"
   log "build done in $((SECONDS - t0))s"
 }
 
@@ -186,6 +199,7 @@ cmd_test() {
   podman image exists "$SERVER_IMAGE" || die "$SERVER_IMAGE missing: scripts/images.sh build"
   podman image exists "$LAMBDA_IMAGE" || die "$LAMBDA_IMAGE missing: scripts/images.sh build"
   podman image exists "$LAMBDA_BULK_IMAGE" || die "$LAMBDA_BULK_IMAGE missing: scripts/images.sh build"
+  podman image exists "$LAMBDA_BATCH_IMAGE" || die "$LAMBDA_BATCH_IMAGE missing: scripts/images.sh build"
   local http_url="http://127.0.0.1:$HTTP_PORT"
   local lambda_url="http://127.0.0.1:$LAMBDA_PORT"
   local invoke="$lambda_url/2015-03-31/functions/function/invocations"
@@ -255,6 +269,7 @@ cmd_test() {
 
   check_int8 || failures=$((failures + 1))
   check_bulk "$invoke" || failures=$((failures + 1))
+  check_batch || failures=$((failures + 1))
   check_budget || failures=$((failures + 1))
 
   [ "$failures" -eq 0 ] || die "$failures check(s) failed"
@@ -497,6 +512,23 @@ check_bulk() {
   return "$failed"
 }
 
+# The Batch worker (--target batch): embed-corpus plans and submits to moto's Batch (use_docker off),
+# then every submitted job runs in the worker container as Batch would start it, on the host network
+# so it reaches moto on loopback: every row once, the vectors of POST / (the service from the venv, as in
+# the client's tests), SIGTERM to PID 1 exits 143 and its retry commits the rest; the bare image
+# runs embed-corpus-worker, not the Lambda emulator, as an unprivileged user.
+check_batch() {
+  if [ ! -x "$PY" ]; then
+    log "WARNING: $PY missing (make setup): the Batch worker checks are skipped"; return 0
+  fi
+  log "batch: tests/deploy/test_batch_image.py in $LAMBDA_BATCH_IMAGE (moto's Batch and S3 on loopback)"
+  if EMBED_BATCH_IMAGE="$LAMBDA_BATCH_IMAGE" "$PY" -m pytest tests/deploy/test_batch_image.py -q -p no:cacheprovider; then
+    log "ok: the Batch worker image ran the submitted jobs: every row once, the vectors of POST /"
+  else
+    log "FAIL: the Batch worker image"; return 1
+  fi
+}
+
 # ---------------------------------------------------------------------------------------------
 cmd_sizes() {
   need_podman
@@ -504,14 +536,14 @@ cmd_sizes() {
   mkdir -p docs
   local img
   for img in "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
-    "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE"; do
+    "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE" "$LAMBDA_BATCH_IMAGE"; do
     podman image exists "$img" || die "$img missing: scripts/images.sh build"
   done
   local rc=0
   python3 - "$out" "$SERVER_IMAGE" "$STANDIN_PYTHON_IMAGE" "$LAMBDA_IMAGE" "$STANDIN_LAMBDA_IMAGE" \
-    "${LAMBDA_BUDGET_MB:-350}" "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE" <<'PY' || rc=$?
+    "${LAMBDA_BUDGET_MB:-350}" "$LAMBDA_INT8_IMAGE" "$LAMBDA_BULK_IMAGE" "$LAMBDA_BATCH_IMAGE" <<'PY' || rc=$?
 import json, re, subprocess, sys
-out, server, server_base, lam, lam_base, budget, lam_int8, lam_bulk = sys.argv[1:]
+out, server, server_base, lam, lam_base, budget, lam_int8, lam_bulk, lam_batch = sys.argv[1:]
 budget = int(budget)
 
 def podman(*args):
@@ -543,6 +575,9 @@ WHAT = [  # (substring of the created-by command, what the layer holds)
     ("COPY ... /models", "model files (tokenizer, config, ONNX file(s), tiktoken rank files)"),
     ("COPY ... /app", "application code (the embedding_service package, byte-compiled)"),
     ("useradd", "non-root user"),
+    ("RUN python /tmp/console_scripts.py", "the client's console scripts on PATH (embed-corpus-worker), Batch worker only"),
+    ("/tmp/client-pyproject.toml", "client/pyproject.toml, read (then deleted) by the console-scripts layer"),
+    ("COPY ... /tmp/console_scripts.py", "scripts/console_scripts.py, run (then deleted) by the next layer"),
 ]
 
 # Dockerfile.lambda copies into the task root, in this order: the dependencies, the code and, in
@@ -581,7 +616,8 @@ lines = [
 ]
 pairs = [(server, server_base, "Dockerfile"), (lam, lam_base, "Dockerfile.lambda"),
          (lam_int8, lam_base, "Dockerfile.lambda --build-arg PRECISION=int8"),
-         (lam_bulk, lam_base, "Dockerfile.lambda --build-arg BULK=1")]
+         (lam_bulk, lam_base, "Dockerfile.lambda --build-arg BULK=1"),
+         (lam_batch, lam_base, "Dockerfile.lambda --target batch")]
 for img, base, _ in pairs:
     s, b = size(img), size(base)
     lines.append(f"| `{img}` | {mb(s)} | `{base}` | {mb(b)} | **{mb(s - b)}** |")
@@ -595,7 +631,9 @@ lines += ["", f"Budget: a query Lambda image may add at most {budget} MB over it
           f"{mb(added[lam])} and `{lam_int8}` {mb(added[lam_int8])} ({verdict} budget). The bulk "
           f"image (`{lam_bulk}`: the fp32 query image plus pyarrow and the client package, for shard "
           f"jobs; deployed only as the bulk function) adds {mb(bulk_added)}, "
-          f"{mb(bulk_added - added[lam])} more than the query image, and has no budget."]
+          f"{mb(bulk_added - added[lam])} more than the query image, and has no budget. The AWS Batch worker "
+          f"(`{lam_batch}`: the bulk image with the Lambda entrypoint reset, `embed-corpus-worker` as its command "
+          f"and an unprivileged user) adds {mb(size(lam_batch) - size(lam_bulk))} to the bulk image."]
 for img, base, dockerfile in pairs:
     h, hb = history(img), history(base)
     own = h[len(hb):]
@@ -614,6 +652,7 @@ print(f"wrote {out}")
 for img, n in added.items():
     print(f"size over base: {img} {mb(n)} (budget {budget} MB: {'OVER' if img in over else 'ok'})")
 print(f"size over base: {lam_bulk} {mb(bulk_added)} (the bulk image: reported, no budget)")
+print(f"size over base: {lam_batch} {mb(size(lam_batch) - size(lam_base))} (the Batch worker: reported, no budget)")
 sys.exit(3 if over else 0)
 PY
   cat "$out"

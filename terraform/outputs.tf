@@ -55,3 +55,28 @@ output "bulk_function_name" {
   description = "Name of the bulk function (<function_name>-bulk) for embed-corpus --target lambda://<name>; empty when bulk_function_enabled = false."
   value       = var.bulk_function_enabled ? aws_lambda_function.bulk[0].function_name : ""
 }
+
+output "batch_job_queue_name" {
+  description = "The AWS Batch job queue (Fargate Spot, then on-demand Fargate) for embed-corpus --target batch://<name>; empty when enable_batch = false."
+  value       = var.enable_batch ? aws_batch_job_queue.this[0].name : ""
+}
+
+output "batch_job_definition_name" {
+  description = "The AWS Batch job definition of the worker (embed-corpus-worker) for embed-corpus --batch-job-definition <name>; empty when enable_batch = false."
+  value       = var.enable_batch ? aws_batch_job_definition.worker[0].name : ""
+}
+
+output "batch_log_group_name" {
+  description = "CloudWatch log group of the Batch workers; empty when enable_batch = false."
+  value       = var.enable_batch ? aws_cloudwatch_log_group.batch[0].name : ""
+}
+
+output "bulk_image_uri" {
+  description = "Image the bulk function runs (repository@digest when bulk_image_digest is set); empty when bulk_function_enabled = false. scripts/deploy.sh plan --bulk plans against it."
+  value       = var.bulk_function_enabled ? aws_lambda_function.bulk[0].image_uri : ""
+}
+
+output "batch_image_uri" {
+  description = "Image the Batch job definition runs (repository@digest when batch_image_digest is set); empty when enable_batch = false. scripts/deploy.sh plan --batch plans against it."
+  value       = var.enable_batch ? local.batch_image_uri : ""
+}

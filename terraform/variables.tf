@@ -297,3 +297,143 @@ variable "bulk_output_prefixes" {
     error_message = "Each bulk_output_prefixes entry must be \"bucket/prefix\" or \"s3://bucket/prefix/\" (a valid bucket name, no * or ? wildcards)."
   }
 }
+
+# --- AWS Batch (batch.tf): embed-corpus --target batch://QUEUE -----------------------------------
+
+variable "enable_batch" {
+  description = "Create the AWS Batch resources for embed-corpus --target batch://<queue>: a Fargate Spot compute environment with on-demand Fargate second in one job queue, <function_name>-batch, the job definition <function_name>-batch-worker (the worker image, embed-corpus-worker), its execution and job roles, its log group and, unless batch_subnet_ids is given, a VPC with public subnets and an S3 gateway endpoint (no NAT gateway)."
+  type        = bool
+  default     = false
+}
+
+variable "batch_image_tag" {
+  description = "Tag of the Batch worker image (Dockerfile.lambda's batch stage) in the same ECR repository, used only when batch_image_digest is empty. scripts/deploy.sh deploy --batch pushes it and pins the digest."
+  type        = string
+  default     = "batch"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.batch_image_tag))
+    error_message = "batch_image_tag must be a valid image tag: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'."
+  }
+}
+
+variable "batch_image_digest" {
+  description = "Digest (sha256:<64 hex>) of the Batch worker image; when empty, <repository_url>:<batch_image_tag>. Build it with the query image's --build-arg PRECISION: the worker runs the same EMBEDDING_PRECISION (var.precision)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.batch_image_digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.batch_image_digest))
+    error_message = "batch_image_digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+}
+
+variable "batch_max_vcpus" {
+  description = "Most vCPUs each compute environment (Fargate Spot, and on-demand Fargate) runs at once: a job's width is batch_max_vcpus / batch_vcpus children. The account's Fargate vCPU quotas (Service Quotas: Fargate Spot vCPU and Fargate On-Demand vCPU resource count) cap it too."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.batch_max_vcpus >= 1 && var.batch_max_vcpus <= 100000 && floor(var.batch_max_vcpus) == var.batch_max_vcpus
+    error_message = "batch_max_vcpus must be a whole number between 1 and 100000."
+  }
+}
+
+variable "batch_vcpus" {
+  description = "vCPUs of one worker (a Fargate task): 1, 2, 4, 8 or 16. The worker uses all of them; fewer, larger tasks also need fewer public IPv4 addresses."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([1, 2, 4, 8, 16], var.batch_vcpus)
+    error_message = "batch_vcpus must be 1, 2, 4, 8 or 16 (Fargate's task sizes)."
+  }
+}
+
+variable "batch_memory" {
+  description = "Memory of one worker in MiB; Fargate accepts 2048-8192 for 1 vCPU, 4096-16384 for 2, 8192-30720 for 4 (steps of 1024), 16384-61440 for 8 (steps of 4096) and 32768-122880 for 16 (steps of 8192). 0 (the default): the least Fargate allows, 2048 MiB per vCPU."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.batch_memory == 0 || (var.batch_memory >= 2048 && var.batch_memory <= 122880 && var.batch_memory % 1024 == 0)
+    error_message = "batch_memory must be 0 (2048 MiB per vCPU) or a multiple of 1024 MiB between 2048 and 122880."
+  }
+}
+
+variable "batch_timeout" {
+  description = "Seconds one attempt of a worker may run before Batch stops it (the job definition's attemptDurationSeconds). A child holds a few minutes of splits, so the default hour is headroom, not a budget."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.batch_timeout >= 60 && floor(var.batch_timeout) == var.batch_timeout
+    error_message = "batch_timeout must be a whole number of seconds, at least 60 (Batch's minimum)."
+  }
+}
+
+variable "batch_retry_attempts" {
+  description = "Attempts of each child (1-10): a Spot reclaim, an instance lost or any other failure but bad input is retried until they are used up; bad input (the worker's exit status 3) never is."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.batch_retry_attempts >= 1 && var.batch_retry_attempts <= 10 && floor(var.batch_retry_attempts) == var.batch_retry_attempts
+    error_message = "batch_retry_attempts must be a whole number between 1 and 10."
+  }
+}
+
+variable "batch_input_prefixes" {
+  description = "S3 folders the Batch workers may read (s3:GetObject on every object below each), as \"bucket/prefix\" or \"s3://bucket/prefix/\"; \"bucket\" alone means the whole bucket. Empty (the default): no read grant."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for prefix in var.batch_input_prefixes : can(regex("^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?]*)?$", prefix))])
+    error_message = "Each batch_input_prefixes entry must be \"bucket/prefix\" or \"s3://bucket/prefix/\" (a valid bucket name, no * or ? wildcards)."
+  }
+}
+
+variable "batch_output_prefixes" {
+  description = "S3 folders the Batch workers write to (embed-corpus's OUTPUT/): s3:GetObject and s3:PutObject on every object below each (the plan, the parts, _SUCCESS) and s3:ListBucket limited to that folder (a missing part then answers 404, and the final job lists the parts). Empty (the default): no grant."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for prefix in var.batch_output_prefixes : can(regex("^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^*?]*)?$", prefix))])
+    error_message = "Each batch_output_prefixes entry must be \"bucket/prefix\" or \"s3://bucket/prefix/\" (a valid bucket name, no * or ? wildcards)."
+  }
+}
+
+variable "batch_subnet_ids" {
+  description = "Existing subnets to run the workers in. Empty (the default): batch.tf creates a VPC (batch_vpc_cidr) with one public subnet per availability zone (up to 3), an internet gateway and an S3 gateway endpoint. Given subnets must reach ECR, CloudWatch Logs and S3 on their own (a route to an internet gateway: the tasks get a public IP)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.batch_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", id))])
+    error_message = "Each batch_subnet_ids entry must be a subnet id, subnet- followed by 8 to 17 hex digits."
+  }
+}
+
+variable "batch_security_group_ids" {
+  description = "Security groups of the workers when batch_subnet_ids is given (they need outbound HTTPS). With the VPC batch.tf creates, it creates the group too (outbound TCP 443 only) and this must stay empty."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.batch_security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", id))])
+    error_message = "Each batch_security_group_ids entry must be a security group id, sg- followed by 8 to 17 hex digits."
+  }
+}
+
+variable "batch_vpc_cidr" {
+  description = "Address range of the VPC batch.tf creates when batch_subnet_ids is empty; each subnet gets a /20 of it (4,091 task addresses)."
+  type        = string
+  default     = "10.80.0.0/16"
+
+  validation {
+    condition     = can(regex("^[0-9.]+/(16|17|18)$", var.batch_vpc_cidr)) && can(cidrhost(var.batch_vpc_cidr, 0))
+    error_message = "batch_vpc_cidr must be an IPv4 CIDR block of size /16 to /18, e.g. 10.80.0.0/16."
+  }
+}

@@ -405,7 +405,7 @@ def test_bench_scale_runs_the_real_scheduler_and_writes_its_report(tmp_path):
     the report is filled (no timing is asserted: the figures are the benchmark's, not a test's)."""
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "scale.py"), "--passages", "300000,600000", "--concurrency", "50",
-         "--shard-seconds", "0.2", "--throttle-every", "7", "--skip-client-path", "--out", str(tmp_path)],
+         "--shard-seconds", "0.2", "--throttle-every", "7", "--skip-client-path", "--batch-quick", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -419,3 +419,8 @@ def test_bench_scale_runs_the_real_scheduler_and_writes_its_report(tmp_path):
     }
     text = (tmp_path / "scale.md").read_text()
     assert "(assumed)" in text and "600,000" in text
+    batch = data["batch"]  # AWS Batch: planned and submitted on moto, the worker at 1 and 2 vCPUs, the projection
+    assert [(run["splits"], run["array_jobs"]) for run in batch["submissions"]] == [(60, 1), (120, 1)]
+    assert [row["passages"] for row in batch["worker"]] == [16, 32, 32]
+    assert {quote["engine"].split()[0] for quote in batch["projection"]["quotes"]} == {"Lambda", "Fargate", "GPU"}
+    assert "Fargate Spot" in text and "speed-up (dedicated)" in text

@@ -102,6 +102,37 @@ def test_dry_run_precision_is_the_build_arg_and_the_terraform_variable():
         assert "-var precision=int8" in commands(other.stdout)[-1]
 
 
+def test_dry_run_batch_and_bulk_build_push_and_pin_their_images():
+    result = run_script("deploy", "--dry-run", "--arch", "arm64", "--batch", "--bulk", "--var",
+                        'batch_output_prefixes=["s3://bucket/vectors/"]')
+    assert result.returncode == 0, result.stderr
+    cmds = commands(result.stdout)
+    query = index_of(cmds, "docker build", "-t embedding-lambda:latest")
+    bulk = index_of(cmds, "docker build", "--build-arg BULK=1")
+    worker = index_of(cmds, "docker build", "--target batch")
+    # Fargate Spot runs x86_64 only: the worker is amd64 whatever --arch says; the bulk image follows it.
+    assert "--platform linux/amd64" in cmds[worker] and "--platform linux/arm64" in cmds[bulk]
+    assert all("--build-arg PRECISION=fp32" in cmds[i] and "--provenance=false" in cmds[i] for i in (bulk, worker))
+    pushes = [c for c in cmds if c.startswith("docker push ")]
+    assert [p.rsplit(":", 1)[1] for p in pushes] == ["latest", "bulk", "batch"]
+    describes = [c for c in cmds if c.startswith("aws ecr describe-images")]
+    assert [d.split("imageTag=")[1].split()[0] for d in describes] == ["latest", "bulk", "batch"]
+    final_apply = index_of(cmds, "terraform -chdir=terraform apply", "-var image_digest=sha256:")
+    assert query < bulk < worker < cmds.index(pushes[0]) < final_apply
+    for var in ("enable_batch=true", "bulk_function_enabled=true", "batch_image_digest=sha256:",
+                "bulk_image_digest=sha256:", "'batch_output_prefixes=[\"s3://bucket/vectors/\"]'"):
+        assert f"-var {var}" in cmds[final_apply], var
+    for output in ("batch_job_queue_name", "batch_job_definition_name", "bulk_function_name"):
+        assert final_apply < index_of(cmds, f"terraform -chdir=terraform output -raw {output}")
+    assert ("  embed-corpus s3://BUCKET/corpus/ --output s3://BUCKET/vectors/ --target batch://embedding-model-batch "
+            "--batch-job-definition embedding-model-batch-worker") in result.stdout.splitlines()
+    steps = [line for line in result.stdout.splitlines() if line.startswith("==> step ")]
+    assert [s.split(":")[0] for s in steps] == [f"==> step {n}/6" for n in range(1, 7)]
+    # Without the flags, none of it.
+    plain = commands(run_script("deploy", "--dry-run").stdout)
+    assert not [c for c in plain if "batch" in c or "bulk" in c]
+
+
 def test_dry_run_x86_64_builds_for_amd64():
     result = run_script("--dry-run", "--region", "us-east-2")
     assert result.returncode == 0, result.stderr
@@ -176,7 +207,7 @@ def test_help():
     result = run_script("--help")
     assert result.returncode == 0
     assert "Usage: scripts/deploy.sh" in result.stdout
-    for option in ("--dry-run", "--region", "--arch", "--precision", "--engine", "--tag", "--var"):
+    for option in ("--dry-run", "--region", "--arch", "--precision", "--engine", "--tag", "--bulk", "--batch", "--var"):
         assert option in result.stdout
 
 
@@ -199,6 +230,9 @@ def test_help():
         (["--tag", "no spaces"], "--tag must be a valid image tag"),
         (["--var", "novalue"], "--var expects name=value"),
         (["--var", "image_digest=sha256:x"], "set by this script"),
+        (["--var", "enable_batch=true"], "use --batch instead"),
+        (["--var", "batch_image_digest=sha256:x"], "use --batch instead"),
+        (["--var", "bulk_function_enabled=true"], "use --bulk instead"),
         (["frobnicate"], "unknown action 'frobnicate'"),
         (["deploy", "destroy"], "only one action"),
     ],
@@ -230,6 +264,10 @@ case "{tool}" in
       *" output -raw function_url "*) printf '%s' "{function_url}" ;;
       *" output -raw curl_example "*) printf '%s' "curl ... {function_url}" ;;
       *" output -raw image_uri "*) printf '%s' "{repo_url}@{digest}" ;;
+      *" output -raw batch_image_uri "*) printf '%s' "{repo_url}@{digest}" ;;
+      *" output -raw batch_job_queue_name "*) printf '%s' "embedding-model-batch" ;;
+      *" output -raw batch_job_definition_name "*) printf '%s' "embedding-model-batch-worker" ;;
+      *" output -raw bulk_function_name "*) printf '%s' "embedding-model-bulk" ;;
     esac ;;
   aws)
     case "$args" in
@@ -317,6 +355,22 @@ def test_deploy_runs_the_flow_and_pins_the_pushed_digest(sandbox):
 
     assert f"Function URL: {FUNCTION_URL}" in result.stdout
     assert f"curl ... {FUNCTION_URL}" in result.stdout
+
+
+def test_deploy_batch_names_the_queue_and_job_definition_it_deployed(sandbox):
+    result = run_script("deploy", "--batch", env=sandbox["env"], script=sandbox["script"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = calls(sandbox)
+    final_apply = log[index_of(log, "terraform -chdir=terraform apply", f"batch_image_digest={DIGEST}")]
+    assert "enable_batch=true" in final_apply and f"image_digest={DIGEST}" in final_apply
+    assert index_of(log, f"docker push {REPO_URL}:batch") < index_of(log, "imageTag=batch")
+    assert "Batch job queue: embedding-model-batch" in result.stdout
+    assert "--target batch://embedding-model-batch --batch-job-definition embedding-model-batch-worker" in result.stdout
+
+    plan = run_script("plan", "--batch", env=sandbox["env"], script=sandbox["script"])
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    planned = calls(sandbox)[index_of(calls(sandbox), "terraform -chdir=terraform plan")]
+    assert f"batch_image_digest={DIGEST}" in planned and "enable_batch=true" in planned
 
 
 def test_plan_uses_the_deployed_digest(sandbox):

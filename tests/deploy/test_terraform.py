@@ -8,6 +8,7 @@ exists, by real Terraform on a provider-free copy of variables.tf.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -175,6 +176,14 @@ def _contains(collection: list[Any], value: Any) -> bool:
     return value in collection
 
 
+def _cidrhost(prefix: Any, number: int) -> Any:
+    # Terraform's cidrhost() fails on anything but an IP prefix (host bits may be set).
+    try:
+        return str(ipaddress.ip_network(prefix, strict=False)[number])
+    except (TypeError, ValueError):
+        return _FAIL
+
+
 def condition_to_python(condition: str, var_name: str) -> str:
     text = expr(condition)
     text = re.sub(r"\[for (\w+) in (\S+) : (.*)\]", r"[\3 for \1 in \2]", text)
@@ -190,6 +199,7 @@ def condition_to_python(condition: str, var_name: str) -> str:
         "contains(": "_contains(",
         "can(": "_can(",
         "regex(": "_regex(",
+        "cidrhost(": "_cidrhost(",
     }
     for hcl, python in replacements.items():
         text = text.replace(hcl, python)
@@ -203,6 +213,7 @@ def evaluate_validation(cfg: dict[str, Any], var_name: str, value: Any) -> bool:
         "_regex": _regex,
         "_can": _can,
         "_contains": _contains,
+        "_cidrhost": _cidrhost,
         "_floor": math.floor,
         "_keys": lambda m: list(m.keys()),
         "all": all,
@@ -270,6 +281,19 @@ VALIDATION_CASES: dict[str, tuple[list[Any], list[Any]]] = {
         [[], ["bucket/vectors"], ["s3://bucket/vectors/"]],
         [["Bucket/x"], ["bucket/*"], ["arn:aws:s3:::bucket/x"]],
     ),
+    "batch_image_tag": (["batch", "batch-v2"], ["", ".hidden", "a" * 129]),
+    "batch_image_digest": (["", "sha256:" + "0123456789abcdef" * 4], ["sha256:xyz", "sha256:" + "A" * 64]),
+    "batch_max_vcpus": ([1, 1000, 100000], [0, -1, 100001, 2.5]),
+    "batch_vcpus": ([1, 2, 4, 8, 16], [0, 0.5, 3, 32]),
+    "batch_memory": ([0, 2048, 4096, 30720, 122880], [1024, 2000, 123904, -1024]),
+    "batch_timeout": ([60, 3600, 86400], [0, 59, 60.5]),
+    "batch_retry_attempts": ([1, 3, 10], [0, 11, 1.5]),
+    "batch_input_prefixes": ([[], ["bucket/corpus"], ["s3://bucket/corpus/"]], [["Bucket/x"], ["bucket/*"]]),
+    "batch_output_prefixes": ([[], ["bucket/vectors"], ["s3://bucket"]], [["bucket/v?"], ["s3:/bucket/x"]]),
+    "batch_subnet_ids": ([[], ["subnet-0123abcd"], ["subnet-0123456789abcdef0"]], [["subnet-x"], ["sg-0123abcd"]]),
+    "batch_security_group_ids": ([[], ["sg-0123abcd"]], [["group"], ["subnet-0123abcd"]]),
+    "batch_vpc_cidr": (["10.80.0.0/16", "172.16.0.0/18", "192.168.0.0/17"], ["10.0.0.0/8", "10.0.0.0/24", "10.0.0/16",
+                                                                          "300.0.0.0/16", ""]),
 }
 
 
@@ -327,6 +351,19 @@ EXPECTED_DEFAULTS = {
     "bulk_reserved_concurrent_executions": -1,
     "bulk_input_prefixes": [],
     "bulk_output_prefixes": [],
+    "enable_batch": False,
+    "batch_image_tag": "batch",
+    "batch_image_digest": "",
+    "batch_max_vcpus": 256,
+    "batch_vcpus": 2,
+    "batch_memory": 0,
+    "batch_timeout": 3600,
+    "batch_retry_attempts": 3,
+    "batch_input_prefixes": [],
+    "batch_output_prefixes": [],
+    "batch_subnet_ids": [],
+    "batch_security_group_ids": [],
+    "batch_vpc_cidr": "10.80.0.0/16",
 }
 
 
@@ -434,6 +471,18 @@ def test_real_terraform_enforces_the_validations(tmp_path):
         "bulk_reserved_concurrent_executions": "0",
         "bulk_input_prefixes": '["bucket/*"]',
         "bulk_output_prefixes": '["s3://Bucket/x/"]',
+        "batch_image_tag": ".x",
+        "batch_image_digest": "sha256:1",
+        "batch_max_vcpus": "0",
+        "batch_vcpus": "3",
+        "batch_memory": "1000",
+        "batch_timeout": "59",
+        "batch_retry_attempts": "11",
+        "batch_input_prefixes": '["b/*"]',
+        "batch_output_prefixes": '["B/x"]',
+        "batch_subnet_ids": '["subnet-x"]',
+        "batch_security_group_ids": '["group"]',
+        "batch_vpc_cidr": "10.0.0.0/8",
     }
     assert set(bad) == set(VALIDATION_CASES)
     args = [arg for name, value in bad.items() for arg in ("-var", f"{name}={value}")]
@@ -762,10 +811,11 @@ def test_bulk_role_may_only_get_input_objects_and_put_output_objects(cfg):
     pairs = (("bulk_input_arns", "bulk_input_prefixes"), ("bulk_output_arns", "bulk_output_prefixes"))
     for name, variable in pairs:
         assert expr(cfg["locals"][name]) == f"[for prefix in var.{variable} : {arn}]"
-    # Nothing else anywhere grants S3.
+    # Nothing else anywhere grants S3; the Batch job role (batch.tf) also lists its output folder.
     for path in TF_DIR.glob("*.tf"):
         actions = set(re.findall(r'"(s3:[A-Za-z*]+)"', path.read_text()))
-        assert actions <= {"s3:GetObject", "s3:PutObject"}, (path.name, actions)
+        allowed = {"s3:GetObject", "s3:PutObject"} | ({"s3:ListBucket", "s3:prefix"} if path.name == "batch.tf" else set())
+        assert actions <= allowed, (path.name, actions)
 
 
 def test_bulk_jobs_leave_live_queries_capacity(cfg):
@@ -778,6 +828,67 @@ def test_bulk_jobs_leave_live_queries_capacity(cfg):
         "|| var.bulk_reserved_concurrent_executions != -1"
     )
     assert default_of(cfg, "reserved_concurrent_executions") != -1, "live queries must be reserved by default"
+
+
+# ---------------------------------------------------------------------------------------------
+# AWS Batch (batch.tf): embed-corpus --target batch://QUEUE
+# ---------------------------------------------------------------------------------------------
+def test_batch_resources_exist_only_when_enabled(cfg):
+    assert expr(cfg["locals"]["batch_count"]) == "var.enable_batch ? 1 : 0"
+    assert expr(cfg["locals"]["batch_network_count"]) == "var.enable_batch && length(var.batch_subnet_ids) == 0 ? 1 : 0"
+    counts = {"local.batch_count", "local.batch_network_count", "local.batch_s3_policy_count", "length(local.batch_azs)"}
+    for block_ in cfg["raw"]["batch.tf"]["resource"] + cfg["raw"]["batch.tf"]["data"]:
+        for rtype, named_ in block_.items():
+            for name, body in named_.items():
+                assert expr(body["count"]) in counts, (rtype, name)
+    assert expr(cfg["output"]["batch_job_queue_name"]["value"]) == (
+        'var.enable_batch ? aws_batch_job_queue.this[0].name : ""')
+    assert expr(cfg["output"]["batch_job_definition_name"]["value"]) == (
+        'var.enable_batch ? aws_batch_job_definition.worker[0].name : ""')
+
+
+def test_batch_names_are_the_clients_defaults(cfg):
+    """embed-corpus's --batch-job-definition defaults to <function_name>-batch-worker, like <name>-bulk."""
+    from embedding_client.workers.batch_interface import DEFAULT_JOB_DEFINITION
+
+    assert unquote(cfg["locals"]["batch_job_definition_name"]) == "${var.function_name}-batch-worker"
+    assert DEFAULT_JOB_DEFINITION == f"{default_of(cfg, 'function_name')}-batch-worker"
+    assert unquote(cfg["locals"]["batch_queue_name"]) == "${var.function_name}-batch"
+    definition = named(cfg, "aws_batch_job_definition", "worker")
+    assert expr(definition["name"]) == "local.batch_job_definition_name"
+    assert expr(named(cfg, "aws_batch_job_queue", "this")["name"]) == "local.batch_queue_name"
+
+
+def test_batch_queue_puts_fargate_spot_before_on_demand(cfg):
+    queue = named(cfg, "aws_batch_job_queue", "this")
+    order = {o["order"]: expr(o["compute_environment"]) for o in queue["compute_environment_order"]}
+    assert order == {1: "aws_batch_compute_environment.fargate_spot[0].arn",
+                     2: "aws_batch_compute_environment.fargate[0].arn"}
+    for name, kind in (("fargate_spot", "FARGATE_SPOT"), ("fargate", "FARGATE")):
+        resources_ = block(named(cfg, "aws_batch_compute_environment", name), "compute_resources")
+        assert unquote(resources_["type"]) == kind
+        assert expr(resources_["max_vcpus"]) == "var.batch_max_vcpus"
+
+
+def test_batch_retries_spot_reclaims_and_never_bad_input(cfg):
+    definition = named(cfg, "aws_batch_job_definition", "worker")
+    retry = block(definition, "retry_strategy")
+    assert expr(retry["attempts"]) == "var.batch_retry_attempts"
+    rules = [clean(r) for r in retry["evaluate_on_exit"]]
+    assert [r["action"] for r in rules] == ["RETRY", "RETRY", "EXIT"]
+    assert [r.get("on_status_reason") for r in rules[:2]] == ["Host EC2*", "Your Spot Task was interrupted*"]
+    assert expr(rules[2]["on_exit_code"]) == "local.batch_bad_input_exit_code"
+    # The worker's own constant (the client and the retry strategy must never disagree).
+    from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
+
+    assert unquote(cfg["locals"]["batch_bad_input_exit_code"]) == str(EXIT_BAD_INPUT)
+    # No NAT gateway anywhere: the tasks get a public IP and S3 a gateway endpoint.
+    assert not resources(cfg, "aws_nat_gateway")
+    endpoint = named(cfg, "aws_vpc_endpoint", "batch_s3")
+    assert unquote(endpoint["vpc_endpoint_type"]) == "Gateway"
+    properties = expr(definition["container_properties"])
+    assert "networkConfiguration = {assignPublicIp = \"ENABLED\"}" in properties
+    assert f"command = {json.dumps(RUN_COMMAND)}" in properties
 
 
 # ---------------------------------------------------------------------------------------------
@@ -861,6 +972,21 @@ def test_checkov_passes_with_the_bulk_function(tmp_path):
     report = run_checkov("--var-file", str(var_file))
     assert report["summary"]["parsing_errors"] == 0
     assert failed_checks(report) == set()
+
+
+@pytest.mark.skipif(
+    not CHECKOV.exists(), reason="checkov not installed in .tools/checkov-venv (see terraform/README.md)"
+)
+def test_checkov_passes_with_batch(tmp_path):
+    var_file = tmp_path / "batch.tfvars"
+    var_file.write_text(
+        'enable_batch = true\nbatch_input_prefixes = ["s3://corpus-bucket/corpus/"]\n'
+        'batch_output_prefixes = ["vectors-bucket/vectors"]\n'
+    )
+    report = run_checkov("--var-file", str(var_file))
+    assert report["summary"]["parsing_errors"] == 0
+    assert failed_checks(report) == set()
+    assert report["summary"]["passed"] > run_checkov()["summary"]["passed"], "the Batch resources were checked"
 
 
 @pytest.mark.skipif(

@@ -12,7 +12,11 @@ an image manifest put straight into moto's ECR, with MOTO_LAMBDA_STUB_ECR=false 
 Lambda refuses an image that is not in its ECR), apply the whole stack pinned to the pushed
 digest; then the other auth modes (public NONE, NONE with an API key in Secrets Manager or
 SSM); each state checked through boto3; destroy, and nothing may remain. Then the optional bulk
-function (bulk.tf): its own image, role, S3 object grants and reserved concurrency.
+function (bulk.tf): its own image, role, S3 object grants and reserved concurrency. Then AWS Batch
+(batch.tf, enable_batch): its queue, compute environments, job definition, roles and network, and a
+job submitted to it as embed-corpus does (moto's Batch with use_docker off: no container starts).
+A third patch renames the compute environments' `name` (provider 6) to 5.100's
+`compute_environment_name`.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import MotoServer
+from corpus_helpers import AWS_TEST_ENV, run_cli
+from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, RUN_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR = Path(os.environ.get("TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
@@ -35,7 +42,7 @@ MIRRORED_AWS = MIRROR / "registry.terraform.io" / "hashicorp" / "aws"
 REGION = "us-east-1"
 NAME = "embedding-apply-test"
 REPOSITORY = "embedding_apply_test"
-ENDPOINTS = ("ecr", "iam", "lambda", "logs", "secretsmanager", "ssm", "sts")
+ENDPOINTS = ("batch", "ec2", "ecr", "iam", "lambda", "logs", "secretsmanager", "ssm", "sts")
 
 pytestmark = [
     pytest.mark.slow,
@@ -109,6 +116,10 @@ def terraform(tmp_path_factory, moto):
     )
     # Patch 2: 5.100 does not know the argument (6.28 added it).
     patch_once(workdir / "lambda.tf", "  invoked_via_function_url = true\n", "")
+    # Patch 3: provider 6 renamed aws_batch_compute_environment's compute_environment_name to name.
+    for environment in ("spot", "on_demand"):
+        patch_once(workdir / "batch.tf", f"  name         = local.batch_{environment}_ce_name\n",
+                   f"  compute_environment_name = local.batch_{environment}_ce_name\n")
     endpoints = "\n".join(f'    {service} = "{moto.url}"' for service in ENDPOINTS)
     (workdir / "provider_override.tf").write_text(
         f'provider "aws" {{\n  access_key = "testing"\n  secret_key = "testing"\n'
@@ -289,6 +300,7 @@ def assert_nothing_remains(moto: MotoServer, secrets: tuple[str, ...] = ("existi
     assert lam.list_functions()["Functions"] == []
     assert [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
     assert logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"] == []
+    assert logs.describe_log_groups(logGroupNamePrefix="/aws/batch/")["logGroups"] == []
     assert [s["Name"] for s in sm.list_secrets()["SecretList"]] == list(secrets)
     assert ssm.describe_parameters()["Parameters"] == []
 
@@ -352,3 +364,145 @@ def test_bulk_function_gets_its_image_its_concurrency_and_only_its_s3_objects(te
 
     terraform("destroy", "-input=false", "-auto-approve", *pinned)
     assert_nothing_remains(moto, secrets=())
+
+
+def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, moto):
+    """batch.tf: one queue, Fargate Spot before on-demand Fargate; the worker's job definition (its
+    image by digest, command, size, retries, timeout, logs, public IP); an execution role that may pull
+    and log, a job role with exactly the S3 grants asked for; a VPC with an S3 gateway endpoint and no
+    NAT gateway. A job submitted as embed-corpus submits it gets the worker's command with the plan."""
+    terraform("init", "-input=false", "-backend=false")
+    terraform.apply(*(f"-target={target}" for target in ecr_targets()))
+    digest = push_image(moto)
+    batch_digest = push_image(moto, "batch")
+    pinned = [f"-var=image_digest={digest}", "-var=enable_batch=true", f"-var=batch_image_digest={batch_digest}",
+              "-var=batch_max_vcpus=64"]
+    batch, iam, ec2, logs = (moto.client(s, REGION) for s in ("batch", "iam", "ec2", "logs"))
+    queue, definition = f"{NAME}-batch", f"{NAME}-batch-worker"
+
+    httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}, timeout=10).raise_for_status()
+    s3 = moto.client("s3", REGION)
+    for bucket in ("corpus-bucket", "vectors-bucket"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="corpus-bucket", Key="corpus/a.jsonl", Body=b'{"text": "hello"}\n{"text": "world"}\n')
+    client = ["s3://corpus-bucket/corpus/", "--output", "s3://vectors-bucket/vectors/", "--target", f"batch://{queue}"]
+    client_env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto.url}
+
+    # Enabled without prefixes: every resource, but no S3 grant at all, so embed-corpus refuses the run
+    # before it submits anything.
+    terraform.apply(*pinned)
+    check_stack(moto, digest, "AWS_IAM")
+    assert s3_statements(moto) == [] and role_policies(moto, f"{NAME}-batch-job") == {}
+    outputs = terraform.outputs()
+    assert (outputs["batch_job_queue_name"], outputs["batch_job_definition_name"]) == (queue, definition)
+    assert outputs["bulk_function_name"] == ""
+    refused = run_cli(*client, "--batch-job-definition", definition, "--detach", env=client_env)
+    assert refused.returncode != 0 and f"{NAME}-batch-job" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and batch.list_jobs(jobQueue=queue)["jobSummaryList"] == []
+
+    terraform.apply(*pinned, '-var=batch_input_prefixes=["corpus-bucket/corpus"]',
+                    '-var=batch_output_prefixes=["s3://vectors-bucket/vectors/"]')
+    # What AWS (moto) gives back for the Batch resources matches the configuration: a second plan of them
+    # (and all they depend on) changes nothing.
+    settled = terraform("plan", "-input=false", "-detailed-exitcode", *pinned, "-target=aws_batch_job_queue.this",
+                        "-target=aws_batch_job_definition.worker", "-target=aws_iam_role_policy.batch_s3",
+                        '-var=batch_input_prefixes=["corpus-bucket/corpus"]',
+                        '-var=batch_output_prefixes=["s3://vectors-bucket/vectors/"]', check=False)
+    assert settled.returncode == 0, settled.stdout[-3000:] + settled.stderr[-2000:]
+    # With the grants, the client's own checks accept the queue, the job definition and its role.
+    detached = run_cli(*client, "--batch-job-definition", definition, "--detach", env=client_env)
+    assert detached.returncode == 0, detached.stderr
+    (policy,) = role_policies(moto, f"{NAME}-batch-job").values()
+    statements = sorted(policy["Statement"], key=lambda s: s["Sid"])
+    assert [(s["Sid"], sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]), s["Resource"])
+            for s in statements] == [
+        ("ListOutputFolder0", ["s3:ListBucket"], "arn:aws:s3:::vectors-bucket"),
+        ("ReadInputObjects", ["s3:GetObject"], "arn:aws:s3:::corpus-bucket/corpus/*"),
+        ("ReadWriteOutputObjects", ["s3:GetObject", "s3:PutObject"], "arn:aws:s3:::vectors-bucket/vectors/*"),
+    ]
+    assert statements[0]["Condition"] == {"StringLike": {"s3:prefix": "vectors/*"}}
+    assert len(s3_statements(moto)) == 3, "the S3 grants are the job role's alone"
+
+    # The queue: Fargate Spot first, on-demand Fargate second, both at batch_max_vcpus.
+    (described,) = batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
+    assert described["state"] == "ENABLED"
+    order = sorted(described["computeEnvironmentOrder"], key=lambda o: o["order"])
+    environments = {e["computeEnvironmentArn"]: e for e in batch.describe_compute_environments()["computeEnvironments"]}
+    kinds = [environments[o["computeEnvironment"]]["computeResources"]["type"] for o in order]
+    assert kinds == ["FARGATE_SPOT", "FARGATE"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{queue}-*"]}])["Subnets"]
+    assert len(subnets) == 3 and len({s["AvailabilityZone"] for s in subnets}) == 3
+    (vpc_id,) = {s["VpcId"] for s in subnets}
+    (group,) = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{queue}-workers"]}])[
+        "SecurityGroups"]
+    for environment in environments.values():
+        resources = environment["computeResources"]
+        assert environment["serviceRole"] == iam.get_role(RoleName=f"{NAME}-batch-service")["Role"]["Arn"]
+        assert resources["maxvCpus"] == 64
+        assert sorted(resources["subnets"]) == sorted(s["SubnetId"] for s in subnets)
+        assert resources["securityGroupIds"] == [group["GroupId"]]
+    assert group["IpPermissions"] == []
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["IpPermissionsEgress"]] == [("tcp", 443, 443)]
+    # S3 through a gateway endpoint on the subnets' route table, the rest through the internet
+    # gateway with a public IP: no NAT gateway.
+    (endpoint,) = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]
+    assert (endpoint["ServiceName"], endpoint["VpcEndpointType"]) == (f"com.amazonaws.{REGION}.s3", "Gateway")
+    (table,) = ec2.describe_route_tables(RouteTableIds=endpoint["RouteTableIds"])["RouteTables"]
+    assert {a["SubnetId"] for a in table["Associations"]} == {s["SubnetId"] for s in subnets}
+    assert any(r.get("GatewayId", "").startswith("igw-") for r in table["Routes"])
+    assert ec2.describe_nat_gateways()["NatGateways"] == []
+
+    # The job definition, as the client submits against it.
+    (job_definition,) = batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")["jobDefinitions"]
+    container = job_definition["containerProperties"]
+    (repository,) = moto.client("ecr", REGION).describe_repositories(repositoryNames=[REPOSITORY])["repositories"]
+    assert container["image"] == f"{repository['repositoryUri']}@{batch_digest}"
+    assert container["command"] == RUN_COMMAND
+    assert job_definition["platformCapabilities"] == ["FARGATE"]
+    assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {"VCPU": "2", "MEMORY": "4096"}
+    assert container["networkConfiguration"] == {"assignPublicIp": "ENABLED"}
+    assert container["runtimePlatform"]["cpuArchitecture"] == "X86_64"
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "EMBEDDING_BACKEND": "onnx", "EMBEDDING_PRECISION": "fp32", "HF_HUB_OFFLINE": "1"}
+    log_options = container["logConfiguration"]["options"]
+    assert container["logConfiguration"]["logDriver"] == "awslogs"
+    assert log_options["awslogs-group"] == f"/aws/batch/{definition}"
+    (log_group,) = logs.describe_log_groups(logGroupNamePrefix=f"/aws/batch/{definition}")["logGroups"]
+    assert log_group["retentionInDays"] == 14
+    assert container["jobRoleArn"] == iam.get_role(RoleName=f"{NAME}-batch-job")["Role"]["Arn"]
+    assert container["executionRoleArn"] == iam.get_role(RoleName=f"{NAME}-batch-execution")["Role"]["Arn"]
+    assert job_definition["timeout"] == {"attemptDurationSeconds": 3600}
+    retry = job_definition["retryStrategy"]
+    assert retry["attempts"] == 3
+    rules = [(r["action"].upper(), r.get("onStatusReason"), r.get("onExitCode")) for r in retry["evaluateOnExit"]]
+    assert rules == [("RETRY", "Host EC2*", None), ("RETRY", "Your Spot Task was interrupted*", None),
+                     ("EXIT", None, str(EXIT_BAD_INPUT))]
+    # The execution role pulls from this repository and writes this log group, nothing else.
+    (execution,) = role_policies(moto, f"{NAME}-batch-execution").values()
+    granted = {s["Sid"]: s["Resource"] for s in execution["Statement"]}
+    assert granted == {"EcrLogin": "*", "PullWorkerImage": repository["repositoryArn"],
+                       "WriteWorkerLogs": f"{log_group['arn'].removesuffix(':*')}:*"}
+    attached = iam.list_attached_role_policies(RoleName=f"{NAME}-batch-service")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in attached] == ["AWSBatchServiceRole"]
+
+    # Refused at plan, each in one sentence: a task size Fargate does not offer; subnets without groups.
+    for bad, message in ((["-var=batch_vcpus=4", "-var=batch_memory=4096"], "batch_memory does not fit batch_vcpus"),
+                         (['-var=batch_subnet_ids=["subnet-0123abcd"]'], "batch_subnet_ids needs batch_security_group_ids")):
+        refused = terraform("plan", "-input=false", *pinned, *bad, check=False)
+        assert refused.returncode != 0 and message in " ".join(refused.stderr.split()), refused.stderr
+
+    # Submitted as embed-corpus submits: an array job with the plan parameter (no container runs).
+    plan = "s3://vectors-bucket/vectors/_embed-corpus-batch/plan.json"
+    job = batch.submit_job(jobName="embed-corpus-test", jobQueue=queue, jobDefinition=definition,
+                           arrayProperties={"size": 2}, parameters={"plan": plan})
+    (submitted,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+    assert submitted["jobQueue"].endswith(f":job-queue/{queue}") and submitted["arrayProperties"]["size"] == 2
+    assert submitted["parameters"] == {"plan": plan}
+    batch.terminate_job(jobId=job["jobId"], reason="test done")
+
+    terraform("destroy", "-input=false", "-auto-approve", *pinned)
+    assert_nothing_remains(moto, secrets=())
+    assert batch.describe_job_queues()["jobQueues"] == []
+    assert batch.describe_compute_environments()["computeEnvironments"] == []
+    assert batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")["jobDefinitions"] == []
+    assert [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []

@@ -55,3 +55,27 @@ def hosted_usd_per_million_texts(tokens_per_text: float) -> dict[str, float]:
         "standard": tokens_per_text * HOSTED_API["usd_per_million_tokens"],
         "batch": tokens_per_text * HOSTED_API["batch_usd_per_million_tokens"],
     }
+
+# --- AWS Batch engines (issue 25's dated figures) -------------------------------------------------
+FARGATE_AS_OF = "early 2026 (us-east-1 list prices as issue 25 states them; not fetched live)"
+FARGATE_VCPU_HOUR = {"x86_64": 0.04048, "arm64": 0.03238}
+FARGATE_GB_HOUR = {"x86_64": 0.004445, "arm64": 0.00356}
+# Fargate Spot: AWS's own figure is "up to 70% off" Fargate; the actual discount varies by hour and
+# zone. An assumption, dated like the list prices.
+FARGATE_SPOT_DISCOUNT = 0.70
+FARGATE_SPOT_AS_OF = "assumed 70% off Fargate (AWS's 'up to 70%'), early 2026"
+# One GPU instance for the CUDA image: the price is g4dn.xlarge's on-demand list price (bench/gpu.py's
+# table, mid-2025); the rate is an ASSUMPTION, unmeasured until `make bench-gpu` runs on a GPU
+# (docs/benchmarks/gpu.md): a T4 at ~30% of its fp16 peak on 256-token MiniLM passages.
+GPU_INSTANCE = {
+    "name": "g4dn.xlarge (1 x T4)",
+    "usd_per_hour": 0.526,
+    "passages_per_s": 1000.0,
+    "as_of": "mid-2025 on-demand price; 1,000 passages/s assumed, unmeasured",
+}
+
+
+def fargate_usd(vcpu_hours: float, gb_hours: float, arch: str = "x86_64", spot: bool = False) -> float:
+    """Fargate's per-second bill for these vCPU- and GB-hours (Spot at the assumed discount)."""
+    usd = vcpu_hours * FARGATE_VCPU_HOUR[arch] + gb_hours * FARGATE_GB_HOUR[arch]
+    return usd * (1 - FARGATE_SPOT_DISCOUNT) if spot else usd

@@ -42,4 +42,4 @@ def open_target(
             concurrency=concurrency,
             timeout=timeout,
         )
-    raise InputError(f"--target {spec!r}: use local, http(s)://HOST[:PORT] or lambda://FUNCTION_NAME")
+    raise InputError(f"--target {spec!r}: use local, http(s)://HOST[:PORT], lambda://FUNCTION_NAME or batch://JOB_QUEUE")

@@ -18,6 +18,7 @@ from embedding_client.corpus.readers import FORMATS
 from embedding_client.corpus.report import render
 from embedding_client.corpus.runner import DEFAULT_SHARD_SIZE, Options, Run
 from embedding_client.corpus.targets import INPUT_TYPES, OUTPUT_TYPES
+from embedding_client.workers.batch_interface import DEFAULT_JOB_DEFINITION
 
 EXAMPLES = """\
 examples:
@@ -31,6 +32,8 @@ examples:
   embed-corpus 'corpus/*.jsonl.gz' --output vectors/                      # a folder of Parquet parts
   embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \\
       --target lambda://embedding-model-bulk --embedding-type int8          # the workers read and write S3
+  embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \\
+      --target batch://embedding-model-batch --detach                       # AWS Batch; then the same with --resume
 """
 
 
@@ -175,6 +178,31 @@ def parser() -> argparse.ArgumentParser:
         help="who reads INPUT and writes OUTPUT: worker (the Lambda workers, from and to S3; the default when "
         "INPUT and an OUTPUT/ dataset are on S3 and the function has the grants) or client (this process)",
     )
+    p.add_argument(
+        "--batch-job-definition",
+        default=DEFAULT_JOB_DEFINITION,
+        metavar="NAME",
+        help=f"with --target batch://JOB_QUEUE: the job definition each child runs (default: {DEFAULT_JOB_DEFINITION}, "
+        "the Terraform's)",
+    )
+    p.add_argument(
+        "--batch-splits-per-child",
+        type=positive,
+        metavar="N",
+        help="with --target batch://: splits each child embeds (default: as many as run about ten minutes at the "
+        "measured CPU time per passage)",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="with --target batch://: submit, print the job ids and the command that follows the run, and exit",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --target batch://: plan and price the job on Lambda, Fargate, Fargate Spot and a GPU instance; "
+        "write and submit nothing",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--report-json", metavar="FILE", help="also write the report's figures as JSON")
     p.add_argument(
@@ -208,10 +236,11 @@ def configure_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     configure_logging(args.quiet)
     try:
-        run = Run(options_from(args), stream=open(os.devnull, "w") if args.quiet else None)
+        run = Run(options_from(args), stream=open(os.devnull, "w") if args.quiet else None, command=argv)
         stats = run.execute()
     except CorpusError as error:
         print(f"embed-corpus: error: {error}", file=sys.stderr)
@@ -228,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(130)  # worker threads may be inside a request: don't wait for them
     if stats is None:
-        print(f"embed-corpus: {args.output} is complete already", file=sys.stderr)
+        if not (args.detach or args.dry_run):
+            print(f"embed-corpus: {args.output} is complete already", file=sys.stderr)
         return 0
     print(render(stats))
     if args.report_json:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from embedding_client.workers.batch_interface import DEFAULT_JOB_DEFINITION
+
 DEFAULT_SHARD_SIZE = 10_000
 
 
@@ -40,3 +42,7 @@ class Options:
     with_text: bool = False  # write each row's (chunk's) text too
     tokenizer: str | None = None  # a model folder to chunk with where the target can't
     io: str | None = None  # worker | client; None: worker where it can be, else client
+    batch_job_definition: str = DEFAULT_JOB_DEFINITION  # --target batch://: what each child runs
+    batch_splits_per_child: int | None = None  # None: as many as run about ten minutes
+    detach: bool = False  # batch://: submit, print the job ids and the follow-up command, exit
+    dry_run: bool = False  # plan and price, write and submit nothing

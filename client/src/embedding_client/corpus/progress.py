@@ -32,8 +32,10 @@ class Progress:
         retries: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
         unit: str = "texts",
+        detail: Callable[[], str] | None = None,
     ):
         self.unit = unit
+        self._detail = detail  # more of the run's state, after the counts (a Batch run's children)
         self.total = total
         self.done = 0
         self.stream = stream or sys.stderr
@@ -63,7 +65,7 @@ class Progress:
         eta = duration(left) if left is not None else "?"
         return (
             f"{self.done:,}/{self.total:,} {self.unit} ({percent:.0f}%), {rate:,.0f} {self.unit}/s, ETA {eta}, "
-            f"{self._retries():,} retries"
+            f"{self._retries():,} retries" + (f"; {self._detail()}" if self._detail else "")
         )
 
     def message(self, text: str) -> None:

@@ -68,6 +68,7 @@ class RunStats:
     documents_split: int = 0  # texts cut into more than one chunk
     input_tokens: int = 0  # the chunked texts' tokens, untruncated
     chunk_tokens_total: int = 0  # tokens in their chunks (overlap counted again)
+    batch: dict | None = None  # --target batch://: the queue, the job's shape and what it cost
 
     @property
     def rows_embedded(self) -> int:
@@ -185,7 +186,7 @@ def render(stats: RunStats) -> str:
             if stats.truncated
             else ""
         ),
-        cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else "",
+        cost=_lambda_cost(stats) if stats.target.startswith("lambda://") and stats.invocations else _batch_cost(stats),
     )
 
 
@@ -249,6 +250,22 @@ def _lambda_cost(stats: RunStats) -> str:
         hosted_standard=_money(hosted["standard"]),
         hosted_batch=_money(hosted["batch"]),
         tokens_per_text=f"{bill['tokens_per_text']:.0f}" if bill["tokens_per_text"] else "?",
+    )
+
+
+def _batch_cost(stats: RunStats) -> str:
+    """What a Batch run's children cost on the queue's first compute environment."""
+    batch = stats.batch
+    if not batch:
+        return ""
+    spot = batch["engine"] in ("FARGATE_SPOT", "SPOT")
+    priced = f"Fargate{' Spot' if spot else ''} x86_64 ({prices.FARGATE_AS_OF}" + (f"; {prices.FARGATE_SPOT_AS_OF}" if spot else "") + ")"
+    if batch["engine"] in ("EC2", "SPOT"):
+        priced += "; an EC2 environment priced as Fargate: its instances bill by the hour of the instance type"
+    return (
+        f"  batch       {batch['vcpu_seconds'] / 3600:,.3f} vCPU-hours on {batch['engine']} ({batch['vcpus']:g} vCPUs, "
+        f"{batch['memory_mb']:,} MB per child; job definition {batch['job_definition']}, {batch['submissions']} submission(s))\n"
+        f"  price       ${_money(batch['usd'])} for this run ({batch['basis']}), at {priced}\n"
     )
 
 

@@ -14,6 +14,8 @@ import time
 from typing import TextIO
 
 from embedding_client.contract import MIN_CHUNK_TOKENS
+from embedding_client.corpus.batch_run import BatchRun
+from embedding_client.corpus.batch_run import check_locations as check_batch_locations
 from embedding_client.corpus.choose_target import open_target
 from embedding_client.corpus.client_run import ClientRun
 from embedding_client.corpus.errors import InputError
@@ -34,8 +36,13 @@ log = logging.getLogger("embed_corpus")
 class Run:
     """`storage`: where locations are read and written (the AWS configuration's S3 by default)."""
 
-    def __init__(self, options: Options, stream: TextIO | None = None, storage: Storage | None = None):
+    def __init__(
+        self, options: Options, stream: TextIO | None = None, storage: Storage | None = None,
+        command: list[str] | None = None,
+    ):
+        """`command`: the arguments as typed (a detached Batch run prints the command that follows it)."""
         self.options = options
+        self.command = command
         self.stream = stream
         self.storage = storage or Storage(options.region)
         self.output = parse_location(options.output, "--output", folder=True)
@@ -46,6 +53,11 @@ class Run:
     def execute(self) -> RunStats | None:
         """The report's figures, or None when an earlier run already finished this output."""
         options = self.options
+        batch = options.target.startswith("batch://")
+        if batch:
+            check_batch_locations(options)
+        elif options.detach or options.dry_run:
+            raise InputError(f"{'--detach' if options.detach else '--dry-run'} applies to --target batch://JOB_QUEUE runs")
         inputs = list_inputs(options.input, self.storage, options.format)
         self._check_locations(inputs)
         input_version = inputs.version()
@@ -53,6 +65,9 @@ class Run:
         self.storage.check_writable(self.output)
         if self.changes:
             self.storage.check_writable(self.changes)
+        if batch:
+            started = time.perf_counter()
+            return BatchRun(options, self.storage, inputs, self.store, input_version, started, self.stream, self.command).execute()
         if self._finished_already():
             return None
         started = time.perf_counter()

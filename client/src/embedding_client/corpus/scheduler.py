@@ -2,7 +2,8 @@
 
 Shard work comes in kinds: the client's own shards, embedded a request at a time through a
 target (embed_work.py); split jobs sent to Lambda workers that read and write S3 themselves
-(worker_jobs.py); next, AWS Batch array jobs. Each kind is a `Plan` of `Task`s: a task is one
+(worker_jobs.py); AWS Batch array jobs, whose tasks wait for the parts the children write
+(batch_follow.py). Each kind is a `Plan` of `Task`s: a task is one
 part of the output, made by one or more `Call`s and then committed. A new place to run shard work
 is a new plan, never a new loop, because everything else lives here once: the thread pool and the
 window of calls in flight (memory stays bounded whatever the corpus size), retries and splits
@@ -70,6 +71,7 @@ class Plan(Protocol):
     store: ShardStore  # where the parts are committed (for the failure message)
     total: int  # parts in the whole plan
     work: int  # progress units left to this run
+    # optional: detail() -> str, more of the run's state on the progress line (a Batch run's children)
 
     def tasks(self, scheduler: Scheduler) -> Iterator[Task]: ...
 
@@ -96,7 +98,8 @@ class Scheduler:
     def run(self, plan: Plan) -> None:
         """Every task of the plan; then the timings and counters go into stats. A call that failed
         for good ends the run here with one sentence, after the calls in flight came back."""
-        self._progress = Progress(plan.work, self.stream, retries=lambda: self.counters.retries, unit=plan.units.progress)
+        self._progress = Progress(plan.work, self.stream, retries=lambda: self.counters.retries, unit=plan.units.progress,
+                                  detail=getattr(plan, "detail", None))
         started, cpu = time.perf_counter(), time.process_time()
         try:
             with logs_through(self._progress):

@@ -4,10 +4,10 @@ The worker reads its split from S3, checks, chunks and embeds it with its own mo
 part whole under the name the plan fixed, and answers with counts and its billed time; so a task
 here is one call, and its commit has nothing left to write.
 
-AWS Batch array jobs are the next plan of this kind, beside this one: the same splits, job
-documents and `_SUCCESS` (worker_run.py); its `tasks` would write the plan to S3 and submit the
-array job once (`Scheduler.gather`), then yield a task per split whose one call waits until its
-part is listed. Retries, progress, the failure message and --resume stay the scheduler's.
+AWS Batch array jobs are the other plan of this kind (batch_run.py, batch_follow.py): the same
+splits, job documents and `_SUCCESS` (worker_run.py), submitted once; a task per split whose one
+call waits until its part is written. Retries, progress, the failure message and --resume stay
+the scheduler's.
 """
 
 from __future__ import annotations

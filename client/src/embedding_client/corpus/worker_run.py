@@ -20,7 +20,7 @@ import logging
 import time
 
 from embedding_client.corpus.errors import CorpusError, InputError
-from embedding_client.corpus.inputs import Inputs
+from embedding_client.corpus.inputs import InputFile, Inputs
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.manifests import worker_manifest
 from embedding_client.corpus.options import Options
@@ -28,7 +28,7 @@ from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.run_context import RunContext
 from embedding_client.corpus.scheduler import Scheduler
 from embedding_client.corpus.shard_job import JobOptions
-from embedding_client.corpus.shards import SUCCESS
+from embedding_client.corpus.shards import SUCCESS, DatasetStore
 from embedding_client.corpus.splits import Split
 from embedding_client.corpus.targets import Target
 from embedding_client.corpus.worker_jobs import SplitJobs
@@ -46,13 +46,9 @@ class WorkerRun:
 
     def execute(self) -> RunStats:
         context, options = self.context, self.options
-        rows_per_split = min(options.shard_size, WORKER_MAX_ROWS)
-        split_bytes = split_bytes_for(self.storage, self.inputs, rows_per_split)
-        planned = plan_splits(self.storage, self.inputs, rows_per_split, split_bytes)
-        if not planned:
-            raise InputError(f"{options.input} holds no text to embed (every object is empty)")
-        job = self._job_options()
-        comparable = {key: value for key, value in job.__dict__.items() if key != "metadata"}
+        planned, split_bytes = worker_splits(self.storage, self.inputs, options)
+        job = job_options(options, self.storage, self.inputs, context.metadata)
+        comparable = comparable_job(job)
         committed = self.store.start(worker_manifest(context, split_bytes, len(planned), comparable), options.resume)
         if committed:
             log.info("resuming: %d of %d parts are written already", len(committed & set(range(len(planned)))), len(planned))
@@ -63,43 +59,9 @@ class WorkerRun:
         Scheduler(context.concurrency, options.retries, stats, context.stream).run(jobs)
         rows = {**jobs.rows, **copied}
         stats.rows_reused = sum(copied.values())
-        self._publish(planned, rows, comparable)
+        publish_success(self.store, self.inputs.files, planned, rows, context.metadata, comparable)
         stats.wall_s = time.perf_counter() - context.started
         return stats
-
-    def _job_options(self) -> JobOptions:
-        """What every job of the run is told (besides its split and part)."""
-        options = self.options
-        return JobOptions(
-            fmt=self.inputs.fmt,
-            dataset=self.inputs.dataset,
-            text_field=options.text_field,
-            id_field=options.id_field,
-            on_error=options.on_error,
-            ids_are_ints=first_id_is_int(self.storage, self.inputs, options.text_field, options.id_field),
-            embedding_type=options.embedding_type,
-            input_type=options.input_type,
-            chunk_tokens=options.chunk_tokens,
-            chunk_overlap=options.chunk_overlap,
-            with_text=options.with_text,
-            batch_size=options.batch_size or 256,
-            metadata=self.context.metadata,
-        )
-
-    def _publish(self, planned: list[Split], rows: dict[int, int], comparable: dict) -> None:
-        """`_SUCCESS`: every part with its rows, and which split of which object made it."""
-        parts = []
-        for index in range(len(planned)):
-            name = self.store.part_name(index)
-            count = rows.get(index)
-            if count is None:  # written by an earlier run: its footer says
-                count = _part_rows(self.storage, self.store.folder.child(name))
-            parts.append({"name": name, "rows": count})
-        splits = [
-            {**self.inputs.files[split.file].describe(), **split.describe(), "part": self.store.part_name(index)}
-            for index, split in enumerate(planned)
-        ]
-        self.store.publish(parts, self.context.metadata, io="worker", job=comparable, splits=splits)
 
     def _copy_unchanged(self, planned: list[Split], committed: set[int], comparable: dict) -> dict[int, int]:
         """OLD's parts for splits that are byte for byte the same: server-side copies."""
@@ -132,7 +94,66 @@ class WorkerRun:
         return copied
 
 
-def _part_rows(storage: Storage, location: Location) -> int:
+def worker_splits(storage: Storage, inputs: Inputs, options: Options) -> tuple[list[Split], int | None]:
+    """Worker mode's splits (and the bytes per range): what Lambda workers and Batch children run."""
+    rows_per_split = min(options.shard_size, WORKER_MAX_ROWS)
+    split_bytes = split_bytes_for(storage, inputs, rows_per_split)
+    planned = plan_splits(storage, inputs, rows_per_split, split_bytes)
+    if not planned:
+        raise InputError(f"{options.input} holds no text to embed (every object is empty)")
+    return planned, split_bytes
+
+
+def job_options(options: Options, storage: Storage, inputs: Inputs, metadata: dict) -> JobOptions:
+    """What every job of the run is told (besides its split and part)."""
+    return JobOptions(
+        fmt=inputs.fmt,
+        dataset=inputs.dataset,
+        text_field=options.text_field,
+        id_field=options.id_field,
+        on_error=options.on_error,
+        ids_are_ints=first_id_is_int(storage, inputs, options.text_field, options.id_field),
+        embedding_type=options.embedding_type,
+        input_type=options.input_type,
+        chunk_tokens=options.chunk_tokens,
+        chunk_overlap=options.chunk_overlap,
+        with_text=options.with_text,
+        batch_size=options.batch_size or 256,
+        metadata=metadata,
+    )
+
+
+def comparable_job(job: JobOptions) -> dict:
+    """The job's options as `_SUCCESS` and a resumed run compare them (the metadata aside)."""
+    return {key: value for key, value in job.__dict__.items() if key != "metadata"}
+
+
+def publish_success(
+    store: DatasetStore,
+    files: list[InputFile],
+    planned: list[Split],
+    rows: dict[int, int],
+    metadata: dict,
+    comparable: dict,
+    **extra,
+) -> None:
+    """`_SUCCESS`: every part with its rows, and which split of which object made it; a part this
+    process did not see written is counted from its footer."""
+    parts = []
+    for index in range(len(planned)):
+        name = store.part_name(index)
+        count = rows.get(index)
+        if count is None:  # written by an earlier run (or another process): its footer says
+            count = part_rows(store.storage, store.folder.child(name))
+        parts.append({"name": name, "rows": count})
+    splits = [
+        {**files[split.file].describe(), **split.describe(), "part": store.part_name(index)}
+        for index, split in enumerate(planned)
+    ]
+    store.publish(parts, metadata, io="worker", job=comparable, splits=splits, **extra)
+
+
+def part_rows(storage: Storage, location: Location) -> int:
     import pyarrow.parquet as pq
 
     with storage.open_read(location) as handle:
