@@ -4,7 +4,7 @@ No reranker or SPLADE weights are reachable offline, and a tiny random model tim
 this builds the two models a small deployment would serve from all-MiniLM-L6-v2's own weights
 (models/all-MiniLM-L6-v2): a cross-encoder (BertForSequenceClassification, num_labels=1, a random
 classification head: the compute of cross-encoder/ms-marco-MiniLM-L6-v2) and a SPLADE encoder
-(BertForMaskedLM with a random MLM transform, the decoder tied to the word embeddings, max pooling,
+(BertForMaskedLM, its MLM transform the identity and the decoder tied to the word embeddings, max pooling,
 `max_active_dims` 256 so answers are as large as a trained model's: the shape of MiniLM-sized sparse
 encoders). Their scores mean nothing; their time is a real model's of that shape. BERT-base rerankers
 and SPLADE models (bge-reranker-base, naver/splade-*) do several times the work and are not measured.
@@ -66,6 +66,9 @@ def build(kind: str, root: Path) -> Path:
         model = BertForSequenceClassification.from_pretrained(str(MINILM), num_labels=1)
     else:
         model = BertForMaskedLM.from_pretrained(str(MINILM))
+        with torch.no_grad():  # the MLM transform as the identity: logits are the tied embeddings' dot products
+            model.cls.predictions.transform.dense.weight.copy_(torch.eye(model.config.hidden_size))
+            model.cls.predictions.transform.dense.bias.zero_()
     model.save_pretrained(bare)
     for name in TOKENIZER_FILES:
         shutil.copy(MINILM / name, bare / name)
@@ -83,6 +86,15 @@ def prepare(source: Path, root: Path) -> Path:
     subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_model.py"), "--model", str(source),
                     "--output", str(root / "prepared")], check=True, stdout=sys.stderr)
     return root / "prepared" / source.name
+
+
+def prepared_model(kind: str, root: Path) -> Path:
+    """The kind's prepared folder in `root`: built and prepared unless an earlier run (--workdir) left it."""
+    name = "minilm-reranker-hf" if kind == "reranker" else f"minilm-{kind}"
+    prepared = root / "prepared" / name
+    if (prepared / "onnx" / "model_int8.onnx").is_file():
+        return prepared
+    return prepare(build(kind, root), root)
 
 
 def measure(model_dir: Path, precision: str, event: dict, log_dir: Path) -> dict:
@@ -135,10 +147,11 @@ def run(root: Path) -> dict:
               "documents_per_call": DOCUMENTS, "sparse_passages_per_call": SPARSE_BATCH,
               "memory_mb": ONE_VCPU_MB, "warm_calls": WARM_CALLS, "prices": PRICES["as_of"],
               "rerank_api": prices.RERANK_API, "kinds": {}}
+    # A direct event with encoding_format is a /v1/embeddings body (docs/lambda.md), which a sparse model answers.
     events = {"reranker": {"query": query, "documents": documents},
-              "sparse": {"input": batch, "input_type": "document"}}
+              "sparse": {"input": batch, "input_type": "document", "encoding_format": "float"}}
     for kind in ("reranker", "sparse"):
-        prepared = prepare(build(kind, root), root)
+        prepared = prepared_model(kind, root)
         texts = [query + " " + d for d in documents] if kind == "reranker" else batch
         figures = {"tokens_per_item": tokens_of(prepared, texts)}
         for precision in ("fp32", "int8"):
@@ -210,9 +223,15 @@ def page(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT, help="where rerank-cost.json and .md go")
+    parser.add_argument("--workdir", type=Path, help="keep the built and prepared models here (default: a temporary "
+                        "folder, removed)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bench-rerank-") as tmp:
-        result = run(Path(tmp))
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        result = run(args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-rerank-") as tmp:
+            result = run(Path(tmp))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rerank-cost.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "rerank-cost.md").write_text(page(result))
