@@ -120,12 +120,15 @@ def check_head_fidelity(model_dir: Path, onnx_path: Path) -> dict:
             floor = NOISE_FLOOR * expected.max(axis=1, keepdims=True)
             indices_equal = indices_equal and not (differ & ((vectors > floor) | (expected > floor))).any()
     if window != ours.spec.max_seq_length:
-        raise SystemExit(f"error: max_seq_length read as {ours.spec.max_seq_length}, sentence-transformers says {window}")
+        raise SystemExit(
+            f"error: max_seq_length read as {ours.spec.max_seq_length}, sentence-transformers says {window}"
+        )
     return {"max_relative_error_vs_sentence_transformers": error, "indices_equal": indices_equal}
 
 
 def head_fidelity_passes(found: dict) -> bool:
-    return found["indices_equal"] and found["max_relative_error_vs_sentence_transformers"] <= FIDELITY_MAX_RELATIVE_ERROR
+    error = found["max_relative_error_vs_sentence_transformers"]
+    return found["indices_equal"] and error <= FIDELITY_MAX_RELATIVE_ERROR
 
 
 def calibration_pairs(texts: list[str]) -> list[tuple[str, str]]:

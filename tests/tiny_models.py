@@ -151,6 +151,32 @@ def build_bare(kind: str, tokenizer_source: Path, root: Path) -> Path:
     return _tiny_head(kind, root / f"bare-{kind}", tokenizer_source, seed=26)
 
 
+def build_xlm_roberta_reranker(tokenizer_source: Path, root: Path) -> Path:
+    """A bare XLMRobertaForSequenceClassification (bge-reranker-base's architecture): no token types
+    (type_vocab_size 1), positions offset past the padding id, and a RoBERTa-style pair template
+    (`<s> q </s></s> d </s>`, every token type 0) over the MiniLM vocabulary."""
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    folder = root / "bare-xlm-roberta-reranker"
+    torch.manual_seed(3)
+    config = XLMRobertaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=64, max_position_embeddings=66, type_vocab_size=1, pad_token_id=0,
+                              bos_token_id=101, eos_token_id=102, num_labels=1)
+    XLMRobertaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer = Tokenizer.from_file(str(tokenizer_source / "tokenizer.json"))
+    tokenizer.post_processor = RobertaProcessing(("[SEP]", 102), ("[CLS]", 101))
+    tokenizer.save(str(folder / "tokenizer.json"))
+    # as XLM-R's own: 2 positions fewer than max_position_embeddings (the padding offset)
+    tokenizer_config = json.loads((tokenizer_source / "tokenizer_config.json").read_text())
+    tokenizer_config.update(model_max_length=64, tokenizer_class="PreTrainedTokenizerFast")
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    shutil.copy(tokenizer_source / "special_tokens_map.json", folder)
+    return folder
+
+
 def build_head(kind: str, tokenizer_source: Path, root: Path) -> Path:
     """What CrossEncoder.save / SparseEncoder.save write in the pinned sentence-transformers (6.2;
     6.3.0 writes the same files, checked by saving with both), loaded from a bare checkpoint."""

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import INVOKE_PATH, MODEL_DIR, RieServer, UvicornServer
 from test_lambda_rie import function_url_event
-from tiny_models import build_bare, build_head, to_sparse_v5_layout
+from tiny_models import build_bare, build_head, build_xlm_roberta_reranker, to_sparse_v5_layout
 
 import prepare_heads  # noqa: E402  (scripts/ is on pytest's pythonpath)
 import prepare_model  # noqa: E402
@@ -266,14 +266,17 @@ def test_bad_rerank_requests_get_a_400_naming_the_field(reranker, target):
 
 
 def test_a_route_of_another_kind_is_refused_naming_both(reranker, sparse, http):
+    def default_server(path: str, body: dict, target: str) -> tuple[int, dict]:
+        response = http.post(path, json=body)  # conftest's uvicorn on the default embedding model
+        return response.status_code, response.json()
+
+    embedder = SimpleNamespace(post=default_server)
     cases = [
         (reranker, "/embed_sparse", {"inputs": "x"}, "reranker"),
         (reranker, "/v1/embeddings", {"input": "x"}, "reranker"),
         (sparse, "/rerank", {"query": "q", "texts": ["x"]}, "sparse"),
-        (SimpleNamespace(post=lambda path, body, target: (lambda r: (r.status_code, r.json()))(http.post(path, json=body))),
-         "/rerank", {"query": "q", "texts": ["x"]}, "embedding"),
-        (SimpleNamespace(post=lambda path, body, target: (lambda r: (r.status_code, r.json()))(http.post(path, json=body))),
-         "/embed_sparse", {"inputs": "x"}, "embedding"),
+        (embedder, "/rerank", {"query": "q", "texts": ["x"]}, "embedding"),
+        (embedder, "/embed_sparse", {"inputs": "x"}, "embedding"),
     ]
     for served, path, body, kind in cases:
         for target in ("http", "rie") if isinstance(served, Targets) else ("http",):
@@ -286,13 +289,15 @@ def test_bare_checkpoints_and_the_5x_sparse_layout_prepare_equal_to_sentence_tra
     """prepare_model's own gate compares with sentence-transformers loading the same folder; the
     stamp records what it measured."""
     bare = prepare(build_bare("reranker", MODEL_DIR, workdir), workdir)
+    xlm_roberta = prepare(build_xlm_roberta_reranker(MODEL_DIR, workdir), workdir)
     legacy = build_head("sparse", MODEL_DIR, workdir / "v5")
     legacy = legacy.rename(legacy.with_name("sparse-v5-layout"))
     to_sparse_v5_layout(legacy)
-    for folder, kind in ((bare, "reranker"), (prepare(legacy, workdir), "sparse")):
+    for folder, kind in ((bare, "reranker"), (xlm_roberta, "reranker"), (prepare(legacy, workdir), "sparse")):
         stamp = json.loads((folder / ".prepared.json").read_text())
         assert stamp["kind"] == kind and stamp["indices_equal"]
         assert stamp["max_relative_error_vs_sentence_transformers"] <= prepare_heads.FIDELITY_MAX_RELATIVE_ERROR
+    assert read_model_spec(xlm_roberta).architecture == "xlm-roberta"
     spec = read_model_spec(workdir / "prepared" / "sparse-v5-layout")
     assert (spec.max_seq_length, spec.splade_activation) == (48, "log1p_relu")
     assert read_model_spec(build_bare("sparse", MODEL_DIR, workdir)).kind == "sparse"
@@ -313,7 +318,8 @@ def test_what_cannot_be_served_faithfully_is_refused(workdir):
     (folder / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.sentence_transformer.modules.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_SparseAutoEncoder", "type": "sentence_transformers.sparse_encoder.modules.SparseAutoEncoder"},
+        {"idx": 2, "name": "2", "path": "2_SparseAutoEncoder",
+         "type": "sentence_transformers.sparse_encoder.modules.SparseAutoEncoder"},
     ]))
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"model_type": "SparseEncoder"}))
     with pytest.raises(ModelFilesError, match="SparseAutoEncoder"):

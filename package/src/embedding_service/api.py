@@ -219,7 +219,8 @@ class EmbeddingAPI:
         if job.operation == "rerank":
             scores = logits if request.raw_scores else activate(logits, activation)
             return [
-                {"index": i, "score": float(scores[i]), **({"text": job.documents[i]} if request.return_text else {})}
+                {"index": i, "score": float(scores[i]),
+                 **({"text": job.documents[i]} if request.return_text else {})}
                 for i in ranked(scores)
             ]
         scores = activate(logits, activation)

@@ -296,7 +296,8 @@ def model_load(settings: Settings | None = None) -> Embedder:
     )
     if spec.kind == EMBEDDING:  # int8/uint8 output types quantise dense vectors only
         embedder.calibration_ranges = load_ranges(settings.model_dir, settings.calibration_file, spec.dimension)
-    embedder.embed([("warm-up", "warm-up")] if spec.kind == RERANKER else ["warm-up"])  # first run allocates buffers; pay it at load, not per request
+    # the first run allocates buffers: pay it at load, not per request
+    embedder.embed([("warm-up", "warm-up")] if spec.kind == RERANKER else ["warm-up"])
     log.info(
         "model loaded",
         extra={

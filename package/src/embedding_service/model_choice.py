@@ -62,7 +62,8 @@ def serving(api: EmbeddingAPI, model_id: str | None, route: str, *kinds: str) ->
                 param="model",
             )
         if not fitting and len(models) > 1:
-            raise _wrong_kind(route, kinds, f"this server serves {_listing(Served(*item) for item in models.items())}")
+            everything = _listing(Served(*item) for item in models.items())
+            raise _wrong_kind(route, kinds, f"this server serves {everything}")
         chosen = fitting[0] if fitting else Served(*next(iter(models.items())))
     kind = chosen.embedder.spec.kind
     if kind not in kinds:

@@ -27,11 +27,14 @@ from embedding_service.contract import EMBEDDING, RERANKER, SPARSE
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
 # Encoders whose ONNX export and serving the test suite proves (tests/service/test_any_model.py).
 SUPPORTED_ARCHITECTURES = ("bert", "mpnet")
+# Rerankers also as XLM-RoBERTa (BAAI/bge-reranker-*): proven by tests/service/test_rerank_sparse.py.
+RERANKER_ARCHITECTURES = (*SUPPORTED_ARCHITECTURES, "xlm-roberta")
 # Module types by their last name: 2.x writes sentence_transformers.models.Pooling, 6.x
 # sentence_transformers.sentence_transformer.modules.pooling.Pooling.
 TRANSFORMER, POOLING, NORMALIZE = "Transformer", "Pooling", "Normalize"
 # SparseEncoder's modules: 6.x saves Transformer(transformer_task="fill-mask"), 5.x saved
-# sentence_transformers.sparse_encoder.models.MLMTransformer; both end in SpladePooling.
+# sentence_transformers.sparse_encoder.models.MLMTransformer; both end in SpladePooling. (Asymmetric
+# "inference-free" models, a Router over SparseStaticEmbedding and an MLM, are refused by the module check.)
 MLM_TRANSFORMER, SPLADE_POOLING = "MLMTransformer", "SpladePooling"
 SPLADE_STRATEGIES = ("max", "sum")
 SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
@@ -155,17 +158,15 @@ def _pooling(config: dict) -> tuple[str, bool]:
     return mode, bool(config.get("include_prompt", True))
 
 
-def _check_architecture(hf_config: dict) -> str:
+def _check_architecture(hf_config: dict, supported: tuple[str, ...] = SUPPORTED_ARCHITECTURES) -> str:
     if hf_config.get("auto_map"):
         raise ModelFilesError(
             "this model needs trust_remote_code (its config.json has auto_map): custom model code "
             "is not supported, because its ONNX export and vectors cannot be checked here"
         )
     architecture = str(hf_config.get("model_type", ""))
-    if architecture not in SUPPORTED_ARCHITECTURES:
-        raise ModelFilesError(
-            f"architecture {architecture!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
+    if architecture not in supported:
+        raise ModelFilesError(f"architecture {architecture!r} is not supported; supported: {', '.join(supported)}")
     return architecture
 
 
@@ -260,7 +261,7 @@ def _embedding_spec(model_dir: Path) -> ModelSpec:
     )
 
 
-def _shared(model_dir: Path) -> dict:
+def _shared(model_dir: Path, architectures: tuple[str, ...] = SUPPORTED_ARCHITECTURES) -> dict:
     """What every kind reads the same way: architecture, window, prompts, tokenizer."""
     hf_config = _read_json(model_dir / "config.json")
     st_config = _read_json(model_dir / "sentence_bert_config.json", required=False)
@@ -273,7 +274,7 @@ def _shared(model_dir: Path) -> dict:
     return dict(
         path=model_dir,
         max_seq_length=_max_seq_length(st_config, tokenizer_config, hf_config),
-        architecture=_check_architecture(hf_config),
+        architecture=_check_architecture(hf_config, architectures),
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         do_lower_case=bool(st_config.get("do_lower_case", False)),
@@ -339,7 +340,7 @@ def _reranker_spec(model_dir: Path) -> ModelSpec:
     activation = RERANK_ACTIVATIONS[name]
     # `pooling` names the head, so the model fingerprint (which lists it) tells scores apart too
     return ModelSpec(dimension=1, pooling=f"cross_encoder_{activation}", normalize=False, kind=RERANKER,
-                     activation=activation, **_shared(model_dir))
+                     activation=activation, **_shared(model_dir, RERANKER_ARCHITECTURES))
 
 
 def _sparse_spec(model_dir: Path) -> ModelSpec:

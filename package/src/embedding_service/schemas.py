@@ -390,7 +390,8 @@ class ModelCard(BaseModel):
     created: int = 0
     owned_by: str = "sentence-transformers"
     kind: Literal[MODEL_KINDS] | None = Field(
-        default=None, description="embedding, reranker or sparse: which routes it answers (/health contract.model_kinds)."
+        default=None,
+        description="embedding, reranker or sparse: which routes it answers (/health contract.model_kinds).",
     )
     prompts: dict[str, str] | None = None
     default_prompt_name: str | None = None
@@ -453,7 +454,9 @@ class TeiRerankRequest(BaseModel):
 
     model_config = ConfigDict(
         strict=True,
-        json_schema_extra={"examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is ...", "cheese"]}]},
+        json_schema_extra={
+            "examples": [{"query": "What is Deep Learning?", "texts": ["Deep Learning is ...", "cheese"]}]
+        },
     )
     query: str = Field(description="The query every text is scored against.")
     texts: list[str] = Field(description=f"The texts to rank, 1 to {MAX_RERANK_DOCUMENTS}.")
@@ -497,7 +500,9 @@ class RerankRequest(BaseModel):
     documents: list[str | dict[str, Any]] = Field(
         description=f"The documents to rank, 1 to {MAX_RERANK_DOCUMENTS}: strings, or objects with a `text`."
     )
-    top_n: int | None = Field(default=None, description="Return only the best top_n (1 to the number of documents).")
+    top_n: int | None = Field(
+        default=None, description="Return only the best top_n (1 to the number of documents)."
+    )
     return_documents: bool = Field(default=False, description="true: each result carries `document: {text}`.")
     truncate: bool = Field(default=True, description=RERANK_TRUNCATE_DOC)
 
@@ -572,7 +577,9 @@ class TokenizeRequest(BaseModel):
 
     model_config = ConfigDict(strict=True, json_schema_extra={"examples": [{"inputs": EXAMPLE_TEXT}]})
     inputs: str | list[str] = Field(description="A text, or a list of texts.")
-    add_special_tokens: bool = Field(default=True, description="Include the model's special tokens ([CLS], [SEP]).")
+    add_special_tokens: bool = Field(
+        default=True, description="Include the model's special tokens ([CLS], [SEP])."
+    )
     prompt_name: str | None = Field(default=None, description="Prefix one of the model's prompts, by name.")
     model: str | None = Field(default=None, description="Ours: the served model's id (GET /v1/models).")
 
