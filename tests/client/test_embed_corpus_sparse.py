@@ -150,3 +150,15 @@ def test_given_a_kind_mismatch_then_one_sentence_and_nothing_written(tmp_path, s
     result = run_cli(source, "--output", output, "--sparse", "--reuse", dense, *http_flags)
     assert_clear_error(result, 2, "holds 384-dimensional vectors")
     assert not output.exists()
+
+
+def test_given_a_reranker_then_embed_corpus_refuses_it_with_or_without_sparse():
+    """A reranker scores pairs: neither a dense nor a sparse run can use it (checked before any corpus work)."""
+    from embedding_client.corpus.errors import InputError
+    from embedding_client.corpus.targets import TargetInfo, check_model_kind
+
+    info = TargetInfo(kind="http", model_id="cross-encoder/ms-marco-MiniLM-L6-v2", dimension=1, model_kind="reranker")
+    for output in ("float", "sparse"):
+        with pytest.raises(InputError, match="is a reranker: it scores"):
+            check_model_kind(info, output)
+    check_model_kind(TargetInfo(kind="http", model_id="m", dimension=3, model_kind="sparse"), "sparse")
