@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
 import json
+import os
 import shutil
 import statistics
 import subprocess

@@ -34,7 +34,6 @@ from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.shard_job import probe_event
 from embedding_client.corpus.targets import (
     SPARSE_OUTPUT,
-    model_health,
     Chunked,
     Embedded,
     EmbedOptions,
@@ -43,6 +42,7 @@ from embedding_client.corpus.targets import (
     TargetInfo,
     chunk_request,
     error_message,
+    model_health,
     openai_request,
     output_width,
     parse_chunk_response,
