@@ -162,3 +162,30 @@ def test_given_a_reranker_then_embed_corpus_refuses_it_with_or_without_sparse():
         with pytest.raises(InputError, match="is a reranker: it scores"):
             check_model_kind(info, output)
     check_model_kind(TargetInfo(kind="http", model_id="m", dimension=3, model_kind="sparse"), "sparse")
+
+
+def test_given_worker_mode_then_the_lambda_workers_write_the_same_sparse_rows(tmp_path, served, moto):
+    """--io worker: the bulk handler (under the real RIE, S3 on moto) reads, embeds and writes each part."""
+    from conftest import BULK_HANDLER
+
+    s3 = moto.client("s3")
+    bucket = f"sparse-{tmp_path.name.lower().replace('_', '-')[:40]}"
+    s3.create_bucket(Bucket=bucket)
+    texts = corpus_texts(30)
+    s3.put_object(Bucket=bucket, Key="corpus/a.jsonl",
+                  Body="".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n" for i, t in enumerate(texts)).encode())
+    env = {**AWS_TEST_ENV, "AWS_ENDPOINT_URL_S3": moto.url}
+    worker = RieServer(tmp_path / "bulk-rie.log", BULK_HANDLER, MODEL_DIR=str(served[1]), **env)
+    try:
+        result = run_cli(f"s3://{bucket}/corpus/", "--output", f"s3://{bucket}/sparse/", "--sparse", "--io", "worker",
+                         "--target", "lambda://function", "--endpoint-url", worker.url, "--shard-size", "10", env=env)
+    finally:
+        worker.stop()
+    assert result.returncode == 0, result.stderr
+    assert "--io worker" in result.stderr
+    keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket, Prefix="sparse/part-")["Contents"])
+    table = pa.concat_tables([pq.read_table(pa.BufferReader(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+                              for key in keys])
+    assert table.column("id").to_pylist() == [f"doc-{i}" for i in range(len(texts))]
+    assert "embedding" not in table.schema.names
+    assert_rows_equal(table, *reference(served[2], texts)[:2])
