@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 
 export MODEL_DIR
 
-.PHONY: help setup serve lambda-local test test-models lint docs images images-test bench bench-bulk bench-scale bench-gpu bench-quality load cost clean
+.PHONY: help setup serve lambda-local test test-models lint docs images images-test bench bench-bulk bench-rerank bench-scale bench-gpu bench-quality load cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -138,13 +138,16 @@ BENCH_BULK_ARGS ?=
 bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens
 	$(PY) bench/bulk.py $(BENCH_BULK_ARGS)
 
+bench-rerank: setup ## reranking (query + 50 passages) and sparse encoding on Lambda: billed ms under the real RIE, fp32 and int8, priced -> docs/benchmarks/rerank-cost.*
+	$(PY) bench/rerank_cost.py
+
 bench-scale: setup ## embed-corpus worker mode: a simulated 1,000-wide Lambda fleet over a planned 10^8-passage corpus; AWS Batch planning, worker speed-up; projected hours and $
 	$(PY) bench/scale.py $(BENCH_SCALE_ARGS)
 
 load: setup ## 64-client load test against a local server (a benchmark)
 	$(PY) bench/load_test.py
 
-cost: setup ## monthly Lambda cost for 1,000 calls a day; $ per 1M texts for each precision make bench measured
+cost: setup ## monthly Lambda cost for 1,000 calls a day; $ per 1M texts for each precision make bench measured; $ per 1M rerank calls and sparse passages make bench-rerank measured
 	$(PY) bench/cost.py
 
 clean: ## remove the venv, tools and prepared models

@@ -2,7 +2,9 @@
 
 The arithmetic is bench/lambda_cost.py's; this is the command around it. Durations come from
 docs/benchmarks/results.json (the Lambda handler under the real RIE, pinned to one CPU =
-1,769 MB), from flags, or from an RIE or CloudWatch log (`--from-rie`).
+1,769 MB), from flags, or from an RIE or CloudWatch log (`--from-rie`). Reranking and sparse
+encoding are priced from docs/benchmarks/rerank-cost.json (`make bench-rerank`: billed ms
+under the real RIE), beside Cohere's rerank price.
 
     .venv/bin/python bench/cost.py                       # 1,000 calls/day, from results.json
     .venv/bin/python bench/cost.py --daily 100000 --memory 1024,1769 --no-free-tier
@@ -19,12 +21,15 @@ from dataclasses import asdict
 from pathlib import Path
 
 import lambda_log
+import rerank_cost
 from lambda_cost import (DAYS_PER_MONTH, KEEP_WARM_S, LOG_BYTES_PER_INVOCATION, ONE_VCPU_MB, PRICES,
                          default_cold_fraction, hosted_usd, monthly, per_million_embeddings)
 from pages import table
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "benchmarks" / "results.json"
+RERANK_RESULTS = REPO / "docs" / "benchmarks" / "rerank-cost.json"
+RERANK_MISSING = "Reranking and sparse encoding: not measured ({path} is missing): run `make bench-rerank`."
 IMAGES_DOC = REPO / "docs" / "images.md"
 # Which benchmark stack measures each precision (docs/benchmarks/results.json, bench/bench.py).
 PRECISION_STACKS = {"fp32": "onnx", "int8": "int8"}
@@ -154,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-rie", type=Path, metavar="LOGFILE",
                         help="read init/invoke durations from an RIE (or CloudWatch) log")
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    parser.add_argument("--rerank-results", type=Path, default=RERANK_RESULTS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -258,14 +264,25 @@ def compute(args: argparse.Namespace) -> dict:
     ]
     given = ("init_ms", "invoke_ms", "cold_fraction", "free_tier", "image_gb", "arm_speed_factor",
              "log_bytes", "texts_per_request", "arch")
-    inputs = {"daily": args.daily, "days_per_month": DAYS_PER_MONTH, **{k: getattr(args, k) for k in given}}
+    args.rerank_results = str(args.rerank_results)
+    inputs = {"daily": args.daily, "days_per_month": DAYS_PER_MONTH, **{k: getattr(args, k) for k in given},
+              "rerank_results": args.rerank_results}
     return {
         "prices": PRICES,
         "inputs": {**inputs, "sources": args.source},
         "lines": [asdict(x) for x in lines],
         "per_million_embeddings": per_million,
         "per_precision": per_precision(args),
+        "rerank": _rerank(args.rerank_results),
     }
+
+
+def _rerank(path: str) -> dict | None:
+    """`make bench-rerank`'s measured figures, or None where they were never measured."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _sentence(text: str) -> str:
@@ -359,6 +376,9 @@ def render(result: dict) -> str:
         *_monthly_table(result),
         *_per_million_table(result),
         *_precision_table(result),
+        "",
+        *(rerank_cost.section(result["rerank"]) if result.get("rerank")
+          else [RERANK_MISSING.format(path=shown(Path(result["inputs"]["rerank_results"])))]),
         "",
         answer(result),
     ]

@@ -5,8 +5,8 @@
 # worker (the worker image). Terraform lives in terraform/; this script only drives it.
 #
 #   scripts/deploy.sh [deploy|plan|destroy] [--dry-run] [--region R] [--arch x86_64|arm64]
-#                     [--precision fp32|int8] [--engine docker|podman] [--tag T] [--bulk] [--batch]
-#                     [--var name=value]...
+#                     [--precision fp32|int8] [--models LIST] [--engine docker|podman] [--tag T] [--bulk]
+#                     [--batch] [--var name=value]...
 #
 # Run with --help for details.
 set -euo pipefail
@@ -44,6 +44,11 @@ Options:
                           int8 runs the quantised economy file, about half the CPU time per
                           passage. Passed as the image's --build-arg PRECISION (only that ONNX
                           file is baked in) and as the Terraform variable precision.
+  --models LIST           several models in the one function (MODELS=, docs/lambda.md): their
+                          prepared folders under models/, comma-separated, each FOLDER or
+                          ID=FOLDER, e.g. all-MiniLM-L6-v2,cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2.
+                          Passed as the image's --build-arg MODELS (those folders are baked in)
+                          and as the Terraform variable models. Default: the one embedder.
   --engine docker|podman  container engine (default: docker if installed, else podman).
   --tag T                 image tag to push (default: latest). The function is pinned to the
                           digest, so re-using a tag is safe.
@@ -94,6 +99,7 @@ tag="latest"
 bulk=0
 batch=0
 extra_vars=()
+models=""
 
 need_value() {
   # need_value OPTION COUNT_OF_REMAINING_ARGS NEXT_ARG
@@ -120,6 +126,8 @@ while [ $# -gt 0 ]; do
     --arch=*) arch="${1#*=}" ;;
     --precision) need_value "$1" $# "${2:-}"; precision="$2"; shift ;;
     --precision=*) precision="${1#*=}" ;;
+    --models) need_value "$1" $# "${2:-}"; models="$2"; shift ;;
+    --models=*) models="${1#*=}" ;;
     --engine) need_value "$1" $# "${2:-}"; engine="$2"; shift ;;
     --engine=*) engine="${1#*=}" ;;
     --tag) need_value "$1" $# "${2:-}"; tag="$2"; shift ;;
@@ -140,10 +148,27 @@ case "$arch" in
 esac
 
 case "$precision" in
-  fp32) model_file="$model_dir/onnx/model.onnx" ;;
-  int8) model_file="$model_dir/onnx/model_int8.onnx" ;;
+  fp32) onnx_file="onnx/model.onnx" ;;
+  int8) onnx_file="onnx/model_int8.onnx" ;;
   *) usage_error "--precision must be fp32 or int8, got '$precision'" ;;
 esac
+
+# --models: the folders to bake in (build arg, space-separated) and Terraform's list.
+model_folders="all-MiniLM-L6-v2"
+models_var=""
+if [ -n "$models" ]; then
+  model_folders=""
+  items=()
+  IFS=',' read -r -a entries <<<"$models"
+  for entry in "${entries[@]}"; do
+    if ! [[ "$entry" =~ ^([^=,\"]+=)?[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
+      usage_error "--models takes FOLDER or ID=FOLDER entries, comma-separated (a folder name under models/), got '$entry'"
+    fi
+    model_folders="${model_folders:+$model_folders }${entry##*=}"
+    items+=("\"$entry\"")
+  done
+  models_var="models=[$(IFS=,; echo "${items[*]}")]"
+fi
 
 if ! [[ "$region" =~ ^[a-z]{2,4}(-[a-z]+)+-[0-9]+$ ]]; then
   usage_error "--region must be an AWS region name such as eu-west-1, got '$region'"
@@ -158,8 +183,8 @@ for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
     usage_error "--var expects name=value, got '$kv'"
   fi
   case "${kv%%=*}" in
-    region | architecture | precision | image_tag | image_digest)
-      usage_error "--var ${kv%%=*}=... is set by this script; use --region, --arch, --precision or --tag instead"
+    region | architecture | precision | image_tag | image_digest | models)
+      usage_error "--var ${kv%%=*}=... is set by this script; use --region, --arch, --precision, --models or --tag instead"
       ;;
     bulk_function_enabled | bulk_image_tag | bulk_image_digest)
       usage_error "--var ${kv%%=*}=... is set by this script; use --bulk instead"
@@ -245,6 +270,9 @@ fi
 if [ "$batch" -eq 1 ]; then
   tf_vars+=(-var "enable_batch=true")
 fi
+if [ -n "$models_var" ]; then
+  tf_vars+=(-var "$models_var")
+fi
 for kv in "${extra_vars[@]+"${extra_vars[@]}"}"; do
   tf_vars+=(-var "$kv")
 done
@@ -280,14 +308,18 @@ check_tools() {
 }
 
 check_model() {
-  if [ -f "$model_file" ]; then
-    return
-  fi
-  if [ "$dry_run" -eq 1 ]; then
-    note "warning: $model_file is missing; a real deploy stops here (run 'make setup' first)."
-    return
-  fi
-  die "$model_file is missing: the Lambda image bakes the prepared ONNX model in. Run 'make setup' first."
+  local folder file
+  for folder in $model_folders; do
+    file="models/$folder/$onnx_file"
+    if [ -f "$file" ]; then
+      continue
+    fi
+    if [ "$dry_run" -eq 1 ]; then
+      note "warning: $file is missing; a real deploy stops here (run 'make setup' first)."
+      continue
+    fi
+    die "$file is missing: the Lambda image bakes the prepared ONNX model in. Run 'make setup' first."
+  done
 }
 
 cd "$root"
@@ -418,8 +450,12 @@ if [ "$engine" = "docker" ]; then
     provenance_args+=(--provenance=false)
   fi
 fi
+model_args=()
+if [ -n "$models" ]; then
+  model_args+=(--build-arg "MODELS=$model_folders")
+fi
 run "$engine" build --platform "$platform" "${provenance_args[@]+"${provenance_args[@]}"}" -f Dockerfile.lambda \
-  --build-arg "PRECISION=$precision" -t "$local_image:$tag" .
+  --build-arg "PRECISION=$precision" "${model_args[@]+"${model_args[@]}"}" -t "$local_image:$tag" .
 if [ "$bulk" -eq 1 ]; then
   # The bulk function runs the query function's precision (one model file for corpus and queries).
   run "$engine" build --platform "$platform" "${provenance_args[@]+"${provenance_args[@]}"}" -f Dockerfile.lambda \

@@ -15,6 +15,16 @@ locals {
     EMBEDDING_PRECISION = var.precision
     HF_HUB_OFFLINE      = "1"
   }
+
+  # Several models in one function (var.models): MODELS lists their folders in the image, and
+  # MODEL_DIR, which the image sets for its one default model, is cleared (the service refuses both).
+  models_environment = length(var.models) == 0 ? {} : {
+    MODELS = join(",", [
+      for model in var.models :
+      length(split("=", model)) == 2 ? "${split("=", model)[0]}=/models/${split("=", model)[1]}" : "/models/${model}"
+    ])
+    MODEL_DIR = ""
+  }
 }
 
 # Created before the function (depends_on below) so Lambda never creates it itself without
@@ -33,7 +43,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_173:The environment holds only non-secret settings (backend name, precision, offline flag); Lambda already encrypts it at rest with an AWS-managed key.
   #checkov:skip=CKV_AWS_272:Lambda code signing applies to .zip packages only; this function is a container image, whose digest is pinned instead.
   function_name = var.function_name
-  description   = "all-MiniLM-L6-v2 sentence embeddings (ONNX Runtime) behind a Function URL"
+  description   = length(var.models) == 0 ? "all-MiniLM-L6-v2 sentence embeddings (ONNX Runtime) behind a Function URL" : "${length(var.models)} models (MODELS=, ONNX Runtime) behind a Function URL"
   role          = aws_iam_role.lambda.arn
 
   package_type  = "Image"
@@ -46,7 +56,7 @@ resource "aws_lambda_function" "this" {
 
   environment {
     # The API key's location (api_key.tf), never the key itself.
-    variables = merge(local.default_environment, local.api_key_environment, var.environment)
+    variables = merge(local.default_environment, local.models_environment, local.api_key_environment, var.environment)
   }
 
   logging_config {

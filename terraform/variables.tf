@@ -100,6 +100,17 @@ variable "precision" {
   }
 }
 
+variable "models" {
+  description = "The prepared models the one function serves together (MODELS=, docs/containers.md): each a folder name the image carries under /models (Dockerfile.lambda --build-arg MODELS=\"all-MiniLM-L6-v2 ms-marco-MiniLM-L6-v2 ...\"), or id=folder to answer under another model id, e.g. [\"all-MiniLM-L6-v2\", \"cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2\"]. Empty (the default): the image's one model (MODEL_DIR). Every model loads in the init phase, so memory_size must hold them all and a cold start loads them all (docs/lambda.md)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for model in var.models : can(regex("^([^=,]+=)?[A-Za-z0-9][A-Za-z0-9._-]*$", model))])
+    error_message = "each of models must be a folder name under /models (letters, digits, '.', '_', '-'), optionally after an id and '=': no commas, no paths."
+  }
+}
+
 variable "reserved_concurrent_executions" {
   description = "Concurrency reserved for (and capped at) this function: a cost ceiling for a URL anyone may call. -1 means unreserved (no cap). Lambda refuses a reservation that leaves the account fewer than 10 unreserved executions, so on an account whose concurrency quota is still 10 use -1."
   type        = number

@@ -358,3 +358,46 @@ def test_a_precision_without_measurements_says_so(tmp_path, capsys):
     assert "not measured" in rows[-1]["missing"] and "make setup" in rows[-1]["missing"]
     assert cost.main(["--results", str(results), "--image-gb", "0.44"]) == 0
     assert "| int8 | not measured:" in capsys.readouterr().out
+
+
+# --- reranking and sparse encoding (bench/rerank_cost.py's figures) ---------------------------------
+
+def _rerank_results(reranker_ms: dict, sparse_ms: dict) -> dict:
+    import rerank_cost
+
+    def figures(billed: dict, per_call: int) -> dict:
+        out = {"tokens_per_item": 180.0}
+        for precision, ms in billed.items():
+            usd = {arch: rerank_cost.usd_per_million_calls(ms, arch) for arch in ("x86_64", "arm64")}
+            out[precision] = {"warm_billed_ms": ms, "init_ms": 900.0, "usd_per_million_calls": usd,
+                              "usd_per_million_passages": {a: u / per_call for a, u in usd.items()}}
+        return out
+
+    return {"model_note": "MiniLM-shaped", "documents_per_call": 50, "sparse_passages_per_call": 32,
+            "memory_mb": 1769, "warm_calls": 12, "prices": "2025-08",
+            "rerank_api": rerank_cost.prices.RERANK_API, "cohere_usd_per_million_calls": 2000.0,
+            "kinds": {"reranker": figures(reranker_ms, 1), "sparse": figures(sparse_ms, 32)}}
+
+
+def test_a_million_rerank_calls_cost_their_billed_gb_seconds_and_requests():
+    import rerank_cost
+
+    assert rerank_cost.usd_per_million_calls(300, "x86_64") == pytest.approx(
+        0.3 * 1769 / 1024 * X86 * 1e6 + REQ * 1e6)
+    assert rerank_cost.usd_per_million_calls(300, "arm64") == pytest.approx(0.3 * 1769 / 1024 * ARM * 1e6 + REQ * 1e6)
+    # (query, 50 passages) is one Cohere search: $2 per 1,000 searches
+    assert rerank_cost.cohere_usd_per_million_calls() == pytest.approx(2000.0)
+
+
+def test_cli_prices_reranking_and_sparse_encoding_from_the_measured_json(tmp_path, capsys):
+    measured = tmp_path / "rerank-cost.json"
+    measured.write_text(json.dumps(_rerank_results({"fp32": 400.0, "int8": 200.0}, {"fp32": 3200.0, "int8": 1600.0})))
+    argv = ["--init-ms", "600", "--invoke-ms", "10", "--results", str(tmp_path / "none.json"), "--image-gb", "0.44"]
+    assert cost.main([*argv, "--rerank-results", str(measured)]) == 0
+    out = capsys.readouterr().out
+    fp32 = 0.4 * 1769 / 1024 * X86 * 1e6 + 0.2
+    assert f"| fp32 | 400 | ${fp32:,.2f} |" in out and "Cohere Rerank 3.5" in out and "$2,000.00" in out
+    sparse_int8 = (1.6 * 1769 / 1024 * X86 * 1e6 + 0.2) / 32
+    assert f"| int8 | 1600 | ${sparse_int8:,.2f} |" in out
+    assert cost.main([*argv, "--rerank-results", str(tmp_path / "missing.json")]) == 0
+    assert "not measured" in capsys.readouterr().out and "make bench-rerank" in cost.RERANK_MISSING

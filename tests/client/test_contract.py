@@ -12,7 +12,8 @@ from embedding_client import contract as client
 from embedding_client.corpus.targets import Limits as ClientLimits
 
 SHARED = ("LAMBDA_PAYLOAD_BYTES", "MAX_ITEMS", "MAX_ITEM_CHARS", "MAX_BODY_BYTES", "OUTPUT_TYPES",
-          "CALIBRATED_TYPES", "INPUT_TYPES", "MIN_CHUNK_TOKENS", "SHARD_EVENT_KEYS")
+          "CALIBRATED_TYPES", "INPUT_TYPES", "MIN_CHUNK_TOKENS", "SHARD_EVENT_KEYS",
+          "EMBEDDING", "RERANKER", "SPARSE", "MODEL_KINDS")
 
 
 def constants(cls) -> dict:

@@ -131,6 +131,18 @@ def test_dry_run_batch_and_bulk_build_push_and_pin_their_images():
     # Without the flags, none of it.
     plain = commands(run_script("deploy", "--dry-run").stdout)
     assert not [c for c in plain if "batch" in c or "bulk" in c]
+def test_dry_run_models_are_the_build_arg_and_the_terraform_list():
+    result = run_script("deploy", "--dry-run", "--models",
+                        "all-MiniLM-L6-v2,cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2")
+    assert result.returncode == 0, result.stderr
+    cmds = commands(result.stdout)
+    assert "--build-arg 'MODELS=all-MiniLM-L6-v2 ms-marco-MiniLM-L6-v2'" in cmds[index_of(cmds, "docker build")]
+    applies = [c for c in cmds if c.startswith("terraform -chdir=terraform apply")]
+    listed = """-var 'models=["all-MiniLM-L6-v2","cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2"]'"""
+    assert len(applies) == 2 and all(listed in c for c in applies)
+    assert "models/ms-marco-MiniLM-L6-v2/onnx/model.onnx is missing" in result.stdout  # each folder is checked
+    default = commands(run_script("deploy", "--dry-run").stdout)
+    assert "MODELS" not in default[index_of(default, "docker build")] and not any("models=" in c for c in default)
 
 
 def test_dry_run_x86_64_builds_for_amd64():
@@ -223,7 +235,10 @@ def test_help():
         (["--engine", "rkt"], "--engine must be docker or podman"),
         (["--precision", "fp16"], "--precision must be fp32 or int8, got 'fp16'"),
         (["--precision"], "--precision needs a value"),
-        (["--var", "precision=int8"], "use --region, --arch, --precision or --tag instead"),
+        (["--var", "precision=int8"], "use --region, --arch, --precision, --models or --tag instead"),
+        (["--var", "models=[]"], "set by this script"),
+        (["--models", "../up"], "--models takes FOLDER or ID=FOLDER entries"),
+        (["--models", "a,models/b"], "got 'models/b'"),
         (["--region"], "--region needs a value"),
         (["--region", "--dry-run"], "--region needs a value"),
         (["--region", "Mars"], "--region must be an AWS region name"),

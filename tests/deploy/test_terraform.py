@@ -294,6 +294,11 @@ VALIDATION_CASES: dict[str, tuple[list[Any], list[Any]]] = {
     "batch_security_group_ids": ([[], ["sg-0123abcd"]], [["group"], ["subnet-0123abcd"]]),
     "batch_vpc_cidr": (["10.80.0.0/16", "172.16.0.0/18", "192.168.0.0/17"], ["10.0.0.0/8", "10.0.0.0/24", "10.0.0/16",
                                                                           "300.0.0.0/16", ""]),
+    "models": (
+        [["all-MiniLM-L6-v2"], ["all-MiniLM-L6-v2", "cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2",
+                                "splade_v3"]],
+        [["a,b"], ["../x"], ["models/x"], ["/models/x"], ["=x"], ["id=a/b"], [""]],
+    ),
 }
 
 
@@ -364,6 +369,7 @@ EXPECTED_DEFAULTS = {
     "batch_subnet_ids": [],
     "batch_security_group_ids": [],
     "batch_vpc_cidr": "10.80.0.0/16",
+    "models": [],
 }
 
 
@@ -483,6 +489,7 @@ def test_real_terraform_enforces_the_validations(tmp_path):
         "batch_subnet_ids": '["subnet-x"]',
         "batch_security_group_ids": '["group"]',
         "batch_vpc_cidr": "10.0.0.0/8",
+        "models": '["a,b"]',
     }
     assert set(bad) == set(VALIDATION_CASES)
     args = [arg for name, value in bad.items() for arg in ("-var", f"{name}={value}")]
@@ -600,9 +607,9 @@ def test_image_uri_pins_the_digest_when_given(cfg):
 def test_function_environment(cfg):
     function = named(cfg, "aws_lambda_function", "this")
     variables = expr(block(function, "environment")["variables"])
-    assert variables == "merge(local.default_environment, local.api_key_environment, var.environment)", (
-        "var.environment must be merged last"
-    )
+    assert variables == (
+        "merge(local.default_environment, local.models_environment, local.api_key_environment, var.environment)"
+    ), "var.environment must be merged last"
     defaults = clean(cfg["locals"]["default_environment"])
     assert defaults["EMBEDDING_BACKEND"] == "onnx"
     assert defaults["HF_HUB_OFFLINE"] == "1"
@@ -611,6 +618,20 @@ def test_function_environment(cfg):
     assert '"EMBEDDING_PRECISION"' in (ROOT / "package" / "src" / "embedding_service" / "settings.py").read_text()
     dockerfile = (ROOT / "Dockerfile.lambda").read_text()
     assert "ARG PRECISION=fp32" in dockerfile and "EMBEDDING_PRECISION=${PRECISION}" in dockerfile
+
+
+def test_several_models_share_one_function_through_models_and_an_image_that_bakes_them(cfg):
+    """var.models -> MODELS (each folder under /models, an id= kept) and MODEL_DIR cleared, which the
+    service needs (it refuses both); Dockerfile.lambda's MODELS build arg bakes exactly those folders."""
+    models = expr(cfg["locals"]["models_environment"])
+    assert models.startswith("length(var.models) == 0 ? {} :")
+    assert '"/models/${model}"' in models and '"${split("=", model)[0]}=/models/${split("=", model)[1]}"' in models
+    assert 'MODEL_DIR = ""' in models.replace('"MODEL_DIR"', "MODEL_DIR")
+    settings = (ROOT / "package" / "src" / "embedding_service" / "settings.py").read_text()
+    assert '"MODELS"' in settings and '"MODEL_DIR"' in settings
+    dockerfile = (ROOT / "Dockerfile.lambda").read_text()
+    assert "ARG MODELS=all-MiniLM-L6-v2" in dockerfile and "for name in $MODELS; do" in dockerfile
+    assert 'mv "$src" "/models/$name"' in dockerfile and "ENV MODEL_DIR=/models/all-MiniLM-L6-v2" in dockerfile
 
 
 def test_function_logging_and_dependencies(cfg):

@@ -241,9 +241,18 @@ def test_apply_every_auth_mode_then_destroy_leaves_nothing(terraform, moto):
     assert [f["FunctionName"] for f in moto.client("lambda", REGION).list_functions()["Functions"]] == [NAME]
     assert outputs["bulk_function_name"] == "" and s3_statements(moto) == []
 
+    # Several models in one function (var.models): MODELS names their folders in the image, and the
+    # image's MODEL_DIR is cleared, as the service requires.
+    terraform.apply(pinned, '-var=models=["all-MiniLM-L6-v2","cross-encoder/ms-marco-MiniLM-L6-v2=ms-marco-MiniLM-L6-v2"]')
+    environment = check_stack(moto, digest, "AWS_IAM")
+    assert environment["MODELS"] == (
+        "/models/all-MiniLM-L6-v2,cross-encoder/ms-marco-MiniLM-L6-v2=/models/ms-marco-MiniLM-L6-v2")
+    assert environment["MODEL_DIR"] == ""
+
     # Public: NONE alone (and the int8 economy precision, as deploy.sh --precision int8 passes it).
     terraform.apply(pinned, "-var=function_url_auth_type=NONE", "-var=precision=int8")
-    assert check_stack(moto, digest, "NONE")["EMBEDDING_PRECISION"] == "int8"
+    environment = check_stack(moto, digest, "NONE")
+    assert environment["EMBEDDING_PRECISION"] == "int8" and not {"MODELS", "MODEL_DIR"} & set(environment)
     assert "Authorization" not in terraform.outputs()["curl_example"]
 
     # NONE with an API key Terraform generates in Secrets Manager.

@@ -3,7 +3,7 @@
 Source: AWS's public pricing pages (aws.amazon.com/lambda/pricing, /ecr/pricing,
 /cloudwatch/pricing) for us-east-1 as recorded in the author's knowledge, which runs to mid-2025;
 the init-billing change is AWS's announcement of 2025-08-01; OpenAI's price for
-text-embedding-3-small. Not fetched live (the tools run offline): check the pages before quoting a
+text-embedding-3-small; Cohere's rerank price (cohere.com/pricing). Not fetched live (the tools run offline): check the pages before quoting a
 figure to anyone. Lambda bills duration per millisecond times memory in GB (MB / 1024), plus a
 fee per request.
 """
@@ -30,6 +30,15 @@ HOSTED_API = {
     "usd_per_million_tokens": 0.02,  # standard
     "batch_usd_per_million_tokens": 0.01,  # Batch API: half price, results within 24 hours
     "as_of": "2024-01 list price (unchanged through mid-2025)",
+}
+# Cohere's hosted rerank price, beside which `make cost` prices reranking on Lambda. From cohere.com/pricing
+# as known to the author (mid-2025); not fetched live. A "search" is one query with up to 100 documents
+# (a document of over 500 tokens, query included, counts as several), so (query, 50 passages) is one.
+RERANK_API = {
+    "name": "Cohere Rerank 3.5",
+    "usd_per_thousand_searches": 2.00,
+    "documents_per_search": 100,
+    "as_of": "2025-08 list price, cohere.com/pricing, as known to the author (not fetched live)",
 }
 # Graviton2's Neoverse N1 has two 128-bit FMA pipes; an AVX-512 x86 core has 512-bit ones (AVX2:
 # 256-bit). fp32 GEMM is FMA-bound, so arm64 may need more time per text than x86_64.

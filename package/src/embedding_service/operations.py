@@ -127,9 +127,14 @@ def health(api: EmbeddingAPI, request: None, path: str) -> Reply:
 
 
 def _health_of(api: EmbeddingAPI, model_id: str, embedder) -> dict:
+    """One served model's facts, its chunk windows and fingerprint included: what embed-corpus
+    reads for the model a run names (`--model`) on a server with several."""
     spec = embedder.spec
+    entry = next((each for each in api.settings.served_models if each.model_id == model_id), None)
+    settings = api.settings.for_model(entry) if entry is not None else api.settings
     return {"id": model_id, "kind": spec.kind, "dimension": spec.dimension, "max_seq_length": spec.max_seq_length,
-            **spec.prompt_info()}
+            **spec.prompt_info(), "chunk_window": _chunk_windows(embedder),
+            "fingerprint": model_fingerprint(settings, embedder)}
 
 
 @operation("embed")

@@ -1,7 +1,8 @@
 """`--changes CHANGES`: what a vector store must do to go from OLD to NEW, as a Parquet file.
 
 Columns `id`, `op` (`upsert` for an id new in NEW or whose text changed; `delete` for an id of
-OLD that NEW lacks), `embedding` (null for deletes) and `tokens`. Upserts come in NEW's order,
+OLD that NEW lacks), `embedding` (a sparse run's `indices` and `values`; null for deletes) and
+`tokens`. Upserts come in NEW's order,
 deletes after them in OLD's. When OLD's fingerprint differs from this run's, every vector
 changed, so every NEW row is an upsert. Built while NEW is assembled from its shards, so no
 extra pass over the corpus; ids are matched by their text form (`7` and `"7"` are one id).
@@ -31,14 +32,13 @@ class ChangeSet:
         self.seen = np.zeros(old.rows, dtype=bool)
         self.upserts = self.deletes = 0
         self.ints = schema.ids_are_ints and old.id_is_int
-        new_schema = schema.arrow()
         self.chunked, self.with_text = schema.chunked, schema.with_text
         fields = [pa.field("id", pa.int64() if self.ints else pa.string(), nullable=False)]
         if self.chunked:
             fields.append(pa.field("chunk", pa.int32(), nullable=False))
         fields += [
             pa.field("op", pa.string(), nullable=False),
-            pa.field("embedding", new_schema.field("embedding").type),
+            *(pa.field(field.name, field.type) for field in schema.vector_fields()),
             pa.field("tokens", pa.int32()),
         ]
         if self.with_text:

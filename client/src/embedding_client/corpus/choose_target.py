@@ -10,7 +10,7 @@ from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.target_http import HttpTarget
 from embedding_client.corpus.target_lambda import LambdaTarget
 from embedding_client.corpus.target_local import LocalTarget
-from embedding_client.corpus.targets import OUTPUT_TYPES, EmbedOptions, Target
+from embedding_client.corpus.targets import OUTPUT_TYPES, SPARSE_OUTPUT, EmbedOptions, Target
 
 
 def open_target(
@@ -24,7 +24,7 @@ def open_target(
     timeout: float | None = None,
 ) -> Target:
     """`local`, `http(s)://HOST[:PORT]` or `lambda://FUNCTION_NAME`; probes it before returning."""
-    if options.embedding_type not in OUTPUT_TYPES:
+    if options.embedding_type not in OUTPUT_TYPES and options.embedding_type != SPARSE_OUTPUT:
         raise InputError(f"--embedding-type must be one of {', '.join(OUTPUT_TYPES)}")
     if endpoint_urls and not spec.startswith("lambda://"):
         raise InputError("--endpoint-url points boto3 at Lambda endpoints: it needs --target lambda://NAME")

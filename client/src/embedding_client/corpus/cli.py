@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from embedding_client.corpus.errors import CorpusError
+from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.readers import FORMATS
 from embedding_client.corpus.report import render
 from embedding_client.corpus.runner import DEFAULT_SHARD_SIZE, Options, Run
-from embedding_client.corpus.targets import INPUT_TYPES, OUTPUT_TYPES
+from embedding_client.corpus.targets import INPUT_TYPES, OUTPUT_TYPES, SPARSE_OUTPUT
 from embedding_client.workers.batch_interface import DEFAULT_JOB_DEFINITION
 
 EXAMPLES = """\
@@ -29,6 +29,7 @@ examples:
   embed-corpus corpus.jsonl --output vectors.parquet --resume            # after a crash or Ctrl-C
   embed-corpus corpus.jsonl --output new.parquet --reuse old.parquet --changes changes.parquet
   embed-corpus docs.jsonl --output chunks.parquet --chunk-tokens 200 --chunk-overlap 20 --with-text
+  embed-corpus corpus.jsonl --output sparse.parquet --sparse --target http://localhost:8000  # SPLADE
   embed-corpus 'corpus/*.jsonl.gz' --output vectors/                      # a folder of Parquet parts
   embed-corpus s3://bucket/corpus/ --output s3://bucket/vectors/ \\
       --target lambda://embedding-model-bulk --embedding-type int8          # the workers read and write S3
@@ -119,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
         default="float",
         help="the embedding column's type (default: float32); int8/uint8/binary/ubinary as "
         "sentence-transformers' quantize_embeddings",
+    )
+    p.add_argument(
+        "--sparse",
+        action="store_true",
+        help="for a sparse (SPLADE) model: write each text's nonzero vocabulary weights as indices and values "
+        "list columns instead of embedding",
     )
     p.add_argument("--model", help="the model name to send (default: the one the target serves)")
     p.add_argument("--format", choices=FORMATS, help="the input's format (default: from its name)")
@@ -216,6 +223,13 @@ def options_from(args: argparse.Namespace) -> Options:
     values = {name: getattr(args, name) for name in Options.__dataclass_fields__ if hasattr(args, name)}
     values["endpoint_urls"] = [url.strip() for url in args.endpoint_url.split(",") if url.strip()]
     values["api_key"] = args.api_key or None
+    if args.sparse:
+        if args.embedding_type != "float":
+            raise InputError(
+                f"--sparse writes a sparse model's float weights as indices and values: --embedding-type "
+                f"{args.embedding_type} quantises dense vectors, leave it out"
+            )
+        values["embedding_type"] = SPARSE_OUTPUT
     return Options(**values)
 
 

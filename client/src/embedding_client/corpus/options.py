@@ -28,7 +28,7 @@ class Options:
     api_key: str | None = None
     on_error: str = "stop"
     input_type: str | None = None
-    embedding_type: str = "float"
+    embedding_type: str = "float"  # or "sparse": --sparse ({indices, values} from a sparse model)
     model: str | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     format: str | None = None

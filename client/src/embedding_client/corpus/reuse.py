@@ -49,10 +49,12 @@ class OldOutput:
         schema = self._file.schema_arrow
         metadata = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
         self.rows = self._file.metadata.num_rows
-        if not {"id", "embedding"} <= set(schema.names):
+        self.sparse = {"indices", "values"} <= set(schema.names)  # a --sparse output
+        if "id" not in schema.names or not (self.sparse or "embedding" in schema.names):
             self.close()
             raise InputError(
-                f"--reuse {location.uri} is not an embed-corpus output (it has no id and embedding columns)"
+                f"--reuse {location.uri} is not an embed-corpus output (it has no id and embedding, or indices "
+                "and values, columns)"
             )
         if HASH_COLUMN not in schema.names or "fingerprint" not in metadata:
             self.close()
@@ -70,7 +72,7 @@ class OldOutput:
             )
         self.id_is_int = pa.types.is_integer(schema.field("id").type)
         self.chunked = "chunk" in schema.names  # rows are chunks, keyed (id, chunk)
-        self.embedding_type = schema.field("embedding").type
+        self.embedding_type = None if self.sparse else schema.field("embedding").type
         self.same = metadata["fingerprint"] == fingerprint
         self.differences = [] if self.same else differences(json.loads(metadata.get("fingerprint_parts") or "{}"), parts)
         starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)])
@@ -128,9 +130,10 @@ class OldOutput:
     def vectors(
         self, rows: np.ndarray, hashes: np.ndarray, width: int, dtype: np.dtype
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """OLD's vectors (its bytes, unchanged) and token counts (-1: unknown) for these rows, and
-        whether each row's full text hash is the one expected (`hashes`): the index matched 8 bytes."""
-        vectors = np.empty((len(rows), width), dtype=dtype)
+        """OLD's vectors (its bytes, unchanged; a sparse OLD's (indices, values) pairs) and token
+        counts (-1: unknown) for these rows, and whether each row's full text hash is the one
+        expected (`hashes`): the index matched 8 bytes."""
+        vectors = np.empty(len(rows), dtype=object) if dtype == object else np.empty((len(rows), width), dtype=dtype)
         tokens = np.empty(len(rows), dtype=np.int64)
         same = np.empty(len(rows), dtype=bool)
         groups = np.searchsorted(self._group_starts, rows, side="right") - 1
@@ -138,7 +141,7 @@ class OldOutput:
             which = np.flatnonzero(groups == group)
             local = rows[which] - self._group_starts[group]
             embeddings, counts, stored = self._row_group(int(group))
-            vectors[which] = embeddings.reshape(-1, width)[local]
+            vectors[which] = embeddings[local] if dtype == object else embeddings.reshape(-1, width)[local]
             tokens[which] = counts[local]
             same[which] = (stored[local] == hashes[which]).all(axis=1)
         return vectors, tokens, same
@@ -149,9 +152,14 @@ class OldOutput:
         if group in self._cache:
             self._cache.move_to_end(group)
             return self._cache[group]
-        columns = ["embedding", HASH_COLUMN] + (["tokens"] if self._has_tokens else [])
+        vector_columns = ["indices", "values"] if self.sparse else ["embedding"]
+        columns = vector_columns + [HASH_COLUMN] + (["tokens"] if self._has_tokens else [])
         table = self._file.read_row_group(group, columns=columns)
-        values = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        values = (
+            sparse_column(table)
+            if self.sparse
+            else table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        )
         counts = (
             pc.fill_null(table.column("tokens"), -1).to_numpy().astype(np.int64)
             if self._has_tokens
@@ -181,6 +189,21 @@ class OldOutput:
         """(first row, table) for each row group, read one at a time (memory stays flat)."""
         for group in range(self._file.num_row_groups):
             yield int(self._group_starts[group]), self._file.read_row_group(group, columns=columns)
+
+
+def sparse_column(table: pa.Table) -> np.ndarray:
+    """A sparse output's `indices` and `values` lists -> one (indices, values) object per row."""
+    indices = table.column("indices").combine_chunks()
+    values = table.column("values").combine_chunks()
+    offsets = indices.offsets.to_numpy()
+    offsets = offsets - offsets[0]  # flatten() starts at the first row, whatever the array's offset
+    flat_indices = indices.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    flat_values = values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    rows = np.empty(len(indices), dtype=object)
+    for row in range(len(indices)):
+        start, end = offsets[row], offsets[row + 1]
+        rows[row] = (flat_indices[start:end], flat_values[start:end])
+    return rows
 
 
 def row_keys(batch) -> np.ndarray:

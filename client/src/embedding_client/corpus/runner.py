@@ -26,7 +26,7 @@ from embedding_client.corpus.options import DEFAULT_SHARD_SIZE, Options
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.run_context import RunContext, output_metadata
 from embedding_client.corpus.shards import SUCCESS, open_store
-from embedding_client.corpus.targets import EmbedOptions, Target
+from embedding_client.corpus.targets import EmbedOptions, Target, check_model_kind
 from embedding_client.corpus.worker_run import WorkerRun, choose_io
 
 __all__ = ["DEFAULT_SHARD_SIZE", "Options", "Run"]  # the command line's names
@@ -81,6 +81,7 @@ class Run:
             timeout=options.request_timeout,
         )
         try:
+            check_model_kind(target.info, options.embedding_type)
             for note in target.info.notes:
                 log.info("%s", note)
             chunk = self._chunker(target) if options.chunk_tokens is not None else None

@@ -26,7 +26,7 @@ from embedding_client.corpus.plan import pack_requests
 from embedding_client.corpus.readers import ChunkRow, Rejected, Row, row_label
 from embedding_client.corpus.shards import OutputSchema, parquet_bytes
 from embedding_client.corpus.splits import Split
-from embedding_client.corpus.targets import Chunked, Limits, output_dtype, output_width
+from embedding_client.corpus.targets import Chunked, Limits, empty_vectors, output_width
 
 JOB_VERSION = 1
 SHOWN_PROBLEMS = 5
@@ -86,7 +86,7 @@ class ShardBuffer:
         self.rows = rows
         self.schema = schema
         self.hashes = hashes
-        self.vectors = np.empty((len(rows), schema.width), dtype=output_dtype(schema.embedding_type))
+        self.vectors = empty_vectors(len(rows), schema.embedding_type, schema.width)
         self.tokens = np.full(len(rows), -1, dtype=np.int64)  # -1: the target did not say
         self.documents = documents  # None: a row per text, each done when its vector is
         self.left = None if documents is None else np.bincount(documents, minlength=int(documents.max(initial=-1)) + 1)

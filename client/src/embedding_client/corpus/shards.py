@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedding_client.contract import SPARSE as SPARSE_OUTPUT  # --sparse's output type
 from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.locations import Location, Storage
 from embedding_client.corpus.readers import ChunkRow, Row
@@ -67,7 +68,9 @@ def parquet_bytes(table: pa.Table) -> bytes:
 @dataclass(frozen=True)
 class OutputSchema:
     """Columns `id`, `embedding` (a fixed-size list, the model's dimension), `tokens`,
-    `text_sha256`; metadata (model, dimension, the run's fingerprint and its parts...)."""
+    `text_sha256`; metadata (model, dimension, the run's fingerprint and its parts...). A sparse
+    run (`--sparse`) writes `indices` (int32) and `values` (float32) lists instead of `embedding`:
+    each row's nonzero vocabulary weights, the shape Qdrant and Milvus take."""
 
     ids_are_ints: bool
     embedding_type: str
@@ -85,7 +88,7 @@ class OutputSchema:
                 pa.field("end", pa.int64(), nullable=False),
             ]
         fields += [
-            pa.field("embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False),
+            *self.vector_fields(),
             pa.field("tokens", pa.int32()),
             pa.field(HASH_COLUMN, pa.binary(32), nullable=False),
         ]
@@ -93,6 +96,16 @@ class OutputSchema:
             fields.append(pa.field("text", pa.string(), nullable=False))
         schema = pa.schema(fields)
         return schema.with_metadata(self.metadata) if with_metadata else schema
+
+    @property
+    def sparse(self) -> bool:
+        return self.embedding_type == SPARSE_OUTPUT
+
+    def vector_fields(self) -> list[pa.Field]:
+        if self.sparse:
+            return [pa.field("indices", pa.list_(pa.int32()), nullable=False),
+                    pa.field("values", pa.list_(pa.float32()), nullable=False)]
+        return [pa.field("embedding", pa.list_(_ARROW_VALUES[self.embedding_type], self.width), nullable=False)]
 
     def table(
         self, rows: list[Row] | list[ChunkRow], vectors: np.ndarray, tokens: np.ndarray, hashes: np.ndarray
@@ -106,7 +119,7 @@ class OutputSchema:
                 pa.array([row.end for row in rows], type=pa.int64()),
             ]
         columns += [
-            vector_array(vectors, self.embedding_type, self.width),
+            *(sparse_arrays(vectors) if self.sparse else [vector_array(vectors, self.embedding_type, self.width)]),
             pa.array(tokens, mask=tokens < 0, type=pa.int32()),
             pa.FixedSizeBinaryArray.from_buffers(
                 pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(hashes).tobytes())]
@@ -121,6 +134,18 @@ class OutputSchema:
 def vector_array(vectors: np.ndarray, embedding_type: str, width: int) -> pa.FixedSizeListArray:
     flat = pa.array(np.ascontiguousarray(vectors).reshape(-1), type=_ARROW_VALUES[embedding_type])
     return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+def sparse_arrays(vectors: np.ndarray) -> list[pa.ListArray]:
+    """(indices, values) objects -> the `indices` and `values` list columns, built flat in one go."""
+    lengths = np.fromiter((len(indices) for indices, _ in vectors), dtype=np.int32, count=len(vectors))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), type=pa.int32())
+    flat_indices = np.concatenate([indices for indices, _ in vectors] or [np.empty(0, np.int32)])
+    flat_values = np.concatenate([values for _, values in vectors] or [np.empty(0, np.float32)])
+    return [
+        pa.ListArray.from_arrays(offsets, pa.array(flat_indices.astype(np.int32, copy=False), type=pa.int32())),
+        pa.ListArray.from_arrays(offsets, pa.array(flat_values.astype(np.float32, copy=False), type=pa.float32())),
+    ]
 
 
 class ShardStore:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
+from embedding_client.contract import EMBEDDING
 from embedding_client.corpus.errors import (
     CorpusError,
     InputError,
@@ -32,6 +33,7 @@ from embedding_client.corpus.targets import (
     chunk_request,
     decode_vector,
     error_message,
+    model_health,
     openai_request,
     output_dtype,
     parse_chunk_response,
@@ -123,7 +125,7 @@ class HttpTarget:
             raise CorpusError(
                 f"{self.root}/v1/models lists no model: is this an OpenAI-compatible server?"
             ) from None
-        health = self._get("/health", optional=True) or {}
+        health = model_health(self._get("/health", optional=True) or {}, self._options.model)
         ours = isinstance(health.get("limits"), dict)
         info = TargetInfo(
             kind="http",
@@ -138,6 +140,7 @@ class HttpTarget:
             model_fingerprint=health.get("fingerprint") if ours else None,
             where=self.root,
             chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
+            model_kind=str(health.get("kind") or EMBEDDING),
         )
         if not info.dimension:  # another server: one tiny request tells the dimension
             probe = self._probe_dimension(info)

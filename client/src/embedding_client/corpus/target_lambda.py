@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from embedding_client.contract import LAMBDA_PAYLOAD_BYTES, PAYLOAD_MARGIN_BYTES, ErrorCode
+from embedding_client.contract import EMBEDDING, LAMBDA_PAYLOAD_BYTES, PAYLOAD_MARGIN_BYTES, ErrorCode
 from embedding_client.corpus.errors import (
     CorpusError,
     InputError,
@@ -33,6 +33,7 @@ from embedding_client.corpus.locations import Location
 from embedding_client.corpus.plan import RequestBudget
 from embedding_client.corpus.shard_job import probe_event
 from embedding_client.corpus.targets import (
+    SPARSE_OUTPUT,
     Chunked,
     Embedded,
     EmbedOptions,
@@ -41,6 +42,7 @@ from embedding_client.corpus.targets import (
     TargetInfo,
     chunk_request,
     error_message,
+    model_health,
     openai_request,
     output_width,
     parse_chunk_response,
@@ -54,6 +56,10 @@ from embedding_client.corpus.targets import (
 # in halves by the retry layer. Half as many invocations as 64 would make, so half the client's
 # per-call signing and parsing.
 REQUEST_TOKENS = 32_768
+# A sparse answer's size is planned at this many `index, value` pairs a text (a SPLADE passage
+# has a few hundred) of this many JSON bytes each; a larger answer is split by the retry layer.
+SPARSE_PLANNED_VALUES = 1024
+SPARSE_PAIR_BYTES = 32
 DEFAULT_CONCURRENCY = 10  # the Terraform's default reserved concurrency
 READ_TIMEOUT_S = 905  # Lambda's longest timeout is 900 s
 _REPORT = re.compile(
@@ -135,13 +141,16 @@ class LambdaTarget:
     def budget(self, batch_size: int) -> RequestBudget:
         limits = self.info.limits
         itemsize = 4 if self._options.embedding_type == "float" else 1
+        if self._options.embedding_type == SPARSE_OUTPUT:  # JSON pairs; an answer too big is halved
+            vector_bytes = SPARSE_PAIR_BYTES * min(self.info.dimension, SPARSE_PLANNED_VALUES)
+        else:
+            vector_bytes = 4 * math.ceil(output_width(self._options.embedding_type, self.info.dimension) * itemsize / 3)
         return RequestBudget(
             max_items=min(batch_size, limits.max_items),
             max_tokens=REQUEST_TOKENS,
             max_request_bytes=min(limits.max_body_bytes, LAMBDA_PAYLOAD_BYTES) - PAYLOAD_MARGIN_BYTES,
             max_response_bytes=LAMBDA_PAYLOAD_BYTES - PAYLOAD_MARGIN_BYTES,
-            bytes_per_vector=4
-            * math.ceil(output_width(self._options.embedding_type, self.info.dimension) * itemsize / 3),
+            bytes_per_vector=vector_bytes,
             max_seq_length=self.info.max_seq_length,
         )
 
@@ -255,7 +264,7 @@ class LambdaTarget:
         result = self._probe_call(orjson.dumps(event))
         if isinstance(result, dict) and result.get("statusCode") == 200:
             try:
-                health = orjson.loads(result.get("body") or "{}")
+                health = model_health(orjson.loads(result.get("body") or "{}"), self._options.model)
                 return TargetInfo(
                     kind="lambda",
                     model_id=self._options.model or health["model"],
@@ -265,6 +274,7 @@ class LambdaTarget:
                     model_fingerprint=health.get("fingerprint"),
                     where=f"lambda://{self.name}",
                     chunk_window=(health.get("chunk_window") or {}).get(self._options.input_type or "default"),
+                    model_kind=str(health.get("kind") or EMBEDDING),
                 )
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 pass  # another function's answer: the embedding probe says whether it embeds

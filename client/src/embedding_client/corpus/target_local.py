@@ -15,7 +15,16 @@ import time
 
 from embedding_client.corpus.errors import CorpusError, InputError
 from embedding_client.corpus.plan import RequestBudget
-from embedding_client.corpus.targets import Chunked, Embedded, EmbedOptions, Invocation, Limits, TargetInfo
+from embedding_client.corpus.targets import (
+    SPARSE_OUTPUT,
+    Chunked,
+    Embedded,
+    EmbedOptions,
+    Invocation,
+    Limits,
+    TargetInfo,
+    sparse_from_weights,
+)
 
 LOCAL_EXTRA_HINT = (
     "install the service package beside the client (pip install ./package, or the client's "
@@ -78,6 +87,7 @@ class LocalTarget:
             model_fingerprint=model_fingerprint(settings, self._embedder),
             where="local",
             chunk_window=self._embedder.chunk_window(self._prompt),
+            model_kind=spec.kind,
         )
 
     @staticmethod
@@ -100,7 +110,9 @@ class LocalTarget:
         started = time.perf_counter()
         result = self._embedder.embed(texts, prompt=self._prompt, deadline=self._deadline)
         vectors = result.vectors
-        if self._options.embedding_type != "float":
+        if self._options.embedding_type == SPARSE_OUTPUT:  # the vocabulary's weights -> their nonzeros
+            vectors = sparse_from_weights(vectors)
+        elif self._options.embedding_type != "float":
             vectors = self._quantize(vectors, self._options.embedding_type, self._embedder.calibration_ranges)
         return Embedded(
             vectors,

@@ -20,8 +20,10 @@ import numpy as np
 
 from embedding_client import contract
 from embedding_client.contract import INPUT_TYPES, OUTPUT_TYPES  # noqa: F401 (the targets' vocabulary)
+from embedding_client.contract import EMBEDDING, RERANKER, SPARSE
 from embedding_client.corpus.errors import (
     CorpusError,
+    InputError,
     PermanentError,
     SplitRequest,
     TransientError,
@@ -31,6 +33,8 @@ from embedding_client.corpus.plan import RequestBudget
 RETRYABLE_STATUSES = (408, 425, 429, 500, 502, 503)
 SPLIT_STATUSES = (413, 504)  # the request was too big for one call: halves may pass
 PROBE_ATTEMPTS = 3  # a server or emulator still starting gets a few seconds
+# `--sparse`'s output type: a row's vector is its nonzero vocabulary weights, `indices` and `values`.
+SPARSE_OUTPUT = SPARSE
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class TargetInfo:
     model_fingerprint: dict | None = None  # the service's /health `fingerprint` (None: not ours, or unread)
     where: str = ""  # the target as named on the command line
     chunk_window: int | None = None  # the most tokens a chunk may hold here (None: it can't chunk)
+    model_kind: str = EMBEDDING  # /health `kind`: embedding, sparse or reranker (another server: embedding)
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,9 @@ class Invocation:
 
 @dataclass
 class Embedded:
-    vectors: np.ndarray  # (n, width) in the output type's dtype, in request order
+    # (n, width) in the output type's dtype, in request order; a sparse run's is (n,) of objects,
+    # each an (indices int32, values float32) pair (`sparse_rows`)
+    vectors: np.ndarray
     tokens: list[int] | None  # per text, where the target says
     truncated: int | None = None  # texts cut at the model's maximum, where the target says
     invocations: list[Invocation] = field(default_factory=list)
@@ -139,6 +146,8 @@ def merge_chunked(parts: list[list[Chunked]]) -> list[Chunked]:
 
 def chunk_request(texts: list[str], chunk_tokens: int, overlap: int, options: EmbedOptions) -> dict:
     body: dict[str, Any] = {"input": texts, "chunk_tokens": chunk_tokens, "chunk_overlap": overlap}
+    if options.model:  # a server with several models (MODELS=) chunks with the one named
+        body["model"] = options.model
     if options.input_type:
         body["input_type"] = options.input_type
     return body
@@ -159,25 +168,86 @@ class Target(Protocol):
 
 
 def output_width(embedding_type: str, dimension: int) -> int:
+    """Values per vector: the dimension packed by the output type (a sparse run's: the vocabulary)."""
+    if embedding_type == SPARSE_OUTPUT:
+        return dimension
     return math.ceil(dimension / OUTPUT_TYPES[embedding_type][1])
 
 
 def output_dtype(embedding_type: str) -> np.dtype:
-    return np.dtype(OUTPUT_TYPES[embedding_type][0])
+    return np.dtype(object) if embedding_type == SPARSE_OUTPUT else np.dtype(OUTPUT_TYPES[embedding_type][0])
+
+
+def empty_vectors(count: int, embedding_type: str, width: int) -> np.ndarray:
+    """Room for `count` vectors: rows of `width` values, or one (indices, values) object each."""
+    if embedding_type == SPARSE_OUTPUT:
+        return np.empty(count, dtype=object)
+    return np.empty((count, width), dtype=output_dtype(embedding_type))
+
+
+def sparse_rows(pairs) -> np.ndarray:
+    """(indices, values) pairs -> the (n,) object array a sparse run's vectors travel in."""
+    pairs = list(pairs)
+    rows = np.empty(len(pairs), dtype=object)
+    for position, (indices, values) in enumerate(pairs):
+        rows[position] = (np.asarray(indices, dtype=np.int32), np.asarray(values, dtype=np.float32))
+    return rows
+
+
+def sparse_from_weights(weights: np.ndarray) -> np.ndarray:
+    """The model layer's (n, vocabulary) SPLADE weights -> their nonzero entries, as the services
+    answer them (`/v1/embeddings` on a sparse model), so every target writes the same rows."""
+    return sparse_rows((np.flatnonzero(row), row[np.flatnonzero(row)]) for row in weights)
+
+
+def check_model_kind(info: TargetInfo, embedding_type: str) -> None:
+    """A dense run needs an embedding model, `--sparse` a sparse one; a reranker embeds nothing."""
+    name = info.model_id
+    if info.model_kind == RERANKER:
+        raise InputError(
+            f"{name} is a reranker: it scores (query, document) pairs (POST /rerank), and embed-corpus embeds "
+            "texts: point --target (or --model) at an embedding or sparse model"
+        )
+    if info.model_kind == SPARSE and embedding_type != SPARSE_OUTPUT:
+        raise InputError(
+            f"{name} is a sparse model: its vectors are {{indices, values}}: pass --sparse to write them as "
+            "indices and values columns (--embedding-type applies to dense models only)"
+        )
+    if info.model_kind != SPARSE and embedding_type == SPARSE_OUTPUT:
+        raise InputError(
+            f"--sparse needs a sparse (SPLADE) model, and {name} is an {info.model_kind} model: leave --sparse "
+            "out to write its dense vectors"
+        )
+
+
+def model_health(health: dict, model: str | None) -> dict:
+    """/health's facts for the model a run names: a server with several models (MODELS=) lists
+    each one's kind, dimension, window, chunk windows and fingerprint in `models`, and says its
+    first model's at the top level."""
+    entries = health.get("models") if isinstance(health, dict) else None
+    if not model or not isinstance(entries, list):
+        return health
+    wanted = model.lower()
+    for entry in entries:
+        if isinstance(entry, dict) and wanted in (str(entry.get("id", "")).lower(),
+                                                  str(entry.get("id", "")).split("/")[-1].lower()):
+            return {**health, **{key: value for key, value in entry.items() if key != "id"}}
+    return health
 
 
 def openai_request(texts: list[str], info: TargetInfo, options: EmbedOptions) -> dict:
-    """A /v1/embeddings body: base64 vectors; our extensions only where the server is ours."""
+    """A /v1/embeddings body: base64 vectors (a sparse model's answer {indices, values} in JSON);
+    our extensions only where the server is ours."""
     body: dict[str, Any] = {
         "input": texts,
         "model": options.model or info.model_id,
-        "encoding_format": "base64",
+        "encoding_format": "float" if options.embedding_type == SPARSE_OUTPUT else "base64",
     }
     if info.ours:
         body["token_counts"] = True
     if options.input_type:
         body["input_type"] = options.input_type
-    if options.embedding_type != "float":
+    if options.embedding_type not in ("float", SPARSE_OUTPUT):
         body["embedding_types"] = [options.embedding_type]
     return body
 
@@ -188,6 +258,8 @@ def parse_openai_response(payload: Any, count: int, info: TargetInfo, options: E
     if not isinstance(data, list) or len(data) != count:
         got = len(data) if isinstance(data, list) else "no"
         raise PermanentError(f"the target answered {got} vectors for {count} texts")
+    if options.embedding_type == SPARSE_OUTPUT:
+        return parse_sparse_data(data, count, info)
     kind, dtype = options.embedding_type, output_dtype(options.embedding_type)
     width = output_width(kind, info.dimension)
     fast = _in_order_base64(data, kind, dtype, width)
@@ -211,6 +283,27 @@ def parse_openai_response(payload: Any, count: int, info: TargetInfo, options: E
         tokens[index] = item.get("tokens")
     known = info.ours and all(isinstance(t, int) for t in tokens)
     return Embedded(vectors, tokens if known else None)
+
+
+def parse_sparse_data(data: list, count: int, info: TargetInfo) -> Embedded:
+    """A sparse model's `{indices, values}` objects, in index order; indices within the vocabulary."""
+    pairs: list[Any] = [None] * count
+    tokens: list[Any] = [None] * count
+    for item in data:
+        index = item.get("index") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or pairs[index] is not None:
+            raise PermanentError(f"the target's response has a bad or repeated index: {index!r}")
+        vector = item.get("embedding")
+        if not (isinstance(vector, dict) and isinstance(vector.get("indices"), list)
+                and isinstance(vector.get("values"), list) and len(vector["indices"]) == len(vector["values"])):
+            raise PermanentError("the target answered no {indices, values} sparse vector: is the model sparse?")
+        indices = np.asarray(vector["indices"], dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= info.dimension):
+            raise PermanentError(f"the target's sparse vector has an index outside the vocabulary of {info.dimension}")
+        pairs[index] = (indices, vector["values"])
+        tokens[index] = item.get("tokens")
+    known = info.ours and all(isinstance(t, int) for t in tokens)
+    return Embedded(sparse_rows(pairs), tokens if known else None)
 
 
 def _in_order_base64(data: list, kind: str, dtype, width: int) -> tuple[np.ndarray, list] | None:
