@@ -40,6 +40,10 @@ INPUT_TYPES = ("query", "document")
 
 # Chunk bounds: a chunk of fewer tokens than this is refused (chunk_tokens, --chunk-tokens).
 MIN_CHUNK_TOKENS = 8
+# The chunker cuts a text into pieces about this many characters long at content-defined line
+# starts (chunk_pieces.py) and chunks each on its own, so a client can send a document of any
+# length as pieces and get the same chunks as the whole at once.
+CHUNK_PIECE_CHARS = 1 << 18
 
 
 class ErrorCode:
@@ -91,6 +95,7 @@ def published() -> dict:
         "calibrated_types": list(CALIBRATED_TYPES),
         "input_types": list(INPUT_TYPES),
         "min_chunk_tokens": MIN_CHUNK_TOKENS,
+        "chunk_piece_chars": CHUNK_PIECE_CHARS,
         "error_codes": {name.lower(): value for name, value in vars(ErrorCode).items() if name.isupper()},
         "event_keys": list(SHARD_EVENT_KEYS),
         "model_fingerprint_keys": list(MODEL_FINGERPRINT_KEYS),
