@@ -36,7 +36,8 @@ def rows_named(fmt: str, rows: list) -> str:
     first, last = rows[0], rows[-1]
     if first is last:
         return f"{label} {first.number} (id {first.id!r})"
-    return f"{len(rows):,} rows, {label}s {first.number}-{last.number} (ids {first.id!r} to {last.id!r})"
+    count = len(dict.fromkeys(map(id, rows)))  # a long document's pieces are one row
+    return f"{count:,} rows, {label}s {first.number}-{last.number} (ids {first.id!r} to {last.id!r})"
 
 
 def _positions_named(fmt: str, rows: list, positions: np.ndarray) -> str:
