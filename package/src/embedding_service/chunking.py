@@ -72,6 +72,8 @@ _BREAKS = re.compile(
     f"(?:(?<=\n)|(?<=[.!?…])[\"'”’)\]]?(?={_WS})|(?<=[。！？]))"
     f"{_WS}*"
 )
+_IS_SPACE = np.zeros(0x3002, dtype=bool)  # by code point: WHITESPACE (0x3001 stands for every code above)
+_IS_SPACE[[ord(char) for char in WHITESPACE]] = True
 _WORDS = re.compile(f"[^{WHITESPACE}]+")
 _SENTENCE_ENDS = ".!?…。！？\"'”’)]"
 
@@ -194,22 +196,9 @@ class Chunker:
     # -- units -----------------------------------------------------------------------------
 
     def _units(self, text: str, token_starts: np.ndarray, budget: int) -> Units:
-        spans: list[tuple[int, int, int]] = []  # start, end, strength of the boundary after
-        at = len(text) - len(text.lstrip(WHITESPACE))
-        for match in _BREAKS.finditer(text, at):
-            end, after = match.span()
-            if text[end] == "\n":  # the unit ends before the whitespace the line break ends
-                while end > at and text[end - 1] in WHITESPACE:
-                    end -= 1
-            else:  # after the full stop and its closing quote or bracket
-                end += 1 if end + 1 == after or text[end + 1] in WHITESPACE else 2
-            if end > at:
-                spans.append((at, end, PARAGRAPH if text.count("\n", end, after) >= 2 else SENTENCE))
-            at = after
-        end = len(text.rstrip(WHITESPACE))
-        if end > at:
-            spans.append((at, end, PARAGRAPH))
-        starts, ends, counts = _counted(spans, token_starts)
+        starts, ends, strength = _sentences(text)
+        counts = np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
+        spans = list(zip(starts.tolist(), ends.tolist(), strength.tolist()))  # start, end, strength after
         if counts.max(initial=0) > budget:
             spans = self._split_long(text, spans, counts, token_starts, budget)
             starts, ends, counts = _counted(spans, token_starts)
@@ -312,6 +301,36 @@ class Chunker:
             tokens = self.count([text[start : chunk.end]])[0]
             out.append(Chunk(start, chunk.end, tokens) if tokens <= chunk_tokens else chunk)
         return out
+
+
+def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Starts, ends (trailing whitespace excluded) and the strength of the boundary after each of
+    the text's sentences and lines: one regex pass for the breaks, the rest on arrays. A unit ends
+    before the whitespace a line break ends, or after a full stop and its closing quote or bracket;
+    two line breaks in the whitespace after it make a paragraph break; the last unit ends one."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    space = _IS_SPACE[np.minimum(codes, len(_IS_SPACE) - 1)]
+    index = np.arange(len(text))
+    last_solid = np.maximum.accumulate(np.where(space, -1, index))  # the last non-whitespace at or before
+    first = int(np.argmin(space)) if not space.all() else len(text)
+    breaks = np.array([m.span() for m in _BREAKS.finditer(text, first)], dtype=np.int64).reshape(-1, 2)
+    at, after = np.append(first, breaks[:, 1])[:-1], breaks[:, 1]
+    unit_end = breaks[:, 0]
+    line = codes[unit_end] == 10
+    before = np.where(unit_end > 0, last_solid[np.maximum(unit_end - 1, 0)], -1)
+    next_char = np.minimum(unit_end + 1, len(text) - 1)
+    closed = np.where((unit_end + 1 == after) | space[next_char], 1, 2)
+    end = np.where(line, np.maximum(at, before + 1), unit_end + closed)
+    newlines = np.append(0, np.cumsum(codes == 10))
+    strength = np.where(newlines[after] - newlines[end] >= 2, PARAGRAPH, SENTENCE)
+    keep = end > at
+    starts, ends, strength = at[keep], end[keep], strength[keep]
+    tail_start = int(after[-1]) if len(after) else first
+    tail_end = int(last_solid[-1]) + 1 if len(text) else 0
+    if tail_end > tail_start:
+        starts, ends = np.append(starts, tail_start), np.append(ends, tail_end)
+        strength = np.append(strength, PARAGRAPH)
+    return starts, ends, strength.astype(np.int64)
 
 
 def _block_end(text: str, at: int) -> int:
