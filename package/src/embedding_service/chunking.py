@@ -310,7 +310,7 @@ def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     two line breaks in the whitespace after it make a paragraph break; the last unit ends one."""
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     space = _IS_SPACE[np.minimum(codes, len(_IS_SPACE) - 1)]
-    index = np.arange(len(text))
+    index = np.arange(len(text), dtype=np.int32 if len(text) < 2**31 else np.int64)  # memory: 4 bytes a character
     last_solid = np.maximum.accumulate(np.where(space, -1, index))  # the last non-whitespace at or before
     first = int(np.argmin(space)) if not space.all() else len(text)
     breaks = np.array([m.span() for m in _BREAKS.finditer(text, first)], dtype=np.int64).reshape(-1, 2)
@@ -321,7 +321,7 @@ def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     next_char = np.minimum(unit_end + 1, len(text) - 1)
     closed = np.where((unit_end + 1 == after) | space[next_char], 1, 2)
     end = np.where(line, np.maximum(at, before + 1), unit_end + closed)
-    newlines = np.append(0, np.cumsum(codes == 10))
+    newlines = np.append(0, np.cumsum(codes == 10, dtype=index.dtype))
     strength = np.where(newlines[after] - newlines[end] >= 2, PARAGRAPH, SENTENCE)
     keep = end > at
     starts, ends, strength = at[keep], end[keep], strength[keep]
