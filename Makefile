@@ -135,8 +135,13 @@ bench-gpu: ## our GPU path vs the card's bare-forward ceiling, $ per 1M passages
 
 # BENCH_BULK_ARGS='--only reuse' (or chunks) runs one section into its own page, docs/benchmarks/bulk-SECTION.md.
 BENCH_BULK_ARGS ?=
-bench-bulk: setup ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens
+bench-bulk: setup $(VENV)/.bench-chunks ## embed-corpus: local vs the model layer per input format, a 1- and 2-RIE Lambda fleet, $ per 1M passages, a re-run with --reuse, chunking with --chunk-tokens (and ours beside four other chunkers)
 	$(PY) bench/bulk.py $(BENCH_BULK_ARGS)
+
+# The other chunkers bench-bulk compares ours with: installed on demand, never by setup or CI.
+$(VENV)/.bench-chunks: requirements-bench-chunks.txt | setup
+	$(PIP) install --quiet -r requirements-bench-chunks.txt
+	@touch $@
 
 bench-rerank: setup ## reranking (query + 50 passages) and sparse encoding on Lambda: billed ms under the real RIE, fp32 and int8, priced -> docs/benchmarks/rerank-cost.*
 	$(PY) bench/rerank_cost.py

@@ -60,6 +60,7 @@ FULL = {
     "reuse_rate_rows": 200_000,
     "reuse_memory_rows": 1_000_000,
     "chunk_speed_bytes": 5_000_000,
+    "peer_documents": None,  # chunk_peers.py: every document it finds
     "chunk_documents": 60,
 }
 QUICK = {
@@ -71,6 +72,7 @@ QUICK = {
     "reuse_rate_rows": 20_000,
     "reuse_memory_rows": 100_000,
     "chunk_speed_bytes": 500_000,
+    "peer_documents": 60,
     "chunk_documents": 6,
 }
 

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import sysconfig
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,25 @@ EDGE_TEXTS = [
 
 def corpus_texts(count: int = 60) -> list[str]:
     return EDGE_TEXTS + mixed(count - len(EDGE_TEXTS), seed=3)
+
+
+def library_text(chars: int) -> str:
+    """One long document of real text none of us wrote, `chars` characters: the standard
+    library's sources and the installed packages' READMEs (METADATA), in a fixed order, read
+    again from the top until it is long enough (a long manual, as users have them)."""
+    stdlib, packages = Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])
+    files = sorted(stdlib.rglob("*.py")) + sorted(packages.glob("*.dist-info/METADATA"))
+    parts, size = [], 0
+    while size < chars:
+        for path in files:
+            if "site-packages" in path.parts and path.name != "METADATA":
+                continue
+            part = path.read_text(encoding="utf-8", errors="replace")
+            parts.append(part)
+            size += len(part) + 2
+            if size >= chars:
+                break
+    return "\n\n".join(parts)[:chars]
 
 
 def write_jsonl(path: Path, texts: list[str], ids: list | None = None) -> Path:

@@ -28,6 +28,7 @@ class TinyConfig:
     include_prompt: bool = True
     legacy_files: bool = False  # rewrite the configs in sentence-transformers 2.x's format
     do_lower_case: bool = False  # a cased tokenizer, lowercased by sentence_bert_config's do_lower_case
+    positions: int = 130  # the transformer's max_position_embeddings (at least max_seq_length)
 
 
 CONFIGS = (
@@ -42,6 +43,8 @@ CONFIGS = (
                prompts={"query": "search query: ", "document": "search document: "}, include_prompt=False),
     TinyConfig("bert-cased-tokenizer-do-lower-case", "bert", "mean", True, 48, do_lower_case=True),
 )
+# MiniLM's window (256) on a tiny transformer: chunking tests on tens of megabytes embed fast.
+MINILM_WINDOW = TinyConfig("bert-mean-256", "bert", "mean", True, 256, positions=512)
 
 
 def _transformer(config: TinyConfig, folder: Path) -> None:
@@ -50,7 +53,7 @@ def _transformer(config: TinyConfig, folder: Path) -> None:
 
     torch.manual_seed(sum(map(ord, config.name)))
     sizes = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 intermediate_size=64, max_position_embeddings=130)
+                 intermediate_size=64, max_position_embeddings=config.positions)
     if config.architecture == "bert":
         model = BertModel(BertConfig(**sizes))
     else:

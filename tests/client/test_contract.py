@@ -12,7 +12,7 @@ from embedding_client import contract as client
 from embedding_client.corpus.targets import Limits as ClientLimits
 
 SHARED = ("LAMBDA_PAYLOAD_BYTES", "MAX_ITEMS", "MAX_ITEM_CHARS", "MAX_BODY_BYTES", "OUTPUT_TYPES",
-          "CALIBRATED_TYPES", "INPUT_TYPES", "MIN_CHUNK_TOKENS", "SHARD_EVENT_KEYS",
+          "CALIBRATED_TYPES", "INPUT_TYPES", "MIN_CHUNK_TOKENS", "CHUNK_PIECE_CHARS", "SHARD_EVENT_KEYS",
           "EMBEDDING", "RERANKER", "SPARSE", "MODEL_KINDS")
 
 
@@ -39,6 +39,7 @@ def test_health_publishes_the_contract_the_client_knows(http):
     assert published["lambda_payload_bytes"] == client.LAMBDA_PAYLOAD_BYTES
     assert {name: tuple(spec) for name, spec in published["output_types"].items()} == client.OUTPUT_TYPES
     assert published["min_chunk_tokens"] == client.MIN_CHUNK_TOKENS
+    assert published["chunk_piece_chars"] == client.CHUNK_PIECE_CHARS
     assert published["event_keys"] == list(client.SHARD_EVENT_KEYS)
     assert set(published["error_codes"].values()) == set(constants(client.ErrorCode).values())
 

@@ -194,3 +194,11 @@ def test_progress_without_a_terminal_writes_plain_lines_at_intervals():
         "progress: 100/100 texts (100%)"
     )
     assert 2 <= len(lines) <= 5 and "\r" not in stream.getvalue()
+
+
+def test_a_failed_request_names_a_long_documents_pieces_as_its_one_row():
+    from embedding_client.corpus.embed_work import rows_named
+
+    manual, short = Row(3, "manual", "x"), Row(4, "note", "y")
+    assert rows_named("jsonl", [manual, manual, manual]) == "line 3 (id 'manual')"
+    assert rows_named("jsonl", [manual, manual, short]) == "2 rows, lines 3-4 (ids 'manual' to 'note')"

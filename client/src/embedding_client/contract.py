@@ -28,6 +28,7 @@ OUTPUT_TYPES: dict[str, tuple[str, int]] = {  # numpy dtype, values per byte
 CALIBRATED_TYPES = ("int8", "uint8")
 INPUT_TYPES = ("query", "document")
 MIN_CHUNK_TOKENS = 8
+CHUNK_PIECE_CHARS = 1 << 18  # the chunker's pieces (embedding_client.corpus.pieces)
 # What a served model is (/health `kind`): embed-corpus embeds with the first and third only.
 EMBEDDING, RERANKER, SPARSE = "embedding", "reranker", "sparse"
 MODEL_KINDS = (EMBEDDING, RERANKER, SPARSE)

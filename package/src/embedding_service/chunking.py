@@ -31,6 +31,12 @@ How the cuts are chosen (one tokenisation of the whole text, with offsets):
    are first cut to `chunk_tokens - overlap`, so the whole still fits. The repeated tokens are
    counted from the offsets (tokenised again only where the two chunks were cut between tokens).
 
+5. Pieces: a text is first cut at content-defined line starts about every 256K characters
+   (chunk_pieces.py) and each piece is chunked as above on its own; no chunk crosses a piece
+   boundary and none overlaps into the piece before. That keeps the work and memory of a
+   document of any length to one piece at a time, and lets a client send the pieces of a
+   document too long for one request apart and get exactly the chunks of the whole.
+
 WordPiece (BERT, MPNet) never lets a token span whitespace, so a span cut at whitespace holds
 exactly the whole text's tokens within it; spans cut between tokens are tokenised again on
 their own and shrunk until they fit.
@@ -46,9 +52,11 @@ from operator import itemgetter
 import numpy as np
 from tokenizers import Tokenizer
 
+from embedding_service.chunk_pieces import piece_starts
 from embedding_service.contract import MIN_CHUNK_TOKENS
 
 PARAGRAPH, SENTENCE, SPACE, TOKEN = 3, 2, 1, 0  # boundary strengths, strongest first
+BLOCK_CHARS = 8192  # the tokenizer reads a piece in blocks of about this many characters
 ANCHOR_TOKENS = 24  # an anchor outranks every other boundary within this many tokens either side
 # Whitespace as the tokenizer sees it (BERT's normaliser drops control characters such as \x85
 # or \x0c first, gluing their neighbours, and reads every other Unicode space as a space): a token
@@ -64,6 +72,8 @@ _BREAKS = re.compile(
     f"(?:(?<=\n)|(?<=[.!?…])[\"'”’)\]]?(?={_WS})|(?<=[。！？]))"
     f"{_WS}*"
 )
+_IS_SPACE = np.zeros(0x3002, dtype=bool)  # by code point: WHITESPACE (0x3001 stands for every code above)
+_IS_SPACE[[ord(char) for char in WHITESPACE]] = True
 _WORDS = re.compile(f"[^{WHITESPACE}]+")
 _SENTENCE_ENDS = ".!?…。！？\"'”’)]"
 
@@ -133,16 +143,33 @@ class Chunker:
             )
 
     def chunk(self, text: str, chunk_tokens: int, overlap: int = 0) -> tuple[list[Chunk], int]:
-        """The text's chunks, and its tokens in all (untruncated)."""
-        encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        total = len(encoding)
+        """The text's chunks, and its tokens in all (untruncated): each piece (chunk_pieces.py)
+        chunked on its own, so memory follows the piece and a client may send the pieces apart."""
+        starts = piece_starts(text)
+        if not starts:
+            return self._chunk_piece(text, chunk_tokens, overlap)
+        chunks: list[Chunk] = []
+        total = 0
+        for start, end in zip([0, *starts], [*starts, len(text)]):
+            piece = text[start:end]
+            if not piece.strip(WHITESPACE):  # blank lines between pieces: nothing to chunk
+                continue
+            found, tokens = self._chunk_piece(piece, chunk_tokens, overlap)
+            chunks.extend(Chunk(c.start + start, c.end + start, c.tokens) for c in found)
+            total += tokens
+        if not chunks:  # nothing but whitespace: one chunk, so the text keeps its row
+            return self._chunk_piece(text, chunk_tokens, overlap)
+        return chunks, total
+
+    def _chunk_piece(self, text: str, chunk_tokens: int, overlap: int) -> tuple[list[Chunk], int]:
+        token_starts = self._token_starts(text)
+        total = len(token_starts)
         stripped = text.strip(WHITESPACE)
         if not stripped:  # nothing but whitespace: one chunk, so the text keeps its row
             return [Chunk(0, len(text), total)], total
         if total <= chunk_tokens:
             start = len(text) - len(text.lstrip(WHITESPACE))
             return [Chunk(start, start + len(stripped), total)], total
-        token_starts = np.fromiter(map(itemgetter(0), encoding.offsets), dtype=np.int64, count=total)
         budget = chunk_tokens - overlap
         units = self._units(text, token_starts, budget)
         groups = _groups(units, budget)
@@ -151,25 +178,27 @@ class Chunker:
             chunks = self._overlapped(text, chunks, token_starts, overlap, chunk_tokens)
         return chunks, total
 
+    def _token_starts(self, text: str) -> np.ndarray:
+        """Where each of the text's tokens starts: the text encoded in blocks of about
+        BLOCK_CHARS cut after a line break (else a space), which no token spans, so the starts
+        are the whole text's; the tokenizer's per-token objects then last one block, not the
+        whole piece (memory), and short inputs encode faster than one long one."""
+        blocks: list[np.ndarray] = []
+        at, length = 0, len(text)
+        while at < length:
+            end = length if length - at <= BLOCK_CHARS else _block_end(text, at + BLOCK_CHARS)
+            encoding = self._tokenizer.encode(text[at:end], add_special_tokens=False)
+            starts = np.fromiter(map(itemgetter(0), encoding.offsets), dtype=np.int64, count=len(encoding))
+            blocks.append(starts + at if at else starts)
+            at = end
+        return np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks else np.empty(0, dtype=np.int64)
+
     # -- units -----------------------------------------------------------------------------
 
     def _units(self, text: str, token_starts: np.ndarray, budget: int) -> Units:
-        spans: list[tuple[int, int, int]] = []  # start, end, strength of the boundary after
-        at = len(text) - len(text.lstrip(WHITESPACE))
-        for match in _BREAKS.finditer(text, at):
-            end, after = match.span()
-            if text[end] == "\n":  # the unit ends before the whitespace the line break ends
-                while end > at and text[end - 1] in WHITESPACE:
-                    end -= 1
-            else:  # after the full stop and its closing quote or bracket
-                end += 1 if end + 1 == after or text[end + 1] in WHITESPACE else 2
-            if end > at:
-                spans.append((at, end, PARAGRAPH if text.count("\n", end, after) >= 2 else SENTENCE))
-            at = after
-        end = len(text.rstrip(WHITESPACE))
-        if end > at:
-            spans.append((at, end, PARAGRAPH))
-        starts, ends, counts = _counted(spans, token_starts)
+        starts, ends, strength = _sentences(text)
+        counts = np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
+        spans = list(zip(starts.tolist(), ends.tolist(), strength.tolist()))  # start, end, strength after
         if counts.max(initial=0) > budget:
             spans = self._split_long(text, spans, counts, token_starts, budget)
             starts, ends, counts = _counted(spans, token_starts)
@@ -272,6 +301,45 @@ class Chunker:
             tokens = self.count([text[start : chunk.end]])[0]
             out.append(Chunk(start, chunk.end, tokens) if tokens <= chunk_tokens else chunk)
         return out
+
+
+def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Starts, ends (trailing whitespace excluded) and the strength of the boundary after each of
+    the text's sentences and lines: one regex pass for the breaks, the rest on arrays. A unit ends
+    before the whitespace a line break ends, or after a full stop and its closing quote or bracket;
+    two line breaks in the whitespace after it make a paragraph break; the last unit ends one."""
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    space = _IS_SPACE[np.minimum(codes, len(_IS_SPACE) - 1)]
+    index = np.arange(len(text), dtype=np.int32 if len(text) < 2**31 else np.int64)  # memory: 4 bytes a character
+    last_solid = np.maximum.accumulate(np.where(space, -1, index))  # the last non-whitespace at or before
+    first = int(np.argmin(space)) if not space.all() else len(text)
+    breaks = np.array([m.span() for m in _BREAKS.finditer(text, first)], dtype=np.int64).reshape(-1, 2)
+    at, after = np.append(first, breaks[:, 1])[:-1], breaks[:, 1]
+    unit_end = breaks[:, 0]
+    line = codes[unit_end] == 10
+    before = np.where(unit_end > 0, last_solid[np.maximum(unit_end - 1, 0)], -1)
+    next_char = np.minimum(unit_end + 1, len(text) - 1)
+    closed = np.where((unit_end + 1 == after) | space[next_char], 1, 2)
+    end = np.where(line, np.maximum(at, before + 1), unit_end + closed)
+    newlines = np.append(0, np.cumsum(codes == 10, dtype=index.dtype))
+    strength = np.where(newlines[after] - newlines[end] >= 2, PARAGRAPH, SENTENCE)
+    keep = end > at
+    starts, ends, strength = at[keep], end[keep], strength[keep]
+    tail_start = int(after[-1]) if len(after) else first
+    tail_end = int(last_solid[-1]) + 1 if len(text) else 0
+    if tail_end > tail_start:
+        starts, ends = np.append(starts, tail_start), np.append(ends, tail_end)
+        strength = np.append(strength, PARAGRAPH)
+    return starts, ends, strength.astype(np.int64)
+
+
+def _block_end(text: str, at: int) -> int:
+    """Where a block reaching `at` ends: after the next line break within BLOCK_CHARS, else after
+    the next space, else at the text's end."""
+    end = text.find("\n", at, at + BLOCK_CHARS)
+    if end < 0:
+        end = text.find(" ", at)
+    return len(text) if end < 0 else end + 1
 
 
 def _groups(units: Units, budget: int) -> list[tuple[int, int]]:

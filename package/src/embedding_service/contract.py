@@ -40,6 +40,10 @@ INPUT_TYPES = ("query", "document")
 
 # Chunk bounds: a chunk of fewer tokens than this is refused (chunk_tokens, --chunk-tokens).
 MIN_CHUNK_TOKENS = 8
+# The chunker cuts a text into pieces about this many characters long at content-defined line
+# starts (chunk_pieces.py) and chunks each on its own, so a client can send a document of any
+# length as pieces and get the same chunks as the whole at once.
+CHUNK_PIECE_CHARS = 1 << 18
 
 # What a served model is, read from its own files (model_config.py), and the routes each kind
 # answers: a client picks its calls from /health `kind`, and a route asked of another kind
@@ -111,6 +115,7 @@ def published() -> dict:
         "model_kinds": {kind: list(routes) for kind, routes in KIND_ROUTES.items()},
         "max_rerank_documents": MAX_RERANK_DOCUMENTS,
         "max_query_chars": MAX_QUERY_CHARS,
+        "chunk_piece_chars": CHUNK_PIECE_CHARS,
         "error_codes": {name.lower(): value for name, value in vars(ErrorCode).items() if name.isupper()},
         "event_keys": list(SHARD_EVENT_KEYS),
         "model_fingerprint_keys": list(MODEL_FINGERPRINT_KEYS),

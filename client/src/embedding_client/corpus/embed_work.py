@@ -17,12 +17,13 @@ import numpy as np
 
 from embedding_client.contract import LAMBDA_PAYLOAD_BYTES, PAYLOAD_MARGIN_BYTES
 from embedding_client.corpus.hashing import text_hashes
+from embedding_client.corpus.pieces import PieceRequests
 from embedding_client.corpus.plan import RequestBudget, Shard, pack_requests
 from embedding_client.corpus.readers import ChunkRow, row_label
 from embedding_client.corpus.report import RunStats
 from embedding_client.corpus.reuse import OldOutput
 from embedding_client.corpus.scheduler import Call, Scheduler, Units
-from embedding_client.corpus.shard_job import ShardBuffer, chunk_rows
+from embedding_client.corpus.shard_job import ShardBuffer, chunk_rows, chunk_text_bytes
 from embedding_client.corpus.shards import OutputSchema, ShardStore
 from embedding_client.corpus.targets import Chunked, Embedded, Target, merge_chunked
 
@@ -35,7 +36,8 @@ def rows_named(fmt: str, rows: list) -> str:
     first, last = rows[0], rows[-1]
     if first is last:
         return f"{label} {first.number} (id {first.id!r})"
-    return f"{len(rows):,} rows, {label}s {first.number}-{last.number} (ids {first.id!r} to {last.id!r})"
+    count = len(dict.fromkeys(map(id, rows)))  # a long document's pieces are one row
+    return f"{count:,} rows, {label}s {first.number}-{last.number} (ids {first.id!r} to {last.id!r})"
 
 
 def _positions_named(fmt: str, rows: list, positions: np.ndarray) -> str:
@@ -78,16 +80,18 @@ class EmbedShards:
     def _chunked(self, shard: Shard, scheduler: Scheduler) -> tuple[list[ChunkRow], np.ndarray] | None:
         """The shard's texts as chunk rows (input order, then chunk order) and each chunk's
         document (its index in the shard); None when a chunking request failed for good."""
-        texts = shard.texts
-        budget = RequestBudget(max_items=self.target.info.limits.max_items, max_request_bytes=CHUNK_REQUEST_BYTES)
+        limits = self.target.info.limits
+        pieces = PieceRequests.of(shard.texts, chunk_text_bytes(limits))  # a long document: runs of pieces
+        texts, rows = pieces.texts, [shard.rows[owner] for owner in pieces.owners]
+        budget = RequestBudget(max_items=limits.max_items, max_request_bytes=CHUNK_REQUEST_BYTES)
         calls = [
-            Call(self.chunk, texts[start:end], partial(rows_named, self.fmt, shard.rows[start:end]), merge=merge_chunked)
+            Call(self.chunk, texts[start:end], partial(rows_named, self.fmt, rows[start:end]), merge=merge_chunked)
             for start, end in pack_requests(texts, budget)
         ]
         answers = scheduler.gather(calls, "chunking")
         if answers is None:
             return None
-        results: list[Chunked] = [chunked for answer in answers for chunked in answer]
+        results: list[Chunked] = pieces.stitched([chunked for answer in answers for chunked in answer])
         stats = self.stats
         for chunked in results:
             stats.documents += 1

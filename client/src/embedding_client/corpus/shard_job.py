@@ -22,6 +22,7 @@ from embedding_client.corpus.errors import InputError
 from embedding_client.corpus.hashing import text_hashes
 from embedding_client.corpus.inputs import InputFile, Inputs, split_rows
 from embedding_client.corpus.locations import Location, Storage
+from embedding_client.corpus.pieces import PieceRequests, longest_run_bytes
 from embedding_client.corpus.plan import pack_requests
 from embedding_client.corpus.readers import ChunkRow, Rejected, Row, row_label
 from embedding_client.corpus.shards import OutputSchema, parquet_bytes
@@ -34,8 +35,8 @@ SHOWN_PROBLEMS = 5
 
 def checked_rows(items: Iterator[Row | Rejected], limits: Limits, chunking: bool = False) -> Iterator[Row | Rejected]:
     """The reader's rows, with the target's per-text limit applied (every pass uses this). With
-    `chunking` a text is only bounded by what one chunk request carries (its JSON within the
-    request body and Lambda's payload limit): the target reads every token of it."""
+    `chunking` a text of any length is read whole: one too long for a chunk request is sent as
+    runs of the chunker's pieces (pieces.py), so only a piece too long for a request is refused."""
     for item in items:
         if not isinstance(item, Row) or len(item.text) <= limits.max_item_chars:
             yield item
@@ -48,12 +49,12 @@ def checked_rows(items: Iterator[Row | Rejected], limits: Limits, chunking: bool
                 "long documents and embed every chunk",
                 getattr(item, "source", ""),
             )
-        elif (size := len(orjson.dumps(item.text))) > (most := chunk_text_bytes(limits)):
+        elif (size := longest_run_bytes(item.text, most := chunk_text_bytes(limits))) > most:
             yield Rejected(
                 item.number,
                 item.id,
-                f"the text is {size:,} bytes as JSON; one chunk request carries at most {most:,}: split the "
-                "document into several rows",
+                f"the text runs {size:,} bytes as JSON without a line break the chunker may cut at; one chunk "
+                f"request carries at most {most:,}: add line breaks or split the document into several rows",
                 getattr(item, "source", ""),
             )
         else:
@@ -187,7 +188,8 @@ def run_job(job: dict, target, storage: Storage) -> dict:
     documents, tokens_in = None, 0
     texts_count = len(rows)
     if options.chunk_tokens is not None and rows:
-        results = target.chunk([row.text for row in rows], options.chunk_tokens, options.chunk_overlap)
+        pieces = PieceRequests.of([row.text for row in rows], chunk_text_bytes(target.info.limits))
+        results = pieces.stitched(target.chunk(pieces.texts, options.chunk_tokens, options.chunk_overlap))
         tokens_in = sum(result.tokens for result in results)
         rows, documents = chunk_rows(rows, results)
     buffer = ShardBuffer(0, rows, schema, text_hashes(row.text for row in rows), documents)
