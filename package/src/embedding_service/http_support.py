@@ -144,16 +144,18 @@ def request_body_doc(
     Token ids are documented up to the encoding's last ordinary token (`ordinary_tokens`; special
     tokens are accepted too, but the gaps between them are not); None documents no token ids."""
     schema = model.model_json_schema()
-    if "anyOf" in schema["properties"].get("input", {}):  # the texts (or token ids) to work on
+    # the texts (or token ids) to work on: `input` (ours, OpenAI's) or `inputs` (TEI's)
+    field = next((name for name in ("input", "inputs") if "anyOf" in schema["properties"].get(name, {})), None)
+    if field:
         longest = limits.max_body_bytes if getattr(model, "whole_texts", False) else limits.max_item_chars
         text = {"type": "string", "minLength": 1, "maxLength": longest}
         shapes = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_items}]
-        item_types = [shape.get("items") for shape in schema["properties"]["input"]["anyOf"]]
+        item_types = [shape.get("items") for shape in schema["properties"][field]["anyOf"]]
         if ordinary_tokens and {"type": "integer"} in item_types:
             token_id = {"type": "integer", "minimum": 0, "maximum": ordinary_tokens - 1}
             ids = {"type": "array", "items": token_id, "minItems": 1, "maxItems": limits.max_item_chars}
             shapes += [ids, {"type": "array", "items": ids, "minItems": 1, "maxItems": limits.max_items}]
-        schema["properties"]["input"]["anyOf"] = shapes
+        schema["properties"][field]["anyOf"] = shapes
     if "dimensions" in schema["properties"] and dimension is not None:
         schema["properties"]["dimensions"]["anyOf"] = [
             {"type": "integer", "enum": [dimension]},
