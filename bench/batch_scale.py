@@ -24,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 WORKER_PASSAGES = 256  # per 1-vCPU measurement: ~11 s at 43.6 ms per passage
 WORKER_REPEATS = 3  # each configuration's best of 3, interleaved: other work on a shared machine only slows a run
 CHILD_START_S = 60.0  # ASSUMED, unmeasured: a Fargate task's image pull (~370 MB) and start, billed
@@ -43,7 +41,6 @@ def submit_run(passages: int, moto_url: str) -> dict:
     """Plan `passages` and submit them to moto's Batch (--detach); the client's own figures."""
     import boto3
 
-    sys.path.insert(0, str(BENCH))
     from scale import simulated_inputs, simulated_storage
 
     from embedding_client.corpus.batch_run import BatchRun
@@ -115,21 +112,21 @@ def setup_moto(boto3, url: str) -> tuple[str, str]:
 
 def submissions(passages: list[int]) -> list[dict]:
     """Each plan size in a fresh client process, against a fresh moto server."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import MotoServer
+    from processes import start_moto, stop
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
         for count in passages:
-            server = MotoServer(Path(scratch) / f"moto-{count}.log")
-            try:
-                child = subprocess.run(
-                    [sys.executable, __file__, "--submit", str(count), server.url], capture_output=True, text=True,
-                    env={**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                         "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": server.url, "AWS_REGION": "us-east-1"},
-                )
-            finally:
-                server.stop()
+            with open(Path(scratch) / f"moto-{count}.log", "wb") as log:
+                server, url = start_moto(log)
+                try:
+                    child = subprocess.run(
+                        [sys.executable, __file__, "--submit", str(count), url], capture_output=True, text=True,
+                        env={**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                             "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1"},
+                    )
+                finally:
+                    stop(server)
             if child.returncode != 0:
                 raise RuntimeError(child.stderr[-3000:])
             run = json.loads(child.stdout.strip().splitlines()[-1])
@@ -167,7 +164,6 @@ def worker_split(path: str, first: int, last: int) -> dict:
 
 def worker_rates(passages_per_vcpu: int = WORKER_PASSAGES, repeats: int = WORKER_REPEATS) -> list[dict]:
     """Passages/s at 1 vCPU, and at 2 vCPUs as threads and as splits in parallel."""
-    sys.path.insert(0, str(BENCH))
     from corpus import passages
 
     rows = []

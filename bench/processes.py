@@ -116,3 +116,20 @@ def start_uvicorn(env: dict[str, str], log, *flags: str, timeout: float = 120.0)
         stop(process)
         raise
     return process, url
+
+
+def start_moto(log, timeout: float = 60.0):
+    """moto's AWS emulator (`moto_server`) on a free loopback port, logging into `log`, once it
+    answers: the process and its URL. Benchmarks that need AWS's side real but local use it."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/moto-api/", timeout=2).status_code == 200, timeout, "moto_server", process)
+    except (RuntimeError, TimeoutError):
+        stop(process)
+        raise
+    return process, url
