@@ -17,20 +17,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
+from batch_on_moto import BatchOnMoto, as_batch_starts
 from conftest import service_env
 from corpus_helpers import AWS_TEST_ENV, assert_clear_error, run_cli, seed_vectors
-from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, EXIT_INTERRUPTED, RUN_COMMAND
+from embedding_client.workers.batch_interface import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 WORKER = [sys.executable, "-m", "embedding_client.workers.batch_worker"]  # the console script's module
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 
 def passages(count: int, start: int = 0) -> list[str]:
@@ -43,37 +41,13 @@ def jsonl(texts: list[str]) -> bytes:
     return b"".join(orjson.dumps({"text": text}) + b"\n" for text in texts)
 
 
-class Aws:
+class Aws(BatchOnMoto):
     """One bucket, a queue on a Fargate Spot environment, job definitions with and without grants."""
 
     def __init__(self, moto):
-        self.moto = moto
-        httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}).raise_for_status()
-        self.s3, self.batch, iam, ec2 = (moto.client(name) for name in ("s3", "batch", "iam", "ec2"))
         tag = str(time.monotonic_ns())
-        self.bucket, self.queue = f"batch-{tag}", f"queue-{tag}"
-        self.s3.create_bucket(Bucket=self.bucket)
-        granted = iam.create_role(RoleName=f"job-{tag}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-        iam.put_role_policy(RoleName=f"job-{tag}", PolicyName="s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"arn:aws:s3:::{self.bucket}/*"}]}))
-        bare = iam.create_role(RoleName=f"bare-{tag}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName=f"g-{tag}", Description="batch", VpcId=vpc)["GroupId"]
-        environment = self.batch.create_compute_environment(
-            computeEnvironmentName=f"spot-{tag}", type="MANAGED", state="ENABLED", serviceRole=granted,
-            computeResources={"type": "FARGATE_SPOT", "maxvCpus": 1000, "subnets": [subnet], "securityGroupIds": [group]},
-        )["computeEnvironmentArn"]
-        self.batch.create_job_queue(jobQueueName=self.queue, state="ENABLED", priority=1,
-                                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}])
         self.job_definition, self.bare_definition = f"worker-{tag}", f"bare-{tag}"
-        for name, role in ((self.job_definition, granted), (self.bare_definition, bare)):
-            self.batch.register_job_definition(
-                jobDefinitionName=name, type="container", platformCapabilities=["FARGATE"],
-                containerProperties={"image": "embedding-worker", "command": RUN_COMMAND, "jobRoleArn": role,
-                                     "executionRoleArn": role, "resourceRequirements": [
-                                         {"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}]})
+        super().__init__(moto, tag, "embedding-worker", {self.job_definition: True, self.bare_definition: False})
 
     def env(self) -> dict[str, str]:
         return {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": self.moto.url}
@@ -104,13 +78,8 @@ class Aws:
 
     def start(self, job: dict, index: int | None, attempt: int = 1) -> subprocess.Popen:
         """One child (or the final job) exactly as Batch starts it."""
-        parameters = job.get("parameters") or {}
-        command = [parameters.get(word[5:], word) if word.startswith("Ref::") else word for word in job["container"]["command"]]
+        command, env = as_batch_starts(job, index, attempt, self.env())
         assert command[0] == "embed-corpus-worker", command
-        env = {**self.env(), **{item["name"]: item["value"] for item in job["container"].get("environment", [])},
-               "AWS_BATCH_JOB_ID": job["jobId"] + ("" if index is None else f":{index}"), "AWS_BATCH_JOB_ATTEMPT": str(attempt)}
-        if index is not None:
-            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
         return subprocess.Popen([*WORKER, *command[1:]], env=service_env(**env), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 

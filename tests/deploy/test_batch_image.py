@@ -17,18 +17,16 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pyarrow.dataset as pads
 import pytest
 
+from batch_on_moto import BatchOnMoto, as_batch_starts
 from corpus_helpers import AWS_TEST_ENV, run_cli, seed_vectors
 from embedding_client.workers.batch_interface import EXIT_INTERRUPTED, RUN_COMMAND
 
 IMAGE = os.environ.get("EMBED_BATCH_IMAGE", "")
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,34 +34,13 @@ pytestmark = [
 ]
 
 
-class Queue:
+class Queue(BatchOnMoto):
     """A bucket, and a Fargate Spot queue whose job definition runs the worker image."""
 
     def __init__(self, moto):
-        self.moto = moto
-        httpx.post(f"{moto.url}/moto-api/config", json={"batch": {"use_docker": False}}).raise_for_status()
-        self.s3, self.batch, iam, ec2 = (moto.client(name) for name in ("s3", "batch", "iam", "ec2"))
         tag = uuid.uuid4().hex[:12]
-        self.bucket, self.name, self.definition = f"image-{tag}", f"queue-{tag}", f"worker-{tag}"
-        self.s3.create_bucket(Bucket=self.bucket)
-        role = iam.create_role(RoleName=f"job-{tag}", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-        iam.put_role_policy(RoleName=f"job-{tag}", PolicyName="s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-                                                    "Resource": f"arn:aws:s3:::{self.bucket}/*"}]}))
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-        group = ec2.create_security_group(GroupName=f"g-{tag}", Description="workers", VpcId=vpc)["GroupId"]
-        environment = self.batch.create_compute_environment(
-            computeEnvironmentName=f"spot-{tag}", type="MANAGED", state="ENABLED", serviceRole=role,
-            computeResources={"type": "FARGATE_SPOT", "maxvCpus": 64, "subnets": [subnet], "securityGroupIds": [group]},
-        )["computeEnvironmentArn"]
-        self.batch.create_job_queue(jobQueueName=self.name, state="ENABLED", priority=1,
-                                    computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}])
-        self.batch.register_job_definition(
-            jobDefinitionName=self.definition, type="container", platformCapabilities=["FARGATE"],
-            containerProperties={"image": IMAGE, "command": RUN_COMMAND, "jobRoleArn": role, "executionRoleArn": role,
-                                 "resourceRequirements": [{"type": "VCPU", "value": "2"},
-                                                          {"type": "MEMORY", "value": "4096"}]})
+        self.definition = f"worker-{tag}"
+        super().__init__(moto, tag, IMAGE, {self.definition: True})
 
     def aws_env(self) -> dict[str, str]:
         return {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": self.moto.url}
@@ -74,7 +51,7 @@ class Queue:
     def jobs(self) -> tuple[list[dict], dict]:
         """The run's array jobs and its final job (the one that depends on them), as Batch describes them."""
         ids = [summary["jobId"] for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED")
-               for summary in self.batch.list_jobs(jobQueue=self.name, jobStatus=status)["jobSummaryList"]]
+               for summary in self.batch.list_jobs(jobQueue=self.queue, jobStatus=status)["jobSummaryList"]]
         # Batch lists an array job's children (<id>:<index>) too: they run as their parent's index.
         jobs = [job for job in self.batch.describe_jobs(jobs=sorted(set(ids)))["jobs"] if ":" not in job["jobId"]]
         (final,) = [job for job in jobs if job.get("dependsOn")]
@@ -82,14 +59,8 @@ class Queue:
 
     def container(self, job: dict, index: int | None, attempt: int, name: str, **extra: str) -> list[str]:
         """`podman run` of one child (or the final job) exactly as Batch starts it."""
-        parameters = job.get("parameters") or {}
-        command = [parameters.get(word[5:], word) if word.startswith("Ref::") else word
-                   for word in job["container"]["command"]]
-        env = {**self.aws_env(), **{item["name"]: item["value"] for item in job["container"].get("environment", [])},
-               "AWS_BATCH_JOB_ID": job["jobId"] + ("" if index is None else f":{index}"),
-               "AWS_BATCH_JOB_ATTEMPT": str(attempt), **extra}
-        if index is not None:
-            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+        command, env = as_batch_starts(job, index, attempt, self.aws_env())
+        env.update(extra)
         flags = [f"--env={key}={value}" for key, value in sorted(env.items())]
         return ["podman", "run", "--rm", f"--name={name}", "--network=host", *flags, IMAGE, *command]
 
@@ -109,7 +80,7 @@ def test_submitted_jobs_run_in_the_worker_container_every_row_once(tmp_path, que
     for name, part in (("a.jsonl", texts[:30]), ("b.jsonl", texts[30:])):
         queue.s3.put_object(Bucket=queue.bucket, Key=f"in/{name}",
                             Body=b"".join(orjson.dumps({"text": text}) + b"\n" for text in part))
-    flags = [f"s3://{queue.bucket}/in/", "--output", f"s3://{queue.bucket}/out/", "--target", f"batch://{queue.name}",
+    flags = [f"s3://{queue.bucket}/in/", "--output", f"s3://{queue.bucket}/out/", "--target", f"batch://{queue.queue}",
              "--batch-job-definition", queue.definition, "--shard-size", "10", "--batch-splits-per-child", "3"]
     detached = run_cli(*flags, "--detach", env=queue.aws_env())
     assert detached.returncode == 0, detached.stderr
