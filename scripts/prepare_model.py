@@ -183,30 +183,42 @@ def check_fidelity(model_dir: Path, onnx_path: Path) -> float:
     return worst
 
 
-def export_checked(staging: Path, work: Path) -> dict:
-    """Export, try the fused graph, fall back to the unfused one; either must pass the gate."""
+def export_gated(staging: Path, work: Path, export, check, passes, describe) -> tuple[list, dict, object]:
+    """Export (`export(raw_path)` -> the graph's inputs), try the transformer-fused graph, fall back
+    to the unfused export where the optimiser fails or the fused graph misses the gate (`passes` of
+    what `check(onnx_path)` finds): the graph's inputs, the fused operators kept and the last check."""
     raw = work / "raw.onnx"
     target = staging / "onnx" / "model.onnx"
     target.parent.mkdir(exist_ok=True)
-    inputs = export_onnx(staging, raw)
+    inputs = export(raw)
     print(f"    graph inputs: {inputs}", flush=True)
+    found = None
     try:
         fused = {name: count for name, count in optimise_onnx(raw, target, staging).items() if count}
         print(f"    fused operators: {fused}", flush=True)
         step("4/5 checking ONNX against sentence-transformers")
-        cosine = check_fidelity(staging, target)
-        print(f"    fused graph: min cosine vs sentence-transformers {cosine:.8f}", flush=True)
+        found = check(target)
+        print(f"    fused graph: {describe(found)}", flush=True)
     except Exception as error:  # the optimiser refused this graph
         print(f"    the transformer optimiser failed ({type(error).__name__}: {error})", flush=True)
         step("4/5 checking ONNX against sentence-transformers")
-        fused, cosine = {}, -1.0
-    if cosine < FIDELITY_MIN_COSINE:
+        fused = {}
+    if found is None or not passes(found):
         if fused:
             print("    the fused graph misses the gate: keeping the unfused export", flush=True)
         shutil.copyfile(raw, target)
         fused = {}
-        cosine = check_fidelity(staging, target)
-        print(f"    unfused graph: min cosine vs sentence-transformers {cosine:.8f}", flush=True)
+        found = check(target)
+        print(f"    unfused graph: {describe(found)}", flush=True)
+    return inputs, fused, found
+
+
+def export_checked(staging: Path, work: Path) -> dict:
+    """An embedder's graph, gated on its cosine to sentence-transformers' vectors."""
+    inputs, fused, cosine = export_gated(
+        staging, work, lambda raw: export_onnx(staging, raw), lambda onnx: check_fidelity(staging, onnx),
+        lambda cosine: cosine >= FIDELITY_MIN_COSINE, lambda cosine: f"min cosine vs sentence-transformers {cosine:.8f}",
+    )
     if cosine < FIDELITY_MIN_COSINE:
         raise SystemExit(f"error: exported ONNX diverges (min cosine {cosine} < {FIDELITY_MIN_COSINE})")
     return {"onnx_inputs": inputs, "fused_operators": fused, "min_cosine_vs_sentence_transformers": cosine}
@@ -286,28 +298,11 @@ def check_servable(staging: Path, model_id: str):
 
 
 def export_head_checked(staging: Path, work: Path, spec) -> dict:
-    """A reranker's or sparse encoder's graph: fused if the fused graph passes, else unfused."""
-    raw = work / "raw.onnx"
-    target = staging / "onnx" / "model.onnx"
-    target.parent.mkdir(exist_ok=True)
-    inputs = export_head(staging, raw, spec, OPSET)
-    print(f"    graph inputs: {inputs}", flush=True)
-    found = None
-    try:
-        fused = {name: count for name, count in optimise_onnx(raw, target, staging).items() if count}
-        print(f"    fused operators: {fused}", flush=True)
-        step("4/5 checking ONNX against sentence-transformers")
-        found = check_head_fidelity(staging, target)
-        print(f"    fused graph: {found}", flush=True)
-    except Exception as error:  # the optimiser refused this graph
-        print(f"    the transformer optimiser failed ({type(error).__name__}: {error})", flush=True)
-        step("4/5 checking ONNX against sentence-transformers")
-        fused = {}
-    if found is None or not head_fidelity_passes(found):
-        shutil.copyfile(raw, target)
-        fused = {}
-        found = check_head_fidelity(staging, target)
-        print(f"    unfused graph: {found}", flush=True)
+    """A reranker's or sparse encoder's graph (its head included), gated on sentence-transformers' scores."""
+    inputs, fused, found = export_gated(
+        staging, work, lambda raw: export_head(staging, raw, spec, OPSET),
+        lambda onnx: check_head_fidelity(staging, onnx), head_fidelity_passes, str,
+    )
     if not head_fidelity_passes(found):
         raise SystemExit(f"error: exported ONNX diverges from sentence-transformers: {found}")
     return {"onnx_inputs": inputs, "fused_operators": fused, **found}
