@@ -6,7 +6,8 @@ whitespace. Each chunk's text, tokenised on its own, fits `chunk_tokens` (at mos
 maximum less its special tokens and the prompt), and together the spans cover every character
 but the whitespace between them.
 
-How the cuts are chosen (one tokenisation of the whole text, with offsets):
+How the cuts are chosen (one tokenisation of the whole text: where each token starts, from
+token_starts.py, exactly the tokenizer's offsets, faster than its `encode` by caching words):
 
 1. Units: sentences (ending in . ! ? and the like before whitespace, a CJK full stop, or a line
    break), each marked with what ends it: a paragraph break (strongest), a sentence end, and,
@@ -54,14 +55,10 @@ from tokenizers import Tokenizer
 
 from embedding_service.chunk_pieces import piece_starts
 from embedding_service.contract import MIN_CHUNK_TOKENS
+from embedding_service.token_starts import IS_SPACE, WHITESPACE, TokenStarts, codes_of, looked_up
 
 PARAGRAPH, SENTENCE, SPACE, TOKEN = 3, 2, 1, 0  # boundary strengths, strongest first
-BLOCK_CHARS = 8192  # the tokenizer reads a piece in blocks of about this many characters
 ANCHOR_TOKENS = 24  # an anchor outranks every other boundary within this many tokens either side
-# Whitespace as the tokenizer sees it (BERT's normaliser drops control characters such as \x85
-# or \x0c first, gluing their neighbours, and reads every other Unicode space as a space): a token
-# never spans one of these, so a span cut at them holds exactly the tokens inside it.
-WHITESPACE = "\t\n\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 _WS = f"[{WHITESPACE}]"
 # A sentence ends at . ! ? (and a closing quote or bracket) before whitespace, at a CJK full stop,
 # or at a line break; a blank line (two line breaks in one run of whitespace) ends a paragraph.
@@ -72,10 +69,9 @@ _BREAKS = re.compile(
     f"(?:(?<=\n)|(?<=[.!?…])[\"'”’)\]]?(?={_WS})|(?<=[。！？]))"
     f"{_WS}*"
 )
-_IS_SPACE = np.zeros(0x3002, dtype=bool)  # by code point: WHITESPACE (0x3001 stands for every code above)
-_IS_SPACE[[ord(char) for char in WHITESPACE]] = True
 _WORDS = re.compile(f"[^{WHITESPACE}]+")
-_SENTENCE_ENDS = ".!?…。！？\"'”’)]"
+_IS_SENTENCE_END = np.zeros(0xFF21, dtype=bool)  # by code point (the last stands for every code above)
+_IS_SENTENCE_END[[ord(char) for char in ".!?…。！？\"'”’)]"]] = True
 
 
 class ChunkingError(ValueError):
@@ -101,6 +97,27 @@ class Units:
     rank: np.ndarray
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A text's characters as arrays, built once and read by the units and the overlap: the code
+    points, which are whitespace, the last non-whitespace at or before each position, and the
+    line breaks before each position."""
+
+    codes: np.ndarray
+    space: np.ndarray
+    last_solid: np.ndarray
+    newlines: np.ndarray
+
+    @classmethod
+    def of(cls, text: str) -> "Layout":
+        codes = codes_of(text)
+        space = looked_up(IS_SPACE, codes)
+        index = np.arange(len(text), dtype=np.int32 if len(text) < 2**31 else np.int64)  # 4 bytes a character
+        last_solid = np.maximum.accumulate(np.where(space, -1, index))
+        newlines = np.append(0, np.cumsum(codes == 10, dtype=index.dtype))
+        return cls(codes, space, last_solid, newlines)
+
+
 class Chunker:
     """Chunks texts on one model's tokenizer (no truncation, no special tokens)."""
 
@@ -108,6 +125,7 @@ class Chunker:
         self._tokenizer = tokenizer
         self.max_tokens = max_tokens  # the model's maximum sequence length
         self.special_tokens = special_tokens  # e.g. [CLS] and [SEP]
+        self.token_starts = TokenStarts(tokenizer)  # learns the words it meets: keep one chunker
 
     @classmethod
     def of(cls, tokenizer: Tokenizer, max_seq_length: int) -> "Chunker":
@@ -162,7 +180,7 @@ class Chunker:
         return chunks, total
 
     def _chunk_piece(self, text: str, chunk_tokens: int, overlap: int) -> tuple[list[Chunk], int]:
-        token_starts = self._token_starts(text)
+        token_starts = self.token_starts(text)
         total = len(token_starts)
         stripped = text.strip(WHITESPACE)
         if not stripped:  # nothing but whitespace: one chunk, so the text keeps its row
@@ -171,32 +189,29 @@ class Chunker:
             start = len(text) - len(text.lstrip(WHITESPACE))
             return [Chunk(start, start + len(stripped), total)], total
         budget = chunk_tokens - overlap
-        units = self._units(text, token_starts, budget)
-        groups = _groups(units, budget)
-        chunks = [piece for first, last in groups for piece in self._fitted(text, units, first, last, budget)]
+        layout = Layout.of(text)
+        units = self._units(text, layout, token_starts, budget)
+        firsts, lasts = _groups(units, budget)
+        position = np.concatenate(([0], np.cumsum(units.tokens)))
+        tokens = position[lasts + 1] - position[firsts]
+        token_cut = (units.strength[lasts] == TOKEN) | ((firsts > 0) & (units.strength[firsts - 1] == TOKEN))
+        chunks: list[Chunk] = []
+        for first, last, start, end, count, cut in zip(
+            firsts.tolist(), lasts.tolist(), units.starts[firsts].tolist(), units.ends[lasts].tolist(),
+            tokens.tolist(), token_cut.tolist(),
+        ):
+            if cut:
+                chunks.extend(self._fitted(text, units, first, last, budget))
+            else:
+                chunks.append(Chunk(start, end, count))
         if overlap:
-            chunks = self._overlapped(text, chunks, token_starts, overlap, chunk_tokens)
+            chunks = self._overlapped(text, layout, chunks, token_starts, overlap, chunk_tokens)
         return chunks, total
-
-    def _token_starts(self, text: str) -> np.ndarray:
-        """Where each of the text's tokens starts: the text encoded in blocks of about
-        BLOCK_CHARS cut after a line break (else a space), which no token spans, so the starts
-        are the whole text's; the tokenizer's per-token objects then last one block, not the
-        whole piece (memory), and short inputs encode faster than one long one."""
-        blocks: list[np.ndarray] = []
-        at, length = 0, len(text)
-        while at < length:
-            end = length if length - at <= BLOCK_CHARS else _block_end(text, at + BLOCK_CHARS)
-            encoding = self._tokenizer.encode(text[at:end], add_special_tokens=False)
-            starts = np.fromiter(map(itemgetter(0), encoding.offsets), dtype=np.int64, count=len(encoding))
-            blocks.append(starts + at if at else starts)
-            at = end
-        return np.concatenate(blocks) if len(blocks) > 1 else blocks[0] if blocks else np.empty(0, dtype=np.int64)
 
     # -- units -----------------------------------------------------------------------------
 
-    def _units(self, text: str, token_starts: np.ndarray, budget: int) -> Units:
-        starts, ends, strength = _sentences(text)
+    def _units(self, text: str, layout: Layout, token_starts: np.ndarray, budget: int) -> Units:
+        starts, ends, strength = _sentences(text, layout)
         counts = np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
         spans = list(zip(starts.tolist(), ends.tolist(), strength.tolist()))  # start, end, strength after
         if counts.max(initial=0) > budget:
@@ -274,28 +289,31 @@ class Chunker:
             at = stop
         return pieces
 
-    def _overlapped(self, text, chunks, token_starts, overlap: int, chunk_tokens: int) -> list[Chunk]:
-        """Each chunk after the first, started up to `overlap` tokens into the previous one."""
-        ends = np.searchsorted(token_starts, [chunk.end for chunk in chunks]).tolist()
-        firsts = np.searchsorted(token_starts, [chunk.start for chunk in chunks]).tolist()
+    def _overlapped(self, text, layout, chunks, token_starts, overlap: int, chunk_tokens: int) -> list[Chunk]:
+        """Each chunk after the first, started up to `overlap` tokens into the previous one: at
+        the earliest of those tokens that starts a sentence, else the earliest that starts a word."""
+        ends = np.searchsorted(token_starts, [chunk.end for chunk in chunks])
+        firsts = np.searchsorted(token_starts, [chunk.start for chunk in chunks])
+        stops = ends[:-1]  # the tail of chunk i - 1: tokens begins[i - 1] .. stops[i - 1]
+        begins = np.maximum(firsts[:-1], stops - overlap)
+        lengths = np.maximum(stops - begins, 0)
+        tail = np.repeat(np.arange(len(stops)), lengths)  # whose tail each candidate token is in
+        token = begins[tail] + np.arange(len(tail)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        word, sentence = _starts_of_words_and_sentences(layout, token_starts[token])
+        picks = {}  # chunk -> the token it starts at
+        for found in (word, word & sentence):  # a sentence start, where there is one, wins
+            where = np.flatnonzero(found)
+            first = where[np.diff(tail[where], prepend=-1) != 0]  # the tails are in order
+            picks.update(zip((tail[first] + 1).tolist(), token[first].tolist()))
         out = [chunks[0]]
         for index in range(1, len(chunks)):
-            previous, chunk, stop = chunks[index - 1], chunks[index], ends[index - 1]
-            word = sentence = None  # the earliest tokens of the tail that start a word, a sentence
-            for token in range(max(firsts[index - 1], stop - overlap), stop):
-                at = int(token_starts[token])
-                if _word_start(text, at):
-                    word = token if word is None else word
-                    if _sentence_start(text, at):
-                        sentence = token
-                        break
-            pick = word if sentence is None else sentence
+            previous, chunk, pick = chunks[index - 1], chunks[index], picks.get(index)
             if pick is None:
                 out.append(chunk)
                 continue
             start = int(token_starts[pick])
             if previous.end < chunk.start:  # cut at whitespace: the tail's tokens are the text's own
-                out.append(Chunk(start, chunk.end, stop - pick + chunk.tokens))
+                out.append(Chunk(start, chunk.end, int(stops[index - 1]) - pick + chunk.tokens))
                 continue
             # cut between tokens: the word made whole again may tokenise longer, then no overlap
             tokens = self.count([text[start : chunk.end]])[0]
@@ -303,15 +321,12 @@ class Chunker:
         return out
 
 
-def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sentences(text: str, layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Starts, ends (trailing whitespace excluded) and the strength of the boundary after each of
     the text's sentences and lines: one regex pass for the breaks, the rest on arrays. A unit ends
     before the whitespace a line break ends, or after a full stop and its closing quote or bracket;
     two line breaks in the whitespace after it make a paragraph break; the last unit ends one."""
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    space = _IS_SPACE[np.minimum(codes, len(_IS_SPACE) - 1)]
-    index = np.arange(len(text), dtype=np.int32 if len(text) < 2**31 else np.int64)  # memory: 4 bytes a character
-    last_solid = np.maximum.accumulate(np.where(space, -1, index))  # the last non-whitespace at or before
+    codes, space, last_solid, newlines = layout.codes, layout.space, layout.last_solid, layout.newlines
     first = int(np.argmin(space)) if not space.all() else len(text)
     breaks = np.array([m.span() for m in _BREAKS.finditer(text, first)], dtype=np.int64).reshape(-1, 2)
     at, after = np.append(first, breaks[:, 1])[:-1], breaks[:, 1]
@@ -321,7 +336,6 @@ def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     next_char = np.minimum(unit_end + 1, len(text) - 1)
     closed = np.where((unit_end + 1 == after) | space[next_char], 1, 2)
     end = np.where(line, np.maximum(at, before + 1), unit_end + closed)
-    newlines = np.append(0, np.cumsum(codes == 10, dtype=index.dtype))
     strength = np.where(newlines[after] - newlines[end] >= 2, PARAGRAPH, SENTENCE)
     keep = end > at
     starts, ends, strength = at[keep], end[keep], strength[keep]
@@ -333,17 +347,8 @@ def _sentences(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return starts, ends, strength.astype(np.int64)
 
 
-def _block_end(text: str, at: int) -> int:
-    """Where a block reaching `at` ends: after the next line break within BLOCK_CHARS, else after
-    the next space, else at the text's end."""
-    end = text.find("\n", at, at + BLOCK_CHARS)
-    if end < 0:
-        end = text.find(" ", at)
-    return len(text) if end < 0 else end + 1
-
-
-def _groups(units: Units, budget: int) -> list[tuple[int, int]]:
-    """(first, last) unit of each chunk: every boundary starts as a cut, the cuts are visited
+def _groups(units: Units, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and the last unit of each chunk: every boundary starts as a cut, the cuts are visited
     weakest first (of each strength, anchors last), and a cut is dropped where the two chunks on
     either side of it fit the budget together."""
     count = len(units.rank)
@@ -358,8 +363,8 @@ def _groups(units: Units, budget: int) -> list[tuple[int, int]]:
         if position[right] - position[left] <= budget:
             live[cut] = False
             after[left], before[right] = right, left
-    cuts = [cut for cut in range(count + 1) if live[cut]]
-    return [(first, last - 1) for first, last in zip(cuts, cuts[1:])]
+    cuts = np.flatnonzero(live)
+    return cuts[:-1], cuts[1:] - 1
 
 
 def _anchors(rank: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -381,15 +386,12 @@ def _counted(spans: list[tuple[int, int, int]], token_starts: np.ndarray):
     return starts, ends, np.searchsorted(token_starts, ends) - np.searchsorted(token_starts, starts)
 
 
-def _word_start(text: str, at: int) -> bool:
-    return at == 0 or text[at - 1] in WHITESPACE
-
-
-def _sentence_start(text: str, at: int) -> bool:
-    """Whether `at` starts a sentence: only whitespace since a sentence end or a line break."""
-    index = at - 1
-    while index >= 0 and text[index] in WHITESPACE:
-        if text[index] == "\n":
-            return True
-        index -= 1
-    return index < 0 or text[index] in _SENTENCE_ENDS
+def _starts_of_words_and_sentences(layout: Layout, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each position starts a word (text start, or whitespace before it) and whether it
+    starts a sentence (only whitespace back to a line break, a sentence end or the text start)."""
+    before = np.maximum(at - 1, 0)
+    word = (at == 0) | layout.space[before]
+    solid = np.where(at > 0, layout.last_solid[before], -1)  # the last non-whitespace before `at`
+    line_break = layout.newlines[at] > layout.newlines[solid + 1]
+    ended = looked_up(_IS_SENTENCE_END, layout.codes[np.maximum(solid, 0)])
+    return word, (solid < 0) | line_break | ended
