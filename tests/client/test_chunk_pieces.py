@@ -54,7 +54,7 @@ def test_the_clients_piece_rule_is_the_services_on_real_text(document):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(text=st.lists(st.sampled_from(["a", "é", "語", " ", "\t", "\n", "\r", "\u2028", "\x0c", "🚀"]) | st.text(max_size=3),
+@given(text=st.lists(st.sampled_from(["a", "é", "語", " ", "\t", "\n", "\r", "\r\n", "\u2028", "\x0b", "\x0c", "🚀"]) | st.text(max_size=3),
                      max_size=1500).map("".join))
 def test_the_clients_piece_rule_is_the_services_on_random_text(monkeypatch, text):
     with monkeypatch.context() as patch:  # boundaries every few characters, so there are some
