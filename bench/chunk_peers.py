@@ -6,7 +6,8 @@ Documents: the package documentation, READMEs (METADATA), changelogs and licence
 holds under the standard library's and the venv's site-packages, 2,000-60,000 characters each,
 each text once. Each chunker runs in a fresh process on one core and reports:
 - MB/s: the documents' UTF-8 bytes over the seconds it takes to chunk them all (beside the
-  tokenizer's own `encode` with offsets, our chunker's floor, and ours with `--chunk-overlap 16`);
+  tokenizer's own `encode` with offsets, ours with `--chunk-overlap 16`, and ours forgetting
+  the words its token cache learnt before each document);
 - fit: the share of chunks whose text, tokenised alone, holds at most the size asked;
 - tokens per chunk, on average (how full the chunks are: fewer vectors for the same text);
 - coverage: the share of the documents' non-whitespace characters inside a chunk found verbatim
@@ -81,6 +82,12 @@ def chunker_of(name: str, counting, ours, size: int):
 
     if name == "ours":
         return lambda text: [text[c.start : c.end] for c in ours.chunk(text, size)[0]]
+    if name == "ours_cold":  # no word learnt from the documents before: each starts from an empty cache
+        def cold(text: str) -> list[str]:
+            ours.token_starts.clear()
+            return [text[c.start : c.end] for c in ours.chunk(text, size)[0]]
+
+        return cold
     if name == "ours_overlap":
         return lambda text: [text[c.start : c.end] for c in ours.chunk(text, size, OVERLAP)[0]]
     if name == "semchunk":
@@ -150,7 +157,7 @@ def measure_child(name: str, path: str, size: int) -> dict:
     results = [chunk(text) for text in texts]
     seconds = time.perf_counter() - started
     out = {"seconds": seconds}
-    if name == "encode":
+    if name in ("encode", "ours_cold"):  # ours_cold: ours's chunks, only the speed differs
         return out
     counts = [len(e.ids) for e in counting.encode_batch([c for r in results for c in r], add_special_tokens=False)]
     covered = [_coverage(text, chunks) for text, chunks in zip(texts, results)]
@@ -185,7 +192,7 @@ def measure(folder: Path, call, count: int | None = None) -> dict:
     path.write_text(json.dumps(texts))
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     runs = {}
-    for name in ["encode", "ours", "ours_overlap", *list(PEERS)[1:]]:
+    for name in ["encode", "ours", "ours_cold", "ours_overlap", *list(PEERS)[1:]]:
         runs[name] = call(measure_child, name, str(path), SIZE)
         runs[name]["mb_per_s"] = megabytes / runs[name]["seconds"]
         runs[name]["version"] = version(PEERS[name][1]) if name in PEERS and PEERS[name][1] else None
