@@ -311,5 +311,5 @@ def render(results: dict, sections) -> str:
         overlap_met=met(peers["overlap_met"]), floor=f"{peers['runs']['encode']['mb_per_s']:.2f}",
         floor_ratio=f"{peers['runs']['ours']['mb_per_s'] / peers['runs']['encode']['mb_per_s']:.2f}x",
         cold_rate=f"{peers['runs']['ours_cold']['mb_per_s']:.2f}",
-        edit_every=chunk_peers.EDIT_EVERY,
+        edit_every=chunk_peers.EDIT_EVERY, timed_runs=chunk_peers.TIMED_RUNS,
     )

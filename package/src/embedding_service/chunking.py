@@ -303,7 +303,10 @@ class Chunker:
         picks = {}  # chunk -> the token it starts at
         for found in (word, word & sentence):  # a sentence start, where there is one, wins
             where = np.flatnonzero(found)
-            first = where[np.diff(tail[where], prepend=-1) != 0]  # the tails are in order
+            if not len(where):
+                continue
+            owners = tail[where]
+            first = where[np.concatenate(([True], owners[1:] != owners[:-1]))]  # the tails are in order
             picks.update(zip((tail[first] + 1).tolist(), token[first].tolist()))
         out = [chunks[0]]
         for index in range(1, len(chunks)):
