@@ -142,8 +142,9 @@ def _local(source: Path, folder: Path, *args: str) -> dict:
 
 
 def chunked_vs_precut(documents: list[str], window: int, folder: Path) -> dict:
-    """Tokens/s over embed_s: pre-cut, chunked, pre-cut again (the higher pre-cut kept: the
-    stricter reference). The pre-cut passages are the chunked run's own chunks (`--with-text`)."""
+    """Tokens/s over embed_s: pre-cut, chunked, pre-cut, chunked, in turn (a slow spell of the
+    shared CPU then hits both alike), the faster of each kept. The pre-cut passages are the
+    chunked run's own chunks (`--with-text`)."""
     folder.mkdir(parents=True, exist_ok=True)
     source = write_jsonl(folder / "documents.jsonl", documents)
     chunking = ("--chunk-tokens", str(window))
@@ -153,11 +154,14 @@ def chunked_vs_precut(documents: list[str], window: int, folder: Path) -> dict:
     runs = {"precut": _local(precut, folder)}
     runs["chunked"] = _local(source, folder, *chunking)
     runs["precut_again"] = _local(precut, folder)
+    runs["chunked_again"] = _local(source, folder, *chunking)
     reference = max(runs["precut"], runs["precut_again"], key=lambda run: run["tokens_per_s"])
-    ratio = runs["chunked"]["tokens_per_s"] / reference["tokens_per_s"]
+    chunked = max(runs["chunked"], runs["chunked_again"], key=lambda run: run["tokens_per_s"])
+    ratio = chunked["tokens_per_s"] / reference["tokens_per_s"]
     say(
-        f"--chunk-tokens {window}, local: {runs['chunked']['tokens_per_s']:,.0f} tokens/s, pre-cut "
-        f"{runs['precut']['tokens_per_s']:,.0f} and {runs['precut_again']['tokens_per_s']:,.0f} ({ratio:.1%})"
+        f"--chunk-tokens {window}, local: {runs['chunked']['tokens_per_s']:,.0f} and "
+        f"{runs['chunked_again']['tokens_per_s']:,.0f} tokens/s, pre-cut {runs['precut']['tokens_per_s']:,.0f} "
+        f"and {runs['precut_again']['tokens_per_s']:,.0f} ({ratio:.1%})"
     )
     return {
         "documents": len(documents),
@@ -266,6 +270,7 @@ def _run_rows(throughput: dict) -> list[list]:
         "precut": "pre-cut passages",
         "chunked": f"documents, `--chunk-tokens {throughput['chunk_tokens']}`",
         "precut_again": "pre-cut passages, again",
+        "chunked_again": f"documents, `--chunk-tokens {throughput['chunk_tokens']}`, again",
     }
     reference = throughput["reference"]["tokens_per_s"]
     return [
