@@ -34,7 +34,7 @@ import numpy as np
 SIZE = 128
 OVERLAP = 16
 EDIT_EVERY = 3  # every third document is edited three ways
-TIMED_RUNS = 3  # each chunker timed in this many fresh processes, the fastest kept (the CPU is shared)
+TIMED_RUNS = 5  # each chunker timed in this many fresh processes, the fastest kept (the CPU is shared)
 NAMES = re.compile(r"^(METADATA|README|CHANGES|CHANGELOG|HISTORY|NEWS|LICEN[CS]E|COPYING|NOTICE)", re.I)
 PEERS = {  # name -> (what the table calls it, its package for the version)
     "ours": ("ours (`/v1/chunks`, `--chunk-tokens`)", None),
