@@ -11,8 +11,9 @@ locals {
   # The client's default --batch-job-definition and the queue, named like <function_name>-bulk.
   batch_queue_name          = "${var.function_name}-batch"
   batch_job_definition_name = "${var.function_name}-batch-worker"
-  batch_spot_ce_name        = "${var.function_name}-batch-fargate-spot"
-  batch_on_demand_ce_name   = "${var.function_name}-batch-fargate"
+  # The queue's compute environments, in its order: Fargate Spot, then on-demand Fargate when
+  # Spot has no capacity. Each is named <function_name>-batch-fargate-spot or -batch-fargate.
+  batch_compute_types = var.enable_batch ? ["FARGATE_SPOT", "FARGATE"] : []
 
   batch_image_uri = (
     var.batch_image_digest != ""
@@ -302,15 +303,15 @@ resource "aws_cloudwatch_log_group" "batch" {
 
 # --- compute: Fargate Spot first, on-demand Fargate second ---------------------------------------
 
-resource "aws_batch_compute_environment" "fargate_spot" {
-  count        = local.batch_count
-  name         = local.batch_spot_ce_name
+resource "aws_batch_compute_environment" "this" {
+  for_each     = toset(local.batch_compute_types)
+  name         = "${var.function_name}-batch-${lower(replace(each.key, "_", "-"))}"
   type         = "MANAGED"
   state        = "ENABLED"
   service_role = aws_iam_role.batch_service[0].arn
 
   compute_resources {
-    type               = "FARGATE_SPOT"
+    type               = each.key
     max_vcpus          = var.batch_max_vcpus
     subnets            = local.batch_subnet_ids
     security_group_ids = local.batch_security_group_ids
@@ -331,21 +332,15 @@ resource "aws_batch_compute_environment" "fargate_spot" {
   }
 }
 
-resource "aws_batch_compute_environment" "fargate" {
-  count        = local.batch_count
-  name         = local.batch_on_demand_ce_name
-  type         = "MANAGED"
-  state        = "ENABLED"
-  service_role = aws_iam_role.batch_service[0].arn
+# Where the two environments were separate resources.
+moved {
+  from = aws_batch_compute_environment.fargate_spot[0]
+  to   = aws_batch_compute_environment.this["FARGATE_SPOT"]
+}
 
-  compute_resources {
-    type               = "FARGATE"
-    max_vcpus          = var.batch_max_vcpus
-    subnets            = local.batch_subnet_ids
-    security_group_ids = local.batch_security_group_ids
-  }
-
-  depends_on = [aws_iam_role_policy_attachment.batch_service, aws_route_table_association.batch, aws_vpc_endpoint.batch_s3]
+moved {
+  from = aws_batch_compute_environment.fargate[0]
+  to   = aws_batch_compute_environment.this["FARGATE"]
 }
 
 resource "aws_batch_job_queue" "this" {
@@ -354,14 +349,12 @@ resource "aws_batch_job_queue" "this" {
   state    = "ENABLED"
   priority = 1
 
-  compute_environment_order {
-    order               = 1
-    compute_environment = aws_batch_compute_environment.fargate_spot[0].arn
-  }
-
-  compute_environment_order {
-    order               = 2
-    compute_environment = aws_batch_compute_environment.fargate[0].arn
+  dynamic "compute_environment_order" {
+    for_each = local.batch_compute_types
+    content {
+      order               = compute_environment_order.key + 1
+      compute_environment = aws_batch_compute_environment.this[compute_environment_order.value].arn
+    }
   }
 }
 

@@ -861,6 +861,9 @@ def test_batch_resources_exist_only_when_enabled(cfg):
     for block_ in cfg["raw"]["batch.tf"]["resource"] + cfg["raw"]["batch.tf"]["data"]:
         for rtype, named_ in block_.items():
             for name, body in named_.items():
+                if "for_each" in body:  # the compute environments: one per type, none when disabled
+                    assert expr(body["for_each"]) == "toset(local.batch_compute_types)", (rtype, name)
+                    continue
                 assert expr(body["count"]) in counts, (rtype, name)
     assert expr(cfg["output"]["batch_job_queue_name"]["value"]) == (
         'var.enable_batch ? aws_batch_job_queue.this[0].name : ""')
@@ -881,14 +884,20 @@ def test_batch_names_are_the_clients_defaults(cfg):
 
 
 def test_batch_queue_puts_fargate_spot_before_on_demand(cfg):
+    assert expr(cfg["locals"]["batch_compute_types"]) == 'var.enable_batch ? ["FARGATE_SPOT", "FARGATE"] : []'
     queue = named(cfg, "aws_batch_job_queue", "this")
-    order = {o["order"]: expr(o["compute_environment"]) for o in queue["compute_environment_order"]}
-    assert order == {1: "aws_batch_compute_environment.fargate_spot[0].arn",
-                     2: "aws_batch_compute_environment.fargate[0].arn"}
-    for name, kind in (("fargate_spot", "FARGATE_SPOT"), ("fargate", "FARGATE")):
-        resources_ = block(named(cfg, "aws_batch_compute_environment", name), "compute_resources")
-        assert unquote(resources_["type"]) == kind
-        assert expr(resources_["max_vcpus"]) == "var.batch_max_vcpus"
+    (dynamic,) = [clean(d) for d in queue["dynamic"]]
+    order = dynamic["compute_environment_order"]
+    assert expr(order["for_each"]) == "local.batch_compute_types"
+    (content,) = order["content"]
+    assert expr(content["order"]) == "compute_environment_order.key + 1"  # the list's order: Spot first
+    assert expr(content["compute_environment"]) == (
+        "aws_batch_compute_environment.this[compute_environment_order.value].arn")
+    environment = named(cfg, "aws_batch_compute_environment", "this")
+    assert expr(environment["for_each"]) == "toset(local.batch_compute_types)"
+    resources_ = block(environment, "compute_resources")
+    assert expr(resources_["type"]) == "each.key"
+    assert expr(resources_["max_vcpus"]) == "var.batch_max_vcpus"
 
 
 def test_batch_retries_spot_reclaims_and_never_bad_input(cfg):

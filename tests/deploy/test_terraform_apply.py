@@ -117,9 +117,8 @@ def terraform(tmp_path_factory, moto):
     # Patch 2: 5.100 does not know the argument (6.28 added it).
     patch_once(workdir / "lambda.tf", "  invoked_via_function_url = true\n", "")
     # Patch 3: provider 6 renamed aws_batch_compute_environment's compute_environment_name to name.
-    for environment in ("spot", "on_demand"):
-        patch_once(workdir / "batch.tf", f"  name         = local.batch_{environment}_ce_name\n",
-                   f"  compute_environment_name = local.batch_{environment}_ce_name\n")
+    name = '"${var.function_name}-batch-${lower(replace(each.key, "_", "-"))}"\n'
+    patch_once(workdir / "batch.tf", f"  name         = {name}", f"  compute_environment_name = {name}")
     endpoints = "\n".join(f'    {service} = "{moto.url}"' for service in ENDPOINTS)
     (workdir / "provider_override.tf").write_text(
         f'provider "aws" {{\n  access_key = "testing"\n  secret_key = "testing"\n'
@@ -439,6 +438,8 @@ def test_batch_queue_job_definition_roles_and_network_then_destroy(terraform, mo
     environments = {e["computeEnvironmentArn"]: e for e in batch.describe_compute_environments()["computeEnvironments"]}
     kinds = [environments[o["computeEnvironment"]]["computeResources"]["type"] for o in order]
     assert kinds == ["FARGATE_SPOT", "FARGATE"]
+    names = [environments[o["computeEnvironment"]]["computeEnvironmentName"] for o in order]
+    assert names == [f"{queue}-fargate-spot", f"{queue}-fargate"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{queue}-*"]}])["Subnets"]
     assert len(subnets) == 3 and len({s["AvailabilityZone"] for s in subnets}) == 3
     (vpc_id,) = {s["VpcId"] for s in subnets}
