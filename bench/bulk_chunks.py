@@ -8,8 +8,8 @@ so three measurements, each against the issue's target:
 1. the service's chunker alone, on one core (a fresh process, one tokenizer thread, pinned
    where `taskset` exists), over long documents: MB/s at the model's window and at 128 tokens
    (at least 5 MB/s), next to the tokenizer's own `encode` of the same text (the chunker
-   finds every token's start once, from a cache of words already tokenised); and its time for (2)'s documents as a share of embedding
-   them (under 5%);
+   finds every token's start once, from a cache of words already tokenised); and its time for
+   (2)'s documents as a share of embedding them (under 5%);
 2. `--target local`: tokens/s embedded with `--chunk-tokens <window>` against the same chunks'
    texts embedded as pre-cut passages (at least 90%);
 3. plain truncation at the window on the standard library's docstrings: the share of tokens it

@@ -4,8 +4,8 @@ all counting tokens on the model's own tokenizer, on real documents none of us w
 
 Documents: the package documentation, READMEs (METADATA), changelogs and licences this machine
 holds under the standard library's and the venv's site-packages, 2,000-60,000 characters each,
-each text once. Each chunker runs in a fresh process on one core (TIMED_RUNS of them, in turn with the others, the
-fastest kept) and reports:
+each text once. Each chunker runs in a fresh process on one core (TIMED_RUNS of them, in turn
+with the others, the fastest kept) and reports:
 - MB/s: the documents' UTF-8 bytes over the seconds it takes to chunk them all (beside the
   tokenizer's own `encode` with offsets, ours with `--chunk-overlap 16`, and ours forgetting
   the words its token cache learnt before each document);

@@ -55,7 +55,7 @@ from tokenizers import Tokenizer
 
 from embedding_service.chunk_pieces import piece_starts
 from embedding_service.contract import MIN_CHUNK_TOKENS
-from embedding_service.token_starts import IS_SPACE, WHITESPACE, TokenStarts, codes_of, looked_up
+from embedding_service.token_starts import IS_SPACE, WHITESPACE, WORDS, TokenStarts, codes_of, looked_up, ragged
 
 PARAGRAPH, SENTENCE, SPACE, TOKEN = 3, 2, 1, 0  # boundary strengths, strongest first
 ANCHOR_TOKENS = 24  # an anchor outranks every other boundary within this many tokens either side
@@ -69,7 +69,6 @@ _BREAKS = re.compile(
     f"(?:(?<=\n)|(?<=[.!?…])[\"'”’)\]]?(?={_WS})|(?<=[。！？]))"
     f"{_WS}*"
 )
-_WORDS = re.compile(f"[^{WHITESPACE}]+")
 _IS_SENTENCE_END = np.zeros(0xFF21, dtype=bool)  # by code point (the last stands for every code above)
 _IS_SENTENCE_END[[ord(char) for char in ".!?…。！？\"'”’)]"]] = True
 
@@ -238,7 +237,7 @@ class Chunker:
                 continue
             pieces: list[tuple[int, int, int]] = []
             piece_start = piece_end = None
-            for word in _WORDS.finditer(text, start, end):
+            for word in WORDS.finditer(text, start, end):
                 first = int(np.searchsorted(token_starts, word.start()))
                 last = int(np.searchsorted(token_starts, word.end()))
                 if last - first > budget:  # no whitespace to cut at: between tokens
@@ -297,8 +296,8 @@ class Chunker:
         stops = ends[:-1]  # the tail of chunk i - 1: tokens begins[i - 1] .. stops[i - 1]
         begins = np.maximum(firsts[:-1], stops - overlap)
         lengths = np.maximum(stops - begins, 0)
-        tail = np.repeat(np.arange(len(stops)), lengths)  # whose tail each candidate token is in
-        token = begins[tail] + np.arange(len(tail)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        tail, within = ragged(lengths)  # whose tail each candidate token is in, and where
+        token = begins[tail] + within
         word, sentence = _starts_of_words_and_sentences(layout, token_starts[token])
         picks = {}  # chunk -> the token it starts at
         for found in (word, word & sentence):  # a sentence start, where there is one, wins
